@@ -1,0 +1,101 @@
+package orkstate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// ValidateDAG checks a compiled DAG: non-empty unique names, dependencies that
+// name tasks of the DAG, and no cycle. The error names the offending task.
+func ValidateDAG(tasks []TaskSpec) error {
+	index := make(map[string]int, len(tasks))
+	for i, t := range tasks {
+		if strings.TrimSpace(t.Name) == "" {
+			return Invalid("task name", t.Name, fmt.Sprintf("task %d has an empty name", i))
+		}
+		if _, dup := index[t.Name]; dup {
+			return Invalid("task name", t.Name, "duplicate task name")
+		}
+		index[t.Name] = i
+		if t.MaxRetries < 0 {
+			return Invalid("max_retries", t.MaxRetries, "must not be negative (task "+t.Name+")")
+		}
+		if t.TimeoutSeconds < 0 {
+			return Invalid("timeout_seconds", t.TimeoutSeconds, "must not be negative (task "+t.Name+")")
+		}
+	}
+	deps := make([][]string, len(tasks))
+	for i, t := range tasks {
+		for _, d := range t.DependsOn {
+			if _, ok := index[d]; !ok {
+				return Invalid("depends_on", d, fmt.Sprintf("task %q depends on unknown task", t.Name))
+			}
+		}
+		deps[i] = t.DependsOn
+	}
+	names := make([]string, len(tasks))
+	for i, t := range tasks {
+		names[i] = t.Name
+	}
+	return checkAcyclic(names, deps, index)
+}
+
+// checkAcyclic runs Kahn's algorithm; what is left unsorted lies on or behind a cycle.
+func checkAcyclic(names []string, deps [][]string, index map[string]int) error {
+	unmet := make([]int, len(names))
+	downstream := make([][]int, len(names))
+	for i, ds := range deps {
+		seen := map[string]bool{}
+		for _, d := range ds {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			unmet[i]++
+			downstream[index[d]] = append(downstream[index[d]], i)
+		}
+	}
+	queue := make([]int, 0, len(names))
+	for i, n := range unmet {
+		if n == 0 {
+			queue = append(queue, i)
+		}
+	}
+	for k := 0; k < len(queue); k++ {
+		for _, j := range downstream[queue[k]] {
+			if unmet[j]--; unmet[j] == 0 {
+				queue = append(queue, j)
+			}
+		}
+	}
+	if len(queue) == len(names) {
+		return nil
+	}
+	var stuck []string
+	for i, n := range unmet {
+		if n > 0 {
+			stuck = append(stuck, names[i])
+		}
+	}
+	sort.Strings(stuck)
+	return Invalid("depends_on", strings.Join(stuck, ", "), "dependency cycle among these tasks")
+}
+
+// ContentHash is the snapshot key of a DAG: the SHA-256 of its canonical JSON.
+func ContentHash(tasks []TaskSpec) (string, error) {
+	normal := make([]TaskSpec, len(tasks))
+	for i, t := range tasks {
+		t.DependsOn = append([]string{}, t.DependsOn...)
+		normal[i] = t
+	}
+	b, err := json.Marshal(normal)
+	if err != nil {
+		return "", fmt.Errorf("orkstate: hash DAG: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}

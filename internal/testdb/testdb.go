@@ -1,0 +1,119 @@
+// Package testdb gives tests a real PostgreSQL: one pool per test binary and a
+// fresh install schema per test, dropped when the test ends. A database that
+// cannot be reached fails the test with a message saying how to start one.
+package testdb
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orkstate/orkstate/pgstore"
+)
+
+// DefaultURL is used when DATABASE_URL is not set.
+const DefaultURL = "postgres://postgres@localhost:5432/postgres?sslmode=disable"
+
+// URL is DATABASE_URL, or DefaultURL.
+func URL() string {
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+var (
+	poolOnce sync.Once
+	pool     *pgxpool.Pool
+	poolErr  error
+	counter  atomic.Int64
+)
+
+// Pool returns the shared pool, failing t when the database is unreachable.
+func Pool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	poolOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cfg, err := pgxpool.ParseConfig(URL())
+		if err != nil {
+			poolErr = err
+			return
+		}
+		cfg.MaxConns = 16
+		pool, poolErr = pgxpool.NewWithConfig(ctx, cfg)
+		if poolErr == nil {
+			poolErr = pool.Ping(ctx)
+		}
+	})
+	if poolErr != nil {
+		t.Fatalf("PostgreSQL is not reachable at %s: %v\n"+
+			"Start one (on Debian: pg_ctlcluster --skip-systemctl-redirect 15 main start, or "+
+			"apt-get install postgresql) or point DATABASE_URL at a server you may create schemas in.",
+			URL(), poolErr)
+	}
+	return pool
+}
+
+// SchemaName returns a schema name unique to this test process and call.
+func SchemaName(t testing.TB) string {
+	name := strings.ToLower(t.Name())
+	var b strings.Builder
+	for _, r := range name {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		}
+		if b.Len() >= 12 {
+			break
+		}
+	}
+	return fmt.Sprintf("t%d_%d_%s", os.Getpid()%100000, counter.Add(1), b.String())
+}
+
+// Schema creates an empty, uniquely named install schema for t (migrated to the
+// newest version) and drops it, its code schema and its version table when t ends.
+func Schema(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	p := Pool(t)
+	schema := SchemaName(t)
+	ctx := context.Background()
+	t.Cleanup(func() { Drop(t, p, schema) })
+	if err := pgstore.Migrate(ctx, p, schema); err != nil {
+		t.Fatalf("migrate %s: %v", schema, err)
+	}
+	return p, schema
+}
+
+// Store returns a pgstore.Store on a fresh install schema.
+func Store(t testing.TB) *pgstore.Store {
+	t.Helper()
+	p, schema := Schema(t)
+	s, err := pgstore.New(p, &pgstore.Config{Schema: schema})
+	if err != nil {
+		t.Fatalf("pgstore.New: %v", err)
+	}
+	return s
+}
+
+// Drop removes every object of an install.
+func Drop(t testing.TB, p *pgxpool.Pool, schema string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, q := range []string{
+		"drop schema if exists " + schema + "_api cascade",
+		"drop schema if exists " + schema + " cascade",
+		"drop table if exists " + pgstore.VersionTable(schema),
+	} {
+		if _, err := p.Exec(ctx, q); err != nil {
+			t.Errorf("cleanup %s: %v", q, err)
+		}
+	}
+}
