@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // ValidateDAG checks a compiled DAG: non-empty unique names, dependencies that
@@ -98,4 +99,16 @@ func ContentHash(tasks []TaskSpec) (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// RetryBackoff is Ork's delay before retrying after failed attempt n (1-based):
+// 1 s for the first, then 2^(n-1) s, capped at 60 s.
+func RetryBackoff(attempt int) time.Duration {
+	if attempt <= 1 {
+		return time.Second
+	}
+	if attempt > 7 {
+		return 60 * time.Second
+	}
+	return min(time.Duration(1<<(attempt-1))*time.Second, 60*time.Second)
 }
