@@ -59,7 +59,6 @@ type Store struct {
 	sqls   *sync.Map // query text with {ork} and {api} → text for this schema
 }
 
-
 // New returns a Store on pool. It does not install anything; call Migrate.
 func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 	if pool == nil {
