@@ -1,1 +1,23 @@
--- placeholder
+-- orkstate function package: every function of the install, in the schema {{.schema}}_api.
+-- tern installs it whole, in one transaction, so a running scheduler never sees half of it:
+--   tern code install -c tern.conf sql/functions
+-- Functions are SECURITY INVOKER and pin search_path; a role with USAGE on both schemas and
+-- DML on the tables of {{.schema}} can call every one of them.
+-- The tables are private; these functions and their documented columns are the API.
+
+drop schema if exists {{.schema}}_api cascade;
+create schema {{.schema}}_api;
+comment on schema {{.schema}}_api is 'orkstate functions of the install {{.schema}} (re-installed whole on each deploy)';
+
+{{ template "notify.sql" . }}
+{{ template "run_counters.sql" . }}
+{{ template "apply_task_changes.sql" . }}
+{{ template "set_task_states.sql" . }}
+{{ template "create_tasks.sql" . }}
+{{ template "start_pending_runs.sql" . }}
+{{ template "claim_tasks.sql" . }}
+{{ template "leases_and_timeouts.sql" . }}
+{{ template "runs.sql" . }}
+{{ template "retry_task.sql" . }}
+{{ template "schedules.sql" . }}
+{{ template "deferred_jobs.sql" . }}

@@ -1,0 +1,225 @@
+-- _task_transition_allowed is the transition table of DESIGN.md §3 for status reports.
+-- pending→dispatched belongs to claim_tasks and terminal→pending to retry_task.
+-- Plain SQL with no SET clause, so the planner inlines it.
+create function {{.schema}}_api._task_transition_allowed(p_from text, p_to text)
+returns boolean
+language sql
+immutable
+as $$
+    select case p_from
+        when 'pending' then p_to in ('running', 'success', 'failed', 'cancelled', 'paused')
+        when 'paused' then p_to in ('pending', 'cancelled')
+        when 'dispatched' then p_to in ('running', 'success', 'failed', 'cancelled', 'pending')
+        when 'running' then p_to in ('success', 'failed', 'cancelled', 'pending')
+        else false
+    end
+$$;
+
+-- _retry_backoff is Ork's delay after failed attempt n: 1 s, then 2^(n-1) s, capped at 60 s.
+create function {{.schema}}_api._retry_backoff(p_attempt integer)
+returns interval
+language sql
+immutable
+as $$
+    select make_interval(secs => case when p_attempt <= 1 then 1
+                                      when p_attempt > 7 then 60
+                                      else least(60, power(2, p_attempt - 1)) end)
+$$;
+
+-- _finish_dependents gives every unfinished transitive dependent of p_task_ids the
+-- terminal status p_status with error p_error, and returns what it finished.
+-- Dependents are found through the downstream arrays: O(affected tasks), not O(run).
+create function {{.schema}}_api._finish_dependents(p_task_ids bigint[], p_status text, p_error text)
+returns table (task_id bigint, run_id bigint)
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+#variable_conflict use_column
+begin
+    if coalesce(cardinality(p_task_ids), 0) = 0 then
+        return;
+    end if;
+    return query
+    with recursive down(id) as (
+        select dn.id from tasks s cross join unnest(s.downstream) as dn(id) where s.id = any(p_task_ids)
+        union
+        select dn.id from down join tasks s on s.id = down.id cross join unnest(s.downstream) as dn(id)
+    ), locked as (
+        select t.id from tasks t
+        where t.id in (select down.id from down) and t.status not in ('success', 'failed', 'cancelled')
+        order by t.id
+        for update
+    ), hit as (
+        update tasks t
+        set status = p_status, error = p_error, finished_at = now(), claimed_by = '',
+            lease_expires_at = null, timeout_at = null, retry_at = null
+        from locked
+        where t.id = locked.id
+        returning t.id, t.run_id
+    )
+    select hit.id, hit.run_id from hit;
+end
+$$;
+
+-- _end_deferred_jobs cancels the unfinished deferred jobs of tasks whose attempt ended
+-- (finished, or back to pending), so a retry never inherits the previous attempt's polling.
+create function {{.schema}}_api._end_deferred_jobs(p_task_ids bigint[])
+returns void
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+begin
+    -- The partial due index makes "is anything polling at all" a near-free check,
+    -- which spares the per-task probe on installs without deferred work.
+    if coalesce(cardinality(p_task_ids), 0) = 0
+       or not exists (select 1 from deferred_jobs j where j.status in ('pending', 'polling')) then
+        return;
+    end if;
+    update deferred_jobs j
+    set status = 'cancelled', finished_at = now(), claimed_by = '', lease_expires_at = null
+    where j.task_id = any(p_task_ids) and j.status in ('pending', 'polling');
+end
+$$;
+
+-- _apply_task_changes applies status reports to distinct tasks (set_task_states splits
+-- repeated ids into rounds) and returns one outcome per input ordinal. It is the single
+-- implementation of the task state machine: reports, lease expiry, timeouts and
+-- deferred-job outcomes all come through here.
+create function {{.schema}}_api._apply_task_changes(
+    p_ords integer[],
+    p_task_ids bigint[],
+    p_statuses text[],
+    p_execution_names text[],
+    p_errors text[],
+    p_outputs jsonb[],
+    p_attempts integer[]
+)
+returns table (ord integer, task_id bigint, outcome text, status text)
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    v_ords integer[];
+    v_ids bigint[];
+    v_outcomes text[];
+    v_statuses text[];
+    v_success bigint[];
+    v_failed bigint[];
+    v_cancelled bigint[];
+    v_ended bigint[];
+    v_fin_runs bigint[];
+    v_fin_statuses text[];
+    v_requeued boolean;
+    v_ready boolean := false;
+    v_dep_runs bigint[];
+begin
+    -- Lock in id order (so concurrent batches cannot deadlock on tasks), decide each
+    -- row's outcome from the locked, current row, and apply — one statement.
+    with input as (
+        select i.ord, i.task_id, i.status, i.execution_name, i.error, i.output, i.attempt
+        from unnest(p_ords, p_task_ids, p_statuses, p_execution_names, p_errors, p_outputs, p_attempts)
+            as i(ord, task_id, status, execution_name, error, output, attempt)
+    ), locked as (
+        select t.id, t.status, t.attempts, t.max_retries
+        from tasks t
+        where t.id in (select input.task_id from input)
+        order by t.id
+        for update
+    ), decided as (
+        select i.*, l.status as old_status,
+            case
+                when l.id is null then 'not_found'
+                when coalesce(i.attempt, 0) <> 0 and i.attempt <> l.attempts then 'stale'
+                when i.status = l.status then 'ignored'
+                when not _task_transition_allowed(l.status, i.status) then 'invalid'
+                when i.status = 'failed' and greatest(l.attempts, 1) <= l.max_retries then 'retrying'
+                else 'applied'
+            end as outcome
+        from input i
+        left join locked l on l.id = i.task_id
+    ), updated as (
+        update tasks t
+        set status = case when d.outcome = 'retrying' then 'pending' else d.status end,
+            execution_name = coalesce(nullif(d.execution_name, ''), t.execution_name),
+            error = coalesce(nullif(d.error, ''), t.error),
+            output = coalesce(d.output, t.output),
+            retry_at = case when d.outcome = 'retrying' then now() + _retry_backoff(greatest(t.attempts, 1)) end,
+            dispatched_at = case when d.outcome = 'retrying' or d.status = 'pending' then null else t.dispatched_at end,
+            started_at = case
+                when d.outcome = 'retrying' or d.status = 'pending' then null
+                when d.status = 'running' then coalesce(t.started_at, now())
+                else t.started_at end,
+            finished_at = case
+                when d.outcome = 'applied' and d.status in ('success', 'failed', 'cancelled') then now() end,
+            claimed_by = case when d.outcome = 'applied' and d.status = 'running' then t.claimed_by else '' end,
+            lease_expires_at = null,
+            timeout_at = case
+                when d.outcome = 'applied' and d.status = 'running' and t.timeout_seconds > 0
+                then coalesce(t.started_at, now()) + make_interval(secs => t.timeout_seconds) end
+        from decided d
+        where t.id = d.task_id and d.outcome in ('applied', 'retrying')
+        returning t.id, t.run_id, t.status
+    )
+    select array_agg(d.ord order by d.ord),
+           array_agg(d.task_id order by d.ord),
+           array_agg(d.outcome order by d.ord),
+           array_agg(coalesce(u.status, d.old_status) order by d.ord),
+           array_agg(u.id) filter (where d.outcome = 'applied' and u.status = 'success'),
+           array_agg(u.id) filter (where d.outcome = 'applied' and u.status = 'failed'),
+           array_agg(u.id) filter (where d.outcome = 'applied' and u.status = 'cancelled'),
+           array_agg(u.id) filter (where u.id is not null
+                and (u.status in ('success', 'failed', 'cancelled') or d.old_status in ('dispatched', 'running'))),
+           array_agg(u.run_id) filter (where u.status in ('success', 'failed', 'cancelled')),
+           array_agg(u.status) filter (where u.status in ('success', 'failed', 'cancelled')),
+           coalesce(bool_or(d.outcome = 'applied' and u.status = 'pending'), false)
+    into v_ords, v_ids, v_outcomes, v_statuses, v_success, v_failed, v_cancelled, v_ended,
+         v_fin_runs, v_fin_statuses, v_requeued
+    from decided d
+    left join updated u on u.id = d.task_id;
+
+    -- Push readiness: each success decrements its dependents' unmet counters.
+    if v_success is not null then
+        with dec as (
+            select dn.id, count(*)::integer as n
+            from tasks s cross join unnest(s.downstream) as dn(id)
+            where s.id = any(v_success)
+            group by dn.id
+        ), locked as (
+            select t.id from tasks t where t.id in (select dec.id from dec) order by t.id for update
+        ), upd as (
+            update tasks t
+            set unmet_deps = greatest(t.unmet_deps - dec.n, 0)
+            from dec
+            where t.id = dec.id and t.id in (select locked.id from locked)
+              and t.status in ('pending', 'paused')
+            returning t.unmet_deps, t.status
+        )
+        select coalesce(bool_or(upd.unmet_deps = 0 and upd.status = 'pending'), false) into v_ready from upd;
+    end if;
+
+    -- A final failure or a cancellation finishes every transitive dependent.
+    if v_failed is not null then
+        select array_agg(f.task_id), array_agg(f.run_id) into v_failed, v_dep_runs
+        from _finish_dependents(v_failed, 'failed', 'dependency failed') f;
+        v_ended := v_ended || v_failed;
+        v_fin_runs := v_fin_runs || v_dep_runs;
+        v_fin_statuses := v_fin_statuses || array_fill('failed'::text, array[coalesce(cardinality(v_dep_runs), 0)]);
+    end if;
+    if v_cancelled is not null then
+        select array_agg(f.task_id), array_agg(f.run_id) into v_cancelled, v_dep_runs
+        from _finish_dependents(v_cancelled, 'cancelled', 'dependency cancelled') f;
+        v_ended := v_ended || v_cancelled;
+        v_fin_runs := v_fin_runs || v_dep_runs;
+        v_fin_statuses := v_fin_statuses || array_fill('cancelled'::text, array[coalesce(cardinality(v_dep_runs), 0)]);
+    end if;
+
+    perform _end_deferred_jobs(v_ended);
+    perform _count_finished(v_fin_runs, v_fin_statuses);
+    if v_ready or v_requeued then
+        perform _notify('tasks_ready');
+    end if;
+
+    return query select * from unnest(v_ords, v_ids, v_outcomes, v_statuses);
+end
+$$;

@@ -1,0 +1,80 @@
+-- claim_tasks moves up to p_limit dispatchable tasks (pending, every dependency
+-- succeeded, retry_at due; run state is folded into task status) to dispatched for
+-- p_claimer, in id order, FOR UPDATE SKIP LOCKED, and returns in one round trip what a
+-- dispatch needs: the task row, its attempt (the fencing token to report back), the
+-- workflow's id, name, job_name, project and region, and upstream_outputs, a JSON object
+-- of each dependency's output by name. p_executor_types, when not null, filters by type.
+--
+-- The candidate scan reads tasks_ready_idx, whose predicate is the dispatchable
+-- condition, in id order with a LIMIT: no join and no sort, so its cost does not grow
+-- with the number of blocked tasks (a join to runs was planned as a loop over every run:
+-- 420 ms per 1,000 at 1M tasks against < 40 ms for this scan).
+create function {{.schema}}_api.claim_tasks(
+    p_claimer text,
+    p_limit integer,
+    p_executor_types text[] default null,
+    p_lease interval default '5 minutes'
+)
+returns table (
+    id bigint, run_id bigint, task_index integer, task_name text, executor_type text, depends_on text[],
+    status text, execution_name text, params jsonb, output jsonb, error text, attempts integer,
+    max_retries integer, timeout_seconds integer, retry_at timestamptz, unmet_deps integer,
+    claimed_by text, lease_expires_at timestamptz, created_at timestamptz, dispatched_at timestamptz,
+    started_at timestamptz, finished_at timestamptz,
+    attempt integer, workflow_id bigint, workflow_name text, job_name text, project text, region text,
+    upstream_outputs jsonb
+)
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+#variable_conflict use_column
+begin
+    if p_claimer is null or p_claimer = '' then
+        raise exception using errcode = 'OK422', column = 'claimer', message = 'claimer must not be empty';
+    end if;
+    if p_limit is null or p_limit < 1 or p_limit > 10000 then
+        raise exception using errcode = 'OK422', column = 'limit',
+            message = format('limit must be between 1 and 10000, got %s', coalesce(p_limit::text, 'NULL'));
+    end if;
+    if p_lease is null or p_lease <= interval '0' then
+        raise exception using errcode = 'OK422', column = 'lease', message = 'lease must be positive';
+    end if;
+    return query
+    with picked as (
+        select t.id
+        from tasks t
+        where t.status = 'pending' and t.unmet_deps = 0
+          and (t.retry_at is null or t.retry_at <= now())
+          and (p_executor_types is null or t.executor_type = any(p_executor_types))
+        order by t.id
+        limit p_limit
+        for update skip locked
+    ), claimed as (
+        update tasks t
+        set status = 'dispatched',
+            attempts = t.attempts + 1,
+            claimed_by = p_claimer,
+            lease_expires_at = now() + p_lease,
+            dispatched_at = now(),
+            started_at = null,
+            retry_at = null,
+            timeout_at = case when t.timeout_seconds > 0 then now() + make_interval(secs => t.timeout_seconds) end
+        from picked
+        where t.id = picked.id
+        returning t.*
+    )
+    select c.id, c.run_id, c.task_index, c.task_name, c.executor_type, c.depends_on,
+           c.status, c.execution_name, c.params, c.output, c.error, c.attempts,
+           c.max_retries, c.timeout_seconds, c.retry_at, c.unmet_deps,
+           c.claimed_by, c.lease_expires_at, c.created_at, c.dispatched_at,
+           c.started_at, c.finished_at,
+           c.attempts, w.id, w.name, w.job_name, w.project, w.region,
+           case when cardinality(c.depends_on) = 0 then '{}'::jsonb
+                else (select coalesce(jsonb_object_agg(u.task_name, u.output), '{}'::jsonb)
+                      from tasks u where u.run_id = c.run_id and u.task_name = any(c.depends_on)) end
+    from claimed c
+    join runs r on r.id = c.run_id
+    join workflows w on w.id = r.workflow_id
+    order by c.id;
+end
+$$;

@@ -1,0 +1,243 @@
+-- claim_deferred_jobs leases up to p_limit due deferred jobs (pending or polling with
+-- next_poll_at reached — new jobs are due at once, and a claimed job's next_poll_at is its
+-- lease expiry, so a job whose poller died is due again when the lease runs out), oldest
+-- due first, FOR UPDATE SKIP LOCKED. Each becomes polling with attempts + 1 (the fencing
+-- token for report_deferred_polls).
+create function {{.schema}}_api.claim_deferred_jobs(p_claimer text, p_limit integer, p_lease interval default '1 minute')
+returns setof {{.schema}}.deferred_jobs
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+begin
+    if p_claimer is null or p_claimer = '' then
+        raise exception using errcode = 'OK422', column = 'claimer', message = 'claimer must not be empty';
+    end if;
+    if p_limit is null or p_limit < 1 or p_limit > 10000 then
+        raise exception using errcode = 'OK422', column = 'limit',
+            message = format('limit must be between 1 and 10000, got %s', coalesce(p_limit::text, 'NULL'));
+    end if;
+    if p_lease is null or p_lease <= interval '0' then
+        raise exception using errcode = 'OK422', column = 'lease', message = 'lease must be positive';
+    end if;
+    return query
+    with picked as (
+        select j.id from deferred_jobs j
+        where j.status in ('pending', 'polling') and j.next_poll_at <= now()
+        order by j.next_poll_at, j.id
+        limit p_limit
+        for update skip locked
+    )
+    update deferred_jobs j
+    set status = 'polling', attempts = j.attempts + 1, claimed_by = p_claimer,
+        lease_expires_at = now() + p_lease, next_poll_at = now() + p_lease,
+        started_at = coalesce(j.started_at, now())
+    from picked
+    where j.id = picked.id
+    returning j.*;
+end
+$$;
+
+-- report_deferred_polls applies poll results (parallel arrays; all but the first two may
+-- be null) and returns one row per input: ord, job_id, outcome (applied | invalid | stale |
+-- not_found | ignored for a repeated id), the job's status and, when the report finished
+-- the task, task_status.
+--   running   → last_polled_at = now, next_poll_at = now + next_poll_after (default 10 s)
+--   completed → the job completes; the task succeeds once every job of it completed
+--   failed    → the job fails; its task fails through the task rules (retry applies,
+--               its other jobs are cancelled, dependents fail, the run completes)
+-- The task change happens in this call, by the same code as set_task_states.
+create function {{.schema}}_api.report_deferred_polls(
+    p_job_ids bigint[],
+    p_results text[],
+    p_errors text[] default null,
+    p_next_poll_after interval[] default null,
+    p_attempts integer[] default null
+)
+returns table (ord integer, job_id bigint, outcome text, status text, task_status text)
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    n integer := coalesce(cardinality(p_job_ids), 0);
+    v_bad integer;
+    v_task_ids bigint[];
+    v_task_statuses text[];
+    v_task_errors text[];
+    v_task_result record;
+    v_outcomes record;
+begin
+    if p_job_ids is null then
+        raise exception using errcode = 'OK422', column = 'job_ids', message = 'job_ids must not be null';
+    end if;
+    if coalesce(cardinality(p_results), 0) <> n
+       or (p_errors is not null and cardinality(p_errors) <> n)
+       or (p_next_poll_after is not null and cardinality(p_next_poll_after) <> n)
+       or (p_attempts is not null and cardinality(p_attempts) <> n) then
+        raise exception using errcode = 'OK422', column = 'results',
+            message = format('results, errors, next_poll_after and attempts must have %s elements like job_ids', n);
+    end if;
+    if n = 0 then
+        return;
+    end if;
+    v_bad := array_position(p_job_ids, null);
+    if v_bad is not null then
+        raise exception using errcode = 'OK422', column = 'job_ids', message = format('job_ids[%s] is null', v_bad);
+    end if;
+    select s.i into v_bad from unnest(p_results) with ordinality as s(r, i)
+    where s.r is null or s.r not in ('running', 'completed', 'failed') limit 1;
+    if found then
+        raise exception using errcode = 'OK422', column = 'results',
+            message = format('unknown poll result %s at results[%s]', coalesce(quote_literal(p_results[v_bad]), 'NULL'), v_bad);
+    end if;
+    if p_next_poll_after is not null and exists (select 1 from unnest(p_next_poll_after) a where a < interval '0') then
+        raise exception using errcode = 'OK422', column = 'next_poll_after', message = 'next_poll_after must not be negative';
+    end if;
+    p_errors := coalesce(p_errors, array_fill(null::text, array[n]));
+    p_next_poll_after := coalesce(p_next_poll_after, array_fill(null::interval, array[n]));
+    p_attempts := coalesce(p_attempts, array_fill(null::integer, array[n]));
+
+    create temp table if not exists pg_temp.ork_poll_outcomes (
+        ord integer, job_id bigint, task_id bigint, result text, error text, outcome text, status text,
+        service_type text, external_id text
+    ) on commit drop;
+    truncate pg_temp.ork_poll_outcomes;
+
+    with input as (
+        select i.*, row_number() over (partition by i.job_id order by i.ord) as rep
+        from unnest(p_job_ids, p_results, p_errors, p_next_poll_after, p_attempts) with ordinality
+            as i(job_id, result, error, after, attempt, ord)
+    ), locked as (
+        select j.id, j.task_id, j.status, j.attempts, j.service_type, j.job_id
+        from deferred_jobs j where j.id in (select input.job_id from input)
+        order by j.id
+        for update
+    ), decided as (
+        select i.*, l.task_id, l.status as old_status, l.service_type, l.job_id as external_id,
+            case
+                when l.id is null then 'not_found'
+                when i.rep > 1 then 'ignored'
+                when coalesce(i.attempt, 0) <> 0 and i.attempt <> l.attempts then 'stale'
+                when l.status not in ('pending', 'polling') then 'invalid'
+                else 'applied'
+            end as outcome
+        from input i left join locked l on l.id = i.job_id
+    ), updated as (
+        update deferred_jobs j
+        set status = case d.result when 'running' then 'polling' else d.result end,
+            last_polled_at = now(),
+            next_poll_at = case when d.result = 'running' then now() + coalesce(d.after, interval '10 seconds') else j.next_poll_at end,
+            lease_expires_at = null,
+            claimed_by = '',
+            started_at = coalesce(j.started_at, now()),
+            finished_at = case when d.result <> 'running' then now() end,
+            error = case when d.result = 'failed' then coalesce(nullif(d.error, ''), 'deferred job failed') else j.error end
+        from decided d
+        where j.id = d.job_id and d.outcome = 'applied'
+        returning j.id, j.status
+    )
+    insert into pg_temp.ork_poll_outcomes
+    select d.ord, d.job_id, d.task_id, d.result, d.error, d.outcome, coalesce(u.status, d.old_status),
+           d.service_type, d.external_id
+    from decided d left join updated u on u.id = d.job_id;
+
+    -- The tasks these reports finish: any failed job fails its task; a task succeeds
+    -- when every one of its jobs has completed.
+    select array_agg(x.task_id order by x.task_id), array_agg(x.st order by x.task_id), array_agg(x.err order by x.task_id)
+    into v_task_ids, v_task_statuses, v_task_errors
+    from (
+        select o.task_id,
+               case when bool_or(o.result = 'failed') then 'failed' else 'success' end as st,
+               min(format('deferred job %s (%s) failed: %s', o.external_id, o.service_type,
+                          coalesce(nullif(o.error, ''), 'no error given'))) filter (where o.result = 'failed') as err
+        from pg_temp.ork_poll_outcomes o
+        where o.outcome = 'applied' and o.result in ('completed', 'failed')
+        group by o.task_id
+        having bool_or(o.result = 'failed')
+            or not exists (select 1 from deferred_jobs j where j.task_id = o.task_id and j.status <> 'completed')
+    ) x;
+
+    if v_task_ids is not null then
+        create temp table if not exists pg_temp.ork_poll_tasks (task_id bigint, status text) on commit drop;
+        truncate pg_temp.ork_poll_tasks;
+        insert into pg_temp.ork_poll_tasks
+        select a.task_id, a.status
+        from _apply_task_changes(array(select generate_series(1, cardinality(v_task_ids))), v_task_ids, v_task_statuses,
+                                 array_fill(null::text, array[cardinality(v_task_ids)]), v_task_errors,
+                                 array_fill(null::jsonb, array[cardinality(v_task_ids)]),
+                                 array_fill(null::integer, array[cardinality(v_task_ids)])) a
+        where a.outcome in ('applied', 'retrying');
+        return query
+        select o.ord::integer, o.job_id, o.outcome, o.status, pt.status
+        from pg_temp.ork_poll_outcomes o
+        left join pg_temp.ork_poll_tasks pt on pt.task_id = o.task_id and o.outcome = 'applied' and o.result <> 'running'
+        order by o.ord;
+    else
+        return query
+        select o.ord::integer, o.job_id, o.outcome, o.status, null::text
+        from pg_temp.ork_poll_outcomes o order by o.ord;
+    end if;
+end
+$$;
+
+-- update_deferred_job_status is the single-row form: completed and failed go through
+-- report_deferred_polls (so the task follows), polling marks a pending job as being
+-- polled, cancelled ends an unfinished job. Returns the outcome (applied | ignored |
+-- invalid); OK404 for an unknown job.
+create function {{.schema}}_api.update_deferred_job_status(p_job_id bigint, p_status text, p_error text default null)
+returns text
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+declare
+    v_status text;
+begin
+    if p_status is null or p_status not in ('pending', 'polling', 'completed', 'failed', 'cancelled') then
+        raise exception using errcode = 'OK422', column = 'status',
+            message = format('unknown deferred job status %s', coalesce(quote_literal(p_status), 'NULL'));
+    end if;
+    select j.status into v_status from deferred_jobs j where j.id = p_job_id for update;
+    if not found then
+        raise exception using errcode = 'OK404', message = format('deferred job %s not found', p_job_id);
+    end if;
+    if v_status = p_status then
+        return 'ignored';
+    end if;
+    if v_status not in ('pending', 'polling') or p_status = 'pending' then
+        return 'invalid';
+    end if;
+    if p_status in ('completed', 'failed') then
+        return (select r.outcome from report_deferred_polls(array[p_job_id], array[p_status], array[p_error]) r);
+    end if;
+    update deferred_jobs j
+    set status = p_status,
+        started_at = coalesce(j.started_at, now()),
+        finished_at = case when p_status = 'cancelled' then now() end,
+        error = coalesce(nullif(p_error, ''), j.error),
+        lease_expires_at = case when p_status = 'cancelled' then null else j.lease_expires_at end,
+        claimed_by = case when p_status = 'cancelled' then '' else j.claimed_by end
+    where j.id = p_job_id;
+    return 'applied';
+end
+$$;
+
+-- cancel_deferred_jobs_for_task cancels a task's unfinished deferred jobs and returns how
+-- many. OK404 for an unknown task.
+create function {{.schema}}_api.cancel_deferred_jobs_for_task(p_task_id bigint)
+returns integer
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+declare
+    v_count integer;
+begin
+    if not exists (select 1 from tasks t where t.id = p_task_id) then
+        raise exception using errcode = 'OK404', message = format('task %s not found', p_task_id);
+    end if;
+    update deferred_jobs j
+    set status = 'cancelled', finished_at = now(), claimed_by = '', lease_expires_at = null
+    where j.task_id = p_task_id and j.status in ('pending', 'polling');
+    get diagnostics v_count = row_count;
+    return v_count;
+end
+$$;

@@ -1,0 +1,76 @@
+-- expire_task_leases returns up to p_limit dispatched tasks whose lease ran out to
+-- pending (the attempt is not counted as a failure; the next claim increments it, so
+-- the old claimer's late report is stale). Returns one row per task, like set_task_states.
+create function {{.schema}}_api.expire_task_leases(p_limit integer)
+returns table (ord integer, task_id bigint, outcome text, status text)
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    v_ids bigint[];
+    v_attempts integer[];
+    n integer;
+begin
+    if p_limit is null or p_limit < 1 or p_limit > 10000 then
+        raise exception using errcode = 'OK422', column = 'limit',
+            message = format('limit must be between 1 and 10000, got %s', coalesce(p_limit::text, 'NULL'));
+    end if;
+    -- Locked here and fenced by attempt below: a report racing the expiry wins or loses whole.
+    select array_agg(x.id order by x.id), array_agg(x.attempts order by x.id) into v_ids, v_attempts
+    from (
+        select t.id, t.attempts from tasks t
+        where t.status = 'dispatched' and t.lease_expires_at <= now()
+        order by t.lease_expires_at
+        limit p_limit
+        for update skip locked
+    ) x;
+    n := coalesce(cardinality(v_ids), 0);
+    if n = 0 then
+        return;
+    end if;
+    return query select * from _apply_task_changes(
+        array(select generate_series(1, n)), v_ids, array_fill('pending'::text, array[n]),
+        array_fill(null::text, array[n]), array_fill('lease expired'::text, array[n]),
+        array_fill(null::jsonb, array[n]), v_attempts);
+end
+$$;
+
+-- fail_timed_out_tasks fails up to p_limit dispatched or running tasks past their
+-- timeout (timeout_seconds from started_at, else dispatched_at) with error
+-- 'timeout after Ns', under the retry rule; their deferred jobs are cancelled.
+create function {{.schema}}_api.fail_timed_out_tasks(p_limit integer)
+returns table (ord integer, task_id bigint, outcome text, status text)
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    v_ids bigint[];
+    v_attempts integer[];
+    v_errors text[];
+    n integer;
+begin
+    if p_limit is null or p_limit < 1 or p_limit > 10000 then
+        raise exception using errcode = 'OK422', column = 'limit',
+            message = format('limit must be between 1 and 10000, got %s', coalesce(p_limit::text, 'NULL'));
+    end if;
+    select array_agg(x.id order by x.id), array_agg(x.attempts order by x.id),
+           array_agg(format('timeout after %ss', x.timeout_seconds) order by x.id)
+    into v_ids, v_attempts, v_errors
+    from (
+        select t.id, t.attempts, t.timeout_seconds from tasks t
+        where t.status in ('dispatched', 'running') and t.timeout_at <= now()
+        order by t.timeout_at
+        limit p_limit
+        for update skip locked
+    ) x;
+    n := coalesce(cardinality(v_ids), 0);
+    if n = 0 then
+        return;
+    end if;
+    return query select * from _apply_task_changes(
+        array(select generate_series(1, n)), v_ids, array_fill('failed'::text, array[n]),
+        array_fill(null::text, array[n]), v_errors, array_fill(null::jsonb, array[n]), v_attempts);
+end
+$$;

@@ -1,0 +1,28 @@
+-- _notify sends one notification on <schema>_<channel> unless the install turned them off.
+-- Callers send at most one per channel per statement; Postgres also folds identical
+-- notifications of one transaction. Never needed for correctness: listeners fall back to polling.
+create function {{.schema}}_api._notify(p_channel text, p_payload text default '')
+returns void
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+begin
+    if (select s.notify_enabled from settings s) then
+        perform pg_notify('{{.schema}}_' || p_channel, p_payload);
+    end if;
+end
+$$;
+
+-- notify_deferred_jobs announces that deferred work was created or became due.
+create function {{.schema}}_api.notify_deferred_jobs()
+returns void
+language sql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$ select _notify('deferred_jobs') $$;
+
+-- set_notify_enabled turns this install's notifications on or off.
+create function {{.schema}}_api.set_notify_enabled(p_enabled boolean)
+returns void
+language sql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$ update settings set notify_enabled = p_enabled $$;

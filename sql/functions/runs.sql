@@ -1,0 +1,92 @@
+-- _lock_run locks a run and returns its status; unknown runs raise OK404.
+create function {{.schema}}_api._lock_run(p_run_id bigint)
+returns text
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+declare
+    v_status text;
+begin
+    select r.status into v_status from runs r where r.id = p_run_id for update;
+    if not found then
+        raise exception using errcode = 'OK404', message = format('run %s not found', p_run_id);
+    end if;
+    return v_status;
+end
+$$;
+
+-- cancel_run cancels a run and every unfinished task of it (pending, paused,
+-- dispatched, running) with their deferred jobs. A finished run refuses (OK409).
+create function {{.schema}}_api.cancel_run(p_run_id bigint)
+returns void
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+declare
+    v_status text := _lock_run(p_run_id);
+    v_ids bigint[];
+begin
+    if v_status in ('success', 'failed', 'cancelled') then
+        raise exception using errcode = 'OK409', message = format('run %s is %s and cannot be cancelled', p_run_id, v_status);
+    end if;
+    with locked as (
+        select t.id from tasks t
+        where t.run_id = p_run_id and t.status not in ('success', 'failed', 'cancelled')
+        order by t.id
+        for update
+    ), hit as (
+        update tasks t
+        set status = 'cancelled', error = 'run cancelled', finished_at = now(), claimed_by = '',
+            lease_expires_at = null, timeout_at = null, retry_at = null
+        from locked where t.id = locked.id
+        returning t.id
+    )
+    select array_agg(hit.id) into v_ids from hit;
+    perform _end_deferred_jobs(v_ids);
+    update runs r
+    set status = 'cancelled', finished_at = now(), started_at = coalesce(r.started_at, now()),
+        tasks_finished = r.tasks_finished + coalesce(cardinality(v_ids), 0),
+        tasks_cancelled = r.tasks_cancelled + coalesce(cardinality(v_ids), 0)
+    where r.id = p_run_id;
+    perform _notify('runs', jsonb_build_object('runs', jsonb_build_array(
+        jsonb_build_object('id', p_run_id, 'status', 'cancelled')), 'more', false)::text);
+end
+$$;
+
+-- pause_run stops dispatch of a pending or running run: its pending tasks become
+-- paused (dispatched and running tasks carry on). Other states refuse (OK409).
+create function {{.schema}}_api.pause_run(p_run_id bigint)
+returns void
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+declare
+    v_status text := _lock_run(p_run_id);
+begin
+    if v_status not in ('pending', 'running') then
+        raise exception using errcode = 'OK409', message = format('run %s is %s and cannot be paused', p_run_id, v_status);
+    end if;
+    update runs r set status = 'paused' where r.id = p_run_id;
+    update tasks t set status = 'paused' where t.run_id = p_run_id and t.status = 'pending';
+end
+$$;
+
+-- resume_run undoes pause_run: paused tasks become pending again and the run goes
+-- back to running (pending if it never started). Other states refuse (OK409).
+create function {{.schema}}_api.resume_run(p_run_id bigint)
+returns void
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+declare
+    v_status text := _lock_run(p_run_id);
+begin
+    if v_status <> 'paused' then
+        raise exception using errcode = 'OK409', message = format('run %s is %s, not paused', p_run_id, v_status);
+    end if;
+    update runs r set status = case when r.started_at is null then 'pending' else 'running' end
+    where r.id = p_run_id;
+    update tasks t set status = 'pending' where t.run_id = p_run_id and t.status = 'paused';
+    perform _notify('tasks_ready');
+end
+$$;

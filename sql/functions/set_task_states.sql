@@ -1,0 +1,126 @@
+-- set_task_states applies N status reports in one call and returns one row per input:
+--   ord      the input's position (1-based)
+--   task_id  the input's task id
+--   outcome  applied | retrying | ignored | invalid | stale | not_found
+--   status   the task's status after the call (null when not found)
+-- Arguments are parallel arrays; all but the first two may be null. An attempt of 0 or
+-- null is unfenced; any other attempt must equal the task's current one or the row is
+-- stale. A task named several times is changed in input order. An unknown status or
+-- arrays of different lengths fail the whole call, changing nothing; bad ids never
+-- block the other rows. Rows come back in input order within each round of repeats.
+-- Example: select * from ork_api.set_task_states(array[1,2], array['running','success']);
+create function {{.schema}}_api.set_task_states(
+    p_task_ids bigint[],
+    p_statuses text[],
+    p_execution_names text[] default null,
+    p_errors text[] default null,
+    p_outputs jsonb[] default null,
+    p_attempts integer[] default null
+)
+returns table (ord integer, task_id bigint, outcome text, status text)
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    n integer := coalesce(cardinality(p_task_ids), 0);
+    v_rank integer[];
+    v_max integer;
+    v_bad integer;
+    v_ords integer[];
+begin
+    if p_task_ids is null then
+        raise exception using errcode = 'OK422', column = 'task_ids', message = 'task_ids must not be null';
+    end if;
+    if coalesce(cardinality(p_statuses), 0) <> n then
+        raise exception using errcode = 'OK422', column = 'statuses',
+            message = format('statuses has %s elements, task_ids has %s', coalesce(cardinality(p_statuses), 0), n);
+    end if;
+    if p_execution_names is not null and cardinality(p_execution_names) <> n then
+        raise exception using errcode = 'OK422', column = 'execution_names',
+            message = format('execution_names has %s elements, task_ids has %s', cardinality(p_execution_names), n);
+    end if;
+    if p_errors is not null and cardinality(p_errors) <> n then
+        raise exception using errcode = 'OK422', column = 'errors',
+            message = format('errors has %s elements, task_ids has %s', cardinality(p_errors), n);
+    end if;
+    if p_outputs is not null and cardinality(p_outputs) <> n then
+        raise exception using errcode = 'OK422', column = 'outputs',
+            message = format('outputs has %s elements, task_ids has %s', cardinality(p_outputs), n);
+    end if;
+    if p_attempts is not null and cardinality(p_attempts) <> n then
+        raise exception using errcode = 'OK422', column = 'attempts',
+            message = format('attempts has %s elements, task_ids has %s', cardinality(p_attempts), n);
+    end if;
+    if n = 0 then
+        return;
+    end if;
+    v_bad := array_position(p_task_ids, null);
+    if v_bad is not null then
+        raise exception using errcode = 'OK422', column = 'task_ids', message = format('task_ids[%s] is null', v_bad);
+    end if;
+    select s.i into v_bad
+    from unnest(p_statuses) with ordinality as s(st, i)
+    where s.st is null or s.st not in ('pending', 'paused', 'dispatched', 'running', 'success', 'failed', 'cancelled')
+    limit 1;
+    if found then
+        raise exception using errcode = 'OK422', column = 'statuses',
+            message = format('unknown task status %s at statuses[%s]', coalesce(quote_literal(p_statuses[v_bad]), 'NULL'), v_bad);
+    end if;
+    if p_attempts is not null and exists (select 1 from unnest(p_attempts) a where a < 0) then
+        raise exception using errcode = 'OK422', column = 'attempts', message = 'attempts must not be negative';
+    end if;
+
+    p_execution_names := coalesce(p_execution_names, array_fill(null::text, array[n]));
+    p_errors := coalesce(p_errors, array_fill(null::text, array[n]));
+    p_outputs := coalesce(p_outputs, array_fill(null::jsonb, array[n]));
+    p_attempts := coalesce(p_attempts, array_fill(null::integer, array[n]));
+
+    -- The occurrence number of each id: round r applies every id's r-th report.
+    select array_agg(x.r order by x.o), max(x.r) into v_rank, v_max
+    from (
+        select u.o, row_number() over (partition by u.id order by u.o)::integer as r
+        from unnest(p_task_ids) with ordinality as u(id, o)
+    ) x;
+
+    if v_max = 1 then
+        return query select * from _apply_task_changes(
+            array(select generate_series(1, n)), p_task_ids, p_statuses, p_execution_names, p_errors, p_outputs, p_attempts);
+        return;
+    end if;
+    for r in 1..v_max loop
+        v_ords := array(select o from generate_series(1, n) o where v_rank[o] = r order by o);
+        return query select * from _apply_task_changes(
+            v_ords,
+            array(select p_task_ids[o] from unnest(v_ords) o),
+            array(select p_statuses[o] from unnest(v_ords) o),
+            array(select p_execution_names[o] from unnest(v_ords) o),
+            array(select p_errors[o] from unnest(v_ords) o),
+            array(select p_outputs[o] from unnest(v_ords) o),
+            array(select p_attempts[o] from unnest(v_ords) o));
+    end loop;
+end
+$$;
+
+-- fail_dependent_tasks fails, transitively, the unfinished dependents of a failed task
+-- with error 'dependency failed' and returns how many it failed. set_task_states does
+-- this by itself; this is for a caller that failed a task some other way.
+create function {{.schema}}_api.fail_dependent_tasks(p_task_id bigint)
+returns integer
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+declare
+    v_ids bigint[];
+    v_runs bigint[];
+begin
+    if not exists (select 1 from tasks t where t.id = p_task_id) then
+        raise exception using errcode = 'OK404', message = format('task %s not found', p_task_id);
+    end if;
+    select array_agg(f.task_id), array_agg(f.run_id) into v_ids, v_runs
+    from _finish_dependents(array[p_task_id], 'failed', 'dependency failed') f;
+    perform _end_deferred_jobs(v_ids);
+    perform _count_finished(v_runs, array_fill('failed'::text, array[coalesce(cardinality(v_runs), 0)]));
+    return coalesce(cardinality(v_ids), 0);
+end
+$$;

@@ -1,0 +1,84 @@
+-- _run_task_specs is the DAG a run starts with, as create_tasks specs: the run's
+-- snapshot, else the workflow's compiled tasks, else Ork's legacy count-based tasks
+-- (task_params.task_count, default 3, named task_<i>, the workflow's executor type).
+create function {{.schema}}_api._run_task_specs(p_run_id bigint)
+returns jsonb
+language sql
+stable
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+    select coalesce(
+        (select jsonb_agg(jsonb_build_object(
+                    'task_index', e.pos - 1,
+                    'task_name', e.spec->>'name',
+                    'executor_type', coalesce(e.spec->>'executor_type', ''),
+                    'depends_on', coalesce(e.spec->'depends_on', '[]'),
+                    'params', e.spec->'params',
+                    'max_retries', coalesce(e.spec->'max_retries', '0'),
+                    'timeout_seconds', coalesce(e.spec->'timeout_seconds', '0')) order by e.pos)
+         from runs r
+         join workflow_snapshots s on s.id = r.snapshot_id
+         cross join jsonb_array_elements(s.tasks_json) with ordinality as e(spec, pos)
+         where r.id = p_run_id),
+        (select jsonb_agg(jsonb_build_object(
+                    'task_index', wt.task_index, 'task_name', wt.task_name, 'executor_type', wt.executor_type,
+                    'depends_on', to_jsonb(wt.depends_on), 'params', wt.params,
+                    'max_retries', wt.max_retries, 'timeout_seconds', wt.timeout_seconds) order by wt.task_index)
+         from runs r join workflow_tasks wt on wt.workflow_id = r.workflow_id
+         where r.id = p_run_id),
+        (select jsonb_agg(jsonb_build_object(
+                    'task_index', i, 'task_name', 'task_' || i, 'executor_type', w.executor_type,
+                    'depends_on', '[]'::jsonb, 'params', w.task_params) order by i)
+         from runs r
+         join workflows w on w.id = r.workflow_id
+         cross join generate_series(0, coalesce(case when jsonb_typeof(w.task_params->'task_count') = 'number'
+                                                     then (w.task_params->>'task_count')::numeric::integer end, 3) - 1) i
+         where r.id = p_run_id),
+        '[]'::jsonb)
+$$;
+
+-- start_pending_runs claims up to p_limit pending runs, oldest first (SKIP LOCKED, so
+-- two schedulers never start one run twice), creates their tasks and marks them running.
+-- A run whose DAG is invalid (unknown dependency, cycle, no tasks) fails with an error
+-- naming why. Returns one row per run: run_id, status, tasks_created, error.
+create function {{.schema}}_api.start_pending_runs(p_limit integer)
+returns table (run_id bigint, status text, tasks_created integer, error text)
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    v_run record;
+    v_specs jsonb;
+    v_count integer;
+    v_failed bigint[];
+begin
+    if p_limit is null or p_limit < 1 or p_limit > 10000 then
+        raise exception using errcode = 'OK422', column = 'limit',
+            message = format('limit must be between 1 and 10000, got %s', coalesce(p_limit::text, 'NULL'));
+    end if;
+    for v_run in
+        select r.id from runs r where r.status = 'pending' order by r.id limit p_limit for update skip locked
+    loop
+        v_specs := _run_task_specs(v_run.id);
+        begin
+            if jsonb_array_length(v_specs) = 0 then
+                raise exception using errcode = 'OK422', message = 'run has no tasks';
+            end if;
+            select count(*) into v_count from create_tasks(v_run.id, v_specs);
+            run_id := v_run.id; status := 'running'; tasks_created := v_count; error := null;
+        exception when sqlstate 'OK422' then
+            update runs r set status = 'failed', error = sqlerrm, finished_at = now(), started_at = now()
+            where r.id = v_run.id;
+            v_failed := v_failed || v_run.id;
+            run_id := v_run.id; status := 'failed'; tasks_created := 0; error := sqlerrm;
+        end;
+        return next;
+    end loop;
+    if v_failed is not null then
+        perform _notify('runs', jsonb_build_object('runs',
+            (select jsonb_agg(jsonb_build_object('id', f, 'status', 'failed')) from unnest(v_failed[1:100]) f),
+            'more', cardinality(v_failed) > 100)::text);
+    end if;
+end
+$$;
