@@ -186,13 +186,16 @@ begin
             where s.id = any(v_success)
             group by dn.id
         ), locked as (
-            select t.id from tasks t where t.id in (select dec.id from dec) order by t.id for update
+            -- id order, so concurrent batches decrementing shared dependents cannot deadlock
+            select t.id, dec.n from tasks t join dec on dec.id = t.id
+            where t.status in ('pending', 'paused')
+            order by t.id
+            for update of t
         ), upd as (
             update tasks t
-            set unmet_deps = greatest(t.unmet_deps - dec.n, 0)
-            from dec
-            where t.id = dec.id and t.id in (select locked.id from locked)
-              and t.status in ('pending', 'paused')
+            set unmet_deps = greatest(t.unmet_deps - locked.n, 0)
+            from locked
+            where t.id = locked.id
             returning t.unmet_deps, t.status
         )
         select coalesce(bool_or(upd.unmet_deps = 0 and upd.status = 'pending'), false) into v_ready from upd;

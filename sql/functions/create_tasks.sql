@@ -17,13 +17,14 @@ declare
     v_deps text[][];
     n integer;
     v_bad text;
-    v_existing text[];
     v_succeeded text[];
     v_src integer[];
     v_dst integer[];
     v_start integer[];
     v_indeg integer[];
     v_queue integer[];
+    v_qlen integer;
+    v_edges integer;
     v_head integer := 1;
     v_i integer;
     v_k integer;
@@ -84,20 +85,25 @@ begin
     -- Skip what the run already has (idempotent per index and per name).
     delete from pg_temp.ork_new_tasks t
     using tasks e
-    where e.run_id = p_run_id and (e.task_index = t.task_index or e.task_name = t.task_name);
+    where e.run_id = p_run_id and e.task_index = t.task_index;
+    delete from pg_temp.ork_new_tasks t
+    using tasks e
+    where e.run_id = p_run_id and e.task_name = t.task_name;
 
-    select array_agg(e.task_name), coalesce(array_agg(e.task_name) filter (where e.status = 'success'), '{}')
-    into v_existing, v_succeeded
-    from tasks e where e.run_id = p_run_id;
-    v_existing := coalesce(v_existing, '{}');
+    select coalesce(array_agg(e.task_name), '{}') into v_succeeded
+    from tasks e where e.run_id = p_run_id and e.status = 'success';
 
     select count(*) into n from pg_temp.ork_new_tasks;
+    if n > 1000 then
+        analyze pg_temp.ork_new_tasks; -- large DAGs: give the planner real numbers for the joins below
+    end if;
     if n > 0 then
         select array_agg(t.task_name order by t.pos) into v_names from pg_temp.ork_new_tasks t;
         -- Every dependency must name a new or an existing task of the run.
         select format('task %L depends on unknown task %L', t.task_name, d) into v_bad
         from pg_temp.ork_new_tasks t cross join unnest(t.depends_on) d
-        where d <> all(v_names) and d <> all(v_existing)
+        where not exists (select 1 from pg_temp.ork_new_tasks x where x.task_name = d)
+          and not exists (select 1 from tasks e where e.run_id = p_run_id and e.task_name = d)
         limit 1;
         if v_bad is not null then
             raise exception using errcode = 'OK422', column = 'depends_on', message = v_bad;
@@ -119,20 +125,30 @@ begin
                 v_start[v_src[v_k]] := v_k;
             end if;
         end loop;
-        v_queue := array(select i from generate_series(1, n) i where v_indeg[i] = 0);
-        while v_head <= coalesce(cardinality(v_queue), 0) loop
+        -- A preallocated queue: element assignment on a plpgsql array is O(1), appending is not.
+        v_queue := array_fill(0, array[n]);
+        v_qlen := 0;
+        for v_i in 1..n loop
+            if v_indeg[v_i] = 0 then
+                v_qlen := v_qlen + 1;
+                v_queue[v_qlen] := v_i;
+            end if;
+        end loop;
+        v_edges := coalesce(cardinality(v_src), 0);
+        while v_head <= v_qlen loop
             v_i := v_queue[v_head];
             v_head := v_head + 1;
             v_k := v_start[v_i];
-            while v_k is not null and v_k <= cardinality(v_src) and v_src[v_k] = v_i loop
+            while v_k is not null and v_k <= v_edges and v_src[v_k] = v_i loop
                 v_indeg[v_dst[v_k]] := v_indeg[v_dst[v_k]] - 1;
                 if v_indeg[v_dst[v_k]] = 0 then
-                    v_queue := v_queue || v_dst[v_k];
+                    v_qlen := v_qlen + 1;
+                    v_queue[v_qlen] := v_dst[v_k];
                 end if;
                 v_k := v_k + 1;
             end loop;
         end loop;
-        if coalesce(cardinality(v_queue), 0) < n then
+        if v_qlen < n then
             select string_agg(quote_literal(v_names[i]), ', ' order by v_names[i]) into v_bad
             from generate_series(1, n) i where v_indeg[i] > 0;
             raise exception using errcode = 'OK422', column = 'depends_on', message = 'dependency cycle among tasks ' || v_bad;
@@ -141,8 +157,23 @@ begin
         -- Ids are drawn first so each task's downstream array is written with the task.
         v_ids := array(select nextval(pg_get_serial_sequence('{{.schema}}.tasks', 'id')) from generate_series(1, n));
         v_status := case when v_run_status = 'paused' then 'paused' else 'pending' end;
+        -- New tasks that depend on existing ones join those tasks' downstream arrays
+        -- (before the insert, so the join sees only the existing tasks).
+        with edge as (
+            select e.id as upstream, array_agg(v_ids[t.p] order by t.p) as ids
+            from (select nt.*, row_number() over (order by nt.pos)::integer as p from pg_temp.ork_new_tasks nt) t
+            cross join unnest(t.depends_on) d
+            join tasks e on e.run_id = p_run_id and e.task_name = d
+            group by e.id
+        )
+        update tasks e set downstream = e.downstream || edge.ids from edge where e.id = edge.upstream;
+
         with pos as (
             select t.*, row_number() over (order by t.pos)::integer as p from pg_temp.ork_new_tasks t
+        ), down as (
+            select v_src[k] as p, array_agg(v_ids[v_dst[k]] order by k) as ids
+            from generate_series(1, v_edges) k
+            group by v_src[k]
         ), ins as (
             insert into tasks (id, run_id, task_index, task_name, executor_type, depends_on, status, params,
                                max_retries, timeout_seconds, unmet_deps, downstream)
@@ -150,25 +181,15 @@ begin
             select v_ids[pos.p], p_run_id, pos.task_index, pos.task_name, pos.executor_type, pos.depends_on,
                    v_status, pos.params, pos.max_retries, pos.timeout_seconds,
                    (select count(*) from unnest(pos.depends_on) d where d <> all(v_succeeded))::integer,
-                   coalesce(array(select v_ids[v_dst[k]] from generate_series(1, coalesce(cardinality(v_src), 0)) k
-                                  where v_src[k] = pos.p order by k), '{}')
+                   coalesce(down.ids, '{}')
             from pos
+            left join down on down.p = pos.p
             order by pos.task_index
             returning tasks.status, tasks.unmet_deps
         )
         select count(*), coalesce(bool_or(ins.status = 'pending' and ins.unmet_deps = 0), false)
         into v_inserted, v_ready
         from ins;
-
-        -- New tasks that depend on existing ones join those tasks' downstream arrays.
-        with edge as (
-            select e.id as upstream, array_agg(v_ids[t.p] order by t.p) as ids
-            from (select nt.*, row_number() over (order by nt.pos)::integer as p from pg_temp.ork_new_tasks nt) t
-            cross join unnest(t.depends_on) d
-            join tasks e on e.run_id = p_run_id and e.task_name = d and e.id <> all(v_ids)
-            group by e.id
-        )
-        update tasks e set downstream = e.downstream || edge.ids from edge where e.id = edge.upstream;
 
         update runs r
         set tasks_total = r.tasks_total + v_inserted,
@@ -183,7 +204,8 @@ begin
     return query
     select t.* from tasks t
     where t.run_id = p_run_id
-      and t.task_index in (select (e->>'task_index')::integer from jsonb_array_elements(p_specs) e)
+      and (t.task_index in (select (e->>'task_index')::integer from jsonb_array_elements(p_specs) e)
+           or t.task_name in (select e->>'task_name' from jsonb_array_elements(p_specs) e))
     order by t.task_index;
 end
 $$;

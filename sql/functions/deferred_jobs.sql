@@ -97,6 +97,14 @@ begin
     p_next_poll_after := coalesce(p_next_poll_after, array_fill(null::interval, array[n]));
     p_attempts := coalesce(p_attempts, array_fill(null::integer, array[n]));
 
+    -- Lock the jobs' tasks first (tasks before jobs, the order set_task_states uses): two
+    -- reports completing a task's last two jobs then serialise, and the second one's
+    -- "all jobs completed" check sees the first one's completion.
+    perform 1 from tasks t
+    where t.id in (select j.task_id from deferred_jobs j where j.id = any(p_job_ids))
+    order by t.id
+    for update;
+
     create temp table if not exists pg_temp.ork_poll_outcomes (
         ord integer, job_id bigint, task_id bigint, result text, error text, outcome text, status text,
         service_type text, external_id text

@@ -7,7 +7,10 @@ language sql
 stable
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 as $$
-    select coalesce(
+    -- A snapshot or a compiled DAG that exists but is empty is used as it is (and the
+    -- run then fails with "run has no tasks"); only their absence falls through.
+    select case
+        when r.snapshot_id is not null then coalesce(
         (select jsonb_agg(jsonb_build_object(
                     'task_index', e.pos - 1,
                     'task_name', e.spec->>'name',
@@ -19,22 +22,23 @@ as $$
          from runs r
          join workflow_snapshots s on s.id = r.snapshot_id
          cross join jsonb_array_elements(s.tasks_json) with ordinality as e(spec, pos)
-         where r.id = p_run_id),
+         where r.id = p_run_id), '[]'::jsonb)
+        when exists (select 1 from workflow_tasks wt where wt.workflow_id = r.workflow_id) then
         (select jsonb_agg(jsonb_build_object(
                     'task_index', wt.task_index, 'task_name', wt.task_name, 'executor_type', wt.executor_type,
                     'depends_on', to_jsonb(wt.depends_on), 'params', wt.params,
                     'max_retries', wt.max_retries, 'timeout_seconds', wt.timeout_seconds) order by wt.task_index)
-         from runs r join workflow_tasks wt on wt.workflow_id = r.workflow_id
-         where r.id = p_run_id),
-        (select jsonb_agg(jsonb_build_object(
+         from workflow_tasks wt where wt.workflow_id = r.workflow_id)
+        else coalesce((select jsonb_agg(jsonb_build_object(
                     'task_index', i, 'task_name', 'task_' || i, 'executor_type', w.executor_type,
                     'depends_on', '[]'::jsonb, 'params', w.task_params) order by i)
-         from runs r
-         join workflows w on w.id = r.workflow_id
+         from workflows w
          cross join generate_series(0, coalesce(case when jsonb_typeof(w.task_params->'task_count') = 'number'
                                                      then (w.task_params->>'task_count')::numeric::integer end, 3) - 1) i
-         where r.id = p_run_id),
-        '[]'::jsonb)
+         where w.id = r.workflow_id), '[]'::jsonb)
+    end
+    from runs r
+    where r.id = p_run_id
 $$;
 
 -- start_pending_runs claims up to p_limit pending runs, oldest first (SKIP LOCKED, so

@@ -1,0 +1,5 @@
+package pgstore
+
+import "github.com/orkstate/orkstate"
+
+var _ orkstate.Store = (*Store)(nil)

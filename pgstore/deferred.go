@@ -1,0 +1,137 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orkstate/orkstate"
+)
+
+// deferredJobColumns are the columns of orkstate.DeferredJob, unqualified, in field order.
+const deferredJobColumns = `id, task_id, service_type, job_id, job_data, status, error, attempts, claimed_by,
+	lease_expires_at, next_poll_at, created_at, started_at, last_polled_at, finished_at`
+
+// scanDeferredJobs collects rows selected with deferredJobColumns.
+func scanDeferredJobs(rows pgx.Rows) ([]orkstate.DeferredJob, error) {
+	return pgx.CollectRows(rows, pgx.RowToStructByName[orkstate.DeferredJob])
+}
+
+// scanDeferredJob collects exactly one row selected with deferredJobColumns; none is ErrNotFound after translate.
+func scanDeferredJob(rows pgx.Rows) (*orkstate.DeferredJob, error) {
+	return pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[orkstate.DeferredJob])
+}
+
+// CreateDeferredJobs inserts the jobs in input order (ascending ids), due at once,
+// and notifies <schema>_deferred_jobs once. The task row is share-locked until the
+// end of the transaction, so it cannot finish between the check and the insert
+// (a task that finishes afterwards cancels these jobs as usual).
+func (s *Store) CreateDeferredJobs(ctx context.Context, taskID int64, jobs []orkstate.NewDeferredJob) ([]orkstate.DeferredJob, error) {
+	services := make([]string, len(jobs))
+	jobIDs := make([]string, len(jobs))
+	data := make([]*string, len(jobs))
+	for i, j := range jobs {
+		if strings.TrimSpace(j.ServiceType) == "" {
+			return nil, orkstate.Invalid("service_type", j.ServiceType, fmt.Sprintf("job %d: must not be empty", i))
+		}
+		if strings.TrimSpace(j.JobID) == "" {
+			return nil, orkstate.Invalid("job_id", j.JobID, fmt.Sprintf("job %d: must not be empty", i))
+		}
+		if err := validJSON("job_data", j.JobData); err != nil {
+			return nil, err
+		}
+		services[i], jobIDs[i] = j.ServiceType, j.JobID
+		if len(j.JobData) > 0 {
+			d := string(j.JobData)
+			data[i] = &d
+		}
+	}
+	var out []orkstate.DeferredJob
+	err := s.inTx(ctx, func(tx *Store) error {
+		var status orkstate.TaskStatus
+		err := tx.db.QueryRow(ctx, s.sql(`select status from {ork}.tasks where id = $1 for share`), taskID).Scan(&status)
+		if err != nil {
+			return translate(err)
+		}
+		if status.IsTerminal() {
+			return fmt.Errorf("%w: task is %s", orkstate.ErrInvalidTransition, status)
+		}
+		rows, err := tx.db.Query(ctx, s.sql(`
+			with ins as (
+				insert into {ork}.deferred_jobs (task_id, service_type, job_id, job_data)
+				select $1, j.service_type, j.job_id, j.job_data::jsonb
+				from unnest($2::text[], $3::text[], $4::text[]) with ordinality as j(service_type, job_id, job_data, ord)
+				order by j.ord
+				returning `+deferredJobColumns+`)
+			select `+deferredJobColumns+` from ins order by id`), taskID, services, jobIDs, data)
+		if err != nil {
+			return err
+		}
+		if out, err = scanDeferredJobs(rows); err != nil || len(out) == 0 {
+			return err
+		}
+		_, err = tx.db.Exec(ctx, s.sql(`select {api}.notify_deferred_jobs()`))
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "pgstore: create deferred jobs of task %d", taskID)
+	}
+	return out, nil
+}
+
+func (s *Store) GetDeferredJob(ctx context.Context, id int64) (*orkstate.DeferredJob, error) {
+	rows, err := s.db.Query(ctx, s.sql(`select `+deferredJobColumns+` from {ork}.deferred_jobs where id = $1`), id)
+	if err != nil {
+		return nil, wrap(err, "pgstore: get deferred job %d", id)
+	}
+	j, err := scanDeferredJob(rows)
+	return j, wrap(err, "pgstore: get deferred job %d", id)
+}
+
+func (s *Store) PendingDeferredJobs(ctx context.Context, limit int) ([]orkstate.DeferredJob, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, s.sql(`
+		select `+deferredJobColumns+` from {ork}.deferred_jobs
+		where status in ('pending', 'polling') order by id limit $1`), limit)
+	if err != nil {
+		return nil, wrap(err, "pgstore: pending deferred jobs")
+	}
+	jobs, err := scanDeferredJobs(rows)
+	return jobs, wrap(err, "pgstore: pending deferred jobs")
+}
+
+// DeferredJobsForTask returns the task's jobs in id order; ErrNotFound for an unknown task.
+func (s *Store) DeferredJobsForTask(ctx context.Context, taskID int64) ([]orkstate.DeferredJob, error) {
+	rows, err := s.db.Query(ctx, s.sql(`
+		select `+deferredJobColumns+` from {ork}.deferred_jobs where task_id = $1 order by id`), taskID)
+	if err != nil {
+		return nil, wrap(err, "pgstore: deferred jobs of task %d", taskID)
+	}
+	jobs, err := scanDeferredJobs(rows)
+	if err == nil && len(jobs) == 0 {
+		err = s.mustExist(ctx, `select from {ork}.tasks where id = $1`, taskID)
+	}
+	return jobs, wrap(err, "pgstore: deferred jobs of task %d", taskID)
+}
+
+// MarkDeferredJobPolled sets last_polled_at on a pending or polling job; a terminal
+// job is ErrInvalidTransition. It leaves the status, lease and next poll time alone.
+func (s *Store) MarkDeferredJobPolled(ctx context.Context, id int64) error {
+	var status orkstate.DeferredJobStatus
+	var updated bool
+	err := s.db.QueryRow(ctx, s.sql(`
+		with upd as (
+			update {ork}.deferred_jobs set last_polled_at = now()
+			where id = $1 and status in ('pending', 'polling')
+			returning id)
+		select j.status, exists (select from upd)
+		from {ork}.deferred_jobs j where j.id = $1`), id).Scan(&status, &updated)
+	if err == nil && !updated {
+		err = fmt.Errorf("%w: deferred job is %s", orkstate.ErrInvalidTransition, status)
+	}
+	return wrap(err, "pgstore: mark deferred job %d polled", id)
+}

@@ -1,0 +1,456 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orkstate/orkstate"
+)
+
+// The hot paths: each method is one call of a function in sql/functions, so the
+// state machine lives in one place and psql users get the same behaviour.
+
+// Defaults of the leases when a caller leaves them zero.
+const (
+	DefaultTaskLease     = 5 * time.Minute
+	DefaultDeferredLease = time.Minute
+)
+
+// taskSpec is one element of create_tasks' JSON argument.
+type taskSpec struct {
+	TaskIndex      int             `json:"task_index"`
+	TaskName       string          `json:"task_name"`
+	ExecutorType   string          `json:"executor_type"`
+	DependsOn      []string        `json:"depends_on"`
+	Params         json.RawMessage `json:"params,omitempty"`
+	MaxRetries     int             `json:"max_retries"`
+	TimeoutSeconds int             `json:"timeout_seconds"`
+}
+
+// CreateTasks creates count legacy tasks task_0 … task_{count-1} without dependencies.
+func (s *Store) CreateTasks(ctx context.Context, runID int64, count int, executorType string, params json.RawMessage) ([]orkstate.Task, error) {
+	if count < 0 {
+		return nil, orkstate.Invalid("count", count, "must not be negative")
+	}
+	if err := validJSON("params", params); err != nil {
+		return nil, err
+	}
+	specs := make([]taskSpec, count)
+	for i := range specs {
+		specs[i] = taskSpec{TaskIndex: i, TaskName: "task_" + strconv.Itoa(i), ExecutorType: executorType, DependsOn: []string{}, Params: params}
+	}
+	return s.createTasks(ctx, runID, specs)
+}
+
+// CreateDAGTasks creates a run's tasks with their dependencies (see the interface).
+func (s *Store) CreateDAGTasks(ctx context.Context, runID int64, tasks []orkstate.NewTask) ([]orkstate.Task, error) {
+	specs := make([]taskSpec, len(tasks))
+	for i, t := range tasks {
+		if err := validJSON("params", t.Params); err != nil {
+			return nil, err
+		}
+		deps := t.DependsOn
+		if deps == nil {
+			deps = []string{}
+		}
+		specs[i] = taskSpec{TaskIndex: t.TaskIndex, TaskName: t.TaskName, ExecutorType: t.ExecutorType,
+			DependsOn: deps, Params: t.Params, MaxRetries: t.MaxRetries, TimeoutSeconds: t.TimeoutSeconds}
+	}
+	return s.createTasks(ctx, runID, specs)
+}
+
+func (s *Store) createTasks(ctx context.Context, runID int64, specs []taskSpec) ([]orkstate.Task, error) {
+	body, err := json.Marshal(specs)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: encode tasks: %w", err)
+	}
+	rows, err := s.db.Query(ctx, s.sql(`select `+taskColumns+` from {api}.create_tasks($1, $2)`), runID, string(body))
+	if err != nil {
+		return nil, wrap(err, "pgstore: create tasks of run %d", runID)
+	}
+	tasks, err := scanTasks(rows)
+	if err != nil {
+		return nil, wrap(err, "pgstore: create tasks of run %d", runID)
+	}
+	return tasks, nil
+}
+
+// outcomeRow is a row of set_task_states and the functions shaped like it.
+type outcomeRow struct {
+	Ord     int
+	TaskID  int64
+	Outcome string
+	Status  *string
+}
+
+func collectOutcomes(rows pgx.Rows) ([]orkstate.TaskOutcome, error) {
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[outcomeRow])
+	if err != nil {
+		return nil, err
+	}
+	// Repeated ids come back round by round; the contract is input order.
+	sort.Slice(got, func(i, j int) bool { return got[i].Ord < got[j].Ord })
+	out := make([]orkstate.TaskOutcome, len(got))
+	for i, r := range got {
+		out[i] = orkstate.TaskOutcome{TaskID: r.TaskID, Outcome: orkstate.Outcome(r.Outcome)}
+		if r.Status != nil {
+			out[i].Status = orkstate.TaskStatus(*r.Status)
+		}
+	}
+	return out, nil
+}
+
+// SetTaskStates applies N reports in one statement (set_task_states). A deadlock
+// with a concurrent batch is retried when the Store is not bound to a caller's tx.
+func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate) ([]orkstate.TaskOutcome, error) {
+	n := len(updates)
+	ids := make([]int64, n)
+	statuses := make([]string, n)
+	names := make([]*string, n)
+	errs := make([]*string, n)
+	outputs := make([]*string, n) // JSON as text: the simple protocol sends []byte as bytea
+	attempts := make([]int32, n)
+	for i, u := range updates {
+		if !u.Status.Valid() {
+			return nil, orkstate.Invalid("status", string(u.Status), fmt.Sprintf("unknown task status in update %d (task %d)", i, u.TaskID))
+		}
+		if u.Attempt < 0 {
+			return nil, orkstate.Invalid("attempt", u.Attempt, "must not be negative")
+		}
+		if err := validJSON("output", u.Output); err != nil {
+			return nil, err
+		}
+		ids[i], statuses[i], attempts[i] = u.TaskID, string(u.Status), int32(u.Attempt)
+		if u.ExecutionName != "" {
+			names[i] = &updates[i].ExecutionName
+		}
+		if u.Error != "" {
+			errs[i] = &updates[i].Error
+		}
+		if len(u.Output) > 0 {
+			o := string(u.Output)
+			outputs[i] = &o
+		}
+	}
+	if n == 0 {
+		return []orkstate.TaskOutcome{}, nil
+	}
+	var out []orkstate.TaskOutcome
+	err := s.retryDeadlock(ctx, func() error {
+		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.set_task_states($1, $2, $3, $4, $5, $6)`),
+			ids, statuses, names, errs, outputs, attempts)
+		if err != nil {
+			return err
+		}
+		out, err = collectOutcomes(rows)
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "pgstore: set task states")
+	}
+	return out, nil
+}
+
+// UpdateTaskStatus applies one report; invalid, stale and not_found come back as errors.
+func (s *Store) UpdateTaskStatus(ctx context.Context, u orkstate.TaskUpdate) (*orkstate.TaskOutcome, error) {
+	out, err := s.SetTaskStates(ctx, []orkstate.TaskUpdate{u})
+	if err != nil {
+		return nil, err
+	}
+	if err := out[0].Outcome.Err(); err != nil {
+		return &out[0], fmt.Errorf("pgstore: task %d to %s: %w", u.TaskID, u.Status, err)
+	}
+	return &out[0], nil
+}
+
+// retryDeadlock runs fn, again after a deadlock or serialization failure, when the
+// Store owns its transactions; inside a caller's tx the error is the caller's to handle.
+func (s *Store) retryDeadlock(ctx context.Context, fn func() error) error {
+	_, pooled := s.db.(*pgxpool.Pool)
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		var pgErr *pgconn.PgError
+		if !pooled || attempt == 5 || !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+		}
+	}
+}
+
+// ClaimTasks moves up to p.Limit dispatchable tasks to dispatched for p.Claimer.
+func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkstate.ClaimedTask, error) {
+	if p.Claimer == "" {
+		return nil, orkstate.Invalid("claimer", p.Claimer, "must not be empty")
+	}
+	if p.Limit < 1 || p.Limit > orkstate.MaxClaimLimit {
+		return nil, orkstate.Invalid("limit", p.Limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
+	}
+	if p.Lease < 0 {
+		return nil, orkstate.Invalid("lease", p.Lease, "must not be negative")
+	}
+	if p.Lease == 0 {
+		p.Lease = DefaultTaskLease
+	}
+	var types []string
+	if len(p.ExecutorTypes) > 0 {
+		types = p.ExecutorTypes
+	}
+	rows, err := s.db.Query(ctx, s.sql(`select * from {api}.claim_tasks($1, $2, $3, $4)`), p.Claimer, p.Limit, types, p.Lease)
+	if err != nil {
+		return nil, wrap(err, "pgstore: claim tasks")
+	}
+	claimed, err := pgx.CollectRows(rows, pgx.RowToStructByName[orkstate.ClaimedTask])
+	if err != nil {
+		return nil, wrap(err, "pgstore: claim tasks")
+	}
+	return claimed, nil
+}
+
+// ExpireTaskLeases returns dispatched tasks whose lease ran out to pending.
+func (s *Store) ExpireTaskLeases(ctx context.Context, limit int) ([]orkstate.TaskOutcome, error) {
+	return s.sweep(ctx, "expire_task_leases", limit)
+}
+
+// FailTimedOutTasks fails tasks past their timeout under the retry rule.
+func (s *Store) FailTimedOutTasks(ctx context.Context, limit int) ([]orkstate.TaskOutcome, error) {
+	return s.sweep(ctx, "fail_timed_out_tasks", limit)
+}
+
+func (s *Store) sweep(ctx context.Context, fn string, limit int) ([]orkstate.TaskOutcome, error) {
+	if limit < 1 || limit > orkstate.MaxClaimLimit {
+		return nil, orkstate.Invalid("limit", limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
+	}
+	var out []orkstate.TaskOutcome
+	err := s.retryDeadlock(ctx, func() error {
+		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.`+fn+`($1)`), limit)
+		if err != nil {
+			return err
+		}
+		out, err = collectOutcomes(rows)
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "pgstore: %s", fn)
+	}
+	return out, nil
+}
+
+// RetryTask is an operator's retry of a finished task (retry_task).
+func (s *Store) RetryTask(ctx context.Context, id int64) error {
+	_, err := s.db.Exec(ctx, s.sql(`select {api}.retry_task($1)`), id)
+	return wrap(err, "pgstore: retry task %d", id)
+}
+
+// FailDependentTasks fails the unfinished transitive dependents of a task.
+func (s *Store) FailDependentTasks(ctx context.Context, taskID int64) (int, error) {
+	var n int
+	err := s.db.QueryRow(ctx, s.sql(`select {api}.fail_dependent_tasks($1)`), taskID).Scan(&n)
+	if err != nil {
+		return 0, wrap(err, "pgstore: fail dependents of task %d", taskID)
+	}
+	return n, nil
+}
+
+// StartPendingRuns starts up to limit pending runs (start_pending_runs).
+func (s *Store) StartPendingRuns(ctx context.Context, limit int) ([]orkstate.StartedRun, error) {
+	if limit < 1 || limit > orkstate.MaxClaimLimit {
+		return nil, orkstate.Invalid("limit", limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
+	}
+	rows, err := s.db.Query(ctx, s.sql(`select run_id, status, tasks_created, coalesce(error, '') from {api}.start_pending_runs($1)`), limit)
+	if err != nil {
+		return nil, wrap(err, "pgstore: start pending runs")
+	}
+	started, err := pgx.CollectRows(rows, pgx.RowToStructByPos[orkstate.StartedRun])
+	if err != nil {
+		return nil, wrap(err, "pgstore: start pending runs")
+	}
+	return started, nil
+}
+
+// CancelRun cancels a run with its unfinished tasks and their deferred jobs.
+func (s *Store) CancelRun(ctx context.Context, id int64) error {
+	_, err := s.db.Exec(ctx, s.sql(`select {api}.cancel_run($1)`), id)
+	return wrap(err, "pgstore: cancel run %d", id)
+}
+
+// PauseRun stops dispatch of a run's tasks.
+func (s *Store) PauseRun(ctx context.Context, id int64) error {
+	_, err := s.db.Exec(ctx, s.sql(`select {api}.pause_run($1)`), id)
+	return wrap(err, "pgstore: pause run %d", id)
+}
+
+// ResumeRun undoes PauseRun.
+func (s *Store) ResumeRun(ctx context.Context, id int64) error {
+	_, err := s.db.Exec(ctx, s.sql(`select {api}.resume_run($1)`), id)
+	return wrap(err, "pgstore: resume run %d", id)
+}
+
+// FireDueSchedules fires every due schedule once (fire_schedules' compare-and-set).
+// A stored expression that no longer parses is skipped and reported in the error,
+// after the others fired.
+func (s *Store) FireDueSchedules(ctx context.Context, now time.Time, limit int) ([]orkstate.Run, error) {
+	due, err := s.DueWorkflows(ctx, now, limit)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		ids         []int64
+		fires, next []time.Time
+		bad         []error
+	)
+	for _, w := range due {
+		n, err := orkstate.NextFireTime(w.Schedule, now)
+		if err != nil {
+			bad = append(bad, fmt.Errorf("workflow %q: %w", w.Name, err))
+			continue
+		}
+		ids, fires, next = append(ids, w.ID), append(fires, *w.NextScheduledAt), append(next, n)
+	}
+	runs := []orkstate.Run{}
+	if len(ids) > 0 {
+		rows, err := s.db.Query(ctx, s.sql(`select `+runColumns+` from {api}.fire_schedules($1, $2, $3)`), ids, fires, next)
+		if err != nil {
+			return nil, wrap(err, "pgstore: fire schedules")
+		}
+		if runs, err = scanRuns(rows); err != nil {
+			return nil, wrap(err, "pgstore: fire schedules")
+		}
+	}
+	return runs, errors.Join(bad...)
+}
+
+// ClaimDeferredJobs leases up to p.Limit due deferred jobs (claim_deferred_jobs).
+func (s *Store) ClaimDeferredJobs(ctx context.Context, p orkstate.DeferredClaimParams) ([]orkstate.DeferredJob, error) {
+	if p.Claimer == "" {
+		return nil, orkstate.Invalid("claimer", p.Claimer, "must not be empty")
+	}
+	if p.Limit < 1 || p.Limit > orkstate.MaxClaimLimit {
+		return nil, orkstate.Invalid("limit", p.Limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
+	}
+	if p.Lease < 0 {
+		return nil, orkstate.Invalid("lease", p.Lease, "must not be negative")
+	}
+	if p.Lease == 0 {
+		p.Lease = DefaultDeferredLease
+	}
+	rows, err := s.db.Query(ctx, s.sql(`select `+deferredJobColumns+` from {api}.claim_deferred_jobs($1, $2, $3)`), p.Claimer, p.Limit, p.Lease)
+	if err != nil {
+		return nil, wrap(err, "pgstore: claim deferred jobs")
+	}
+	jobs, err := scanDeferredJobs(rows)
+	if err != nil {
+		return nil, wrap(err, "pgstore: claim deferred jobs")
+	}
+	return jobs, nil
+}
+
+type pollOutcomeRow struct {
+	Ord        int
+	JobID      int64
+	Outcome    string
+	Status     *string
+	TaskStatus *string
+}
+
+// ReportDeferredPolls applies poll results in one statement (report_deferred_polls).
+func (s *Store) ReportDeferredPolls(ctx context.Context, reports []orkstate.DeferredPollReport) ([]orkstate.DeferredOutcome, error) {
+	n := len(reports)
+	ids := make([]int64, n)
+	results := make([]string, n)
+	errs := make([]string, n)
+	after := make([]*time.Duration, n)
+	attempts := make([]int32, n)
+	for i, r := range reports {
+		switch r.Result {
+		case orkstate.PollRunning, orkstate.PollCompleted, orkstate.PollFailed:
+		default:
+			return nil, orkstate.Invalid("result", string(r.Result), fmt.Sprintf("unknown poll result in report %d (job %d)", i, r.JobID))
+		}
+		if r.NextPollAfter < 0 {
+			return nil, orkstate.Invalid("next_poll_after", r.NextPollAfter, "must not be negative")
+		}
+		if r.Attempt < 0 {
+			return nil, orkstate.Invalid("attempt", r.Attempt, "must not be negative")
+		}
+		ids[i], results[i], errs[i], attempts[i] = r.JobID, string(r.Result), r.Error, int32(r.Attempt)
+		if r.NextPollAfter > 0 {
+			after[i] = &reports[i].NextPollAfter
+		}
+	}
+	if n == 0 {
+		return []orkstate.DeferredOutcome{}, nil
+	}
+	var got []pollOutcomeRow
+	err := s.retryDeadlock(ctx, func() error {
+		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.report_deferred_polls($1, $2, $3, $4, $5)`),
+			ids, results, errs, after, attempts)
+		if err != nil {
+			return err
+		}
+		got, err = pgx.CollectRows(rows, pgx.RowToStructByPos[pollOutcomeRow])
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "pgstore: report deferred polls")
+	}
+	out := make([]orkstate.DeferredOutcome, len(got))
+	for i, r := range got {
+		out[i] = orkstate.DeferredOutcome{JobID: r.JobID, Outcome: orkstate.Outcome(r.Outcome)}
+		if r.Status != nil {
+			out[i].Status = orkstate.DeferredJobStatus(*r.Status)
+		}
+		if r.TaskStatus != nil {
+			out[i].TaskStatus = orkstate.TaskStatus(*r.TaskStatus)
+		}
+	}
+	return out, nil
+}
+
+// UpdateDeferredJobStatus moves one job (update_deferred_job_status).
+func (s *Store) UpdateDeferredJobStatus(ctx context.Context, id int64, status orkstate.DeferredJobStatus, errMsg string) error {
+	if !status.Valid() {
+		return orkstate.Invalid("status", string(status), "unknown deferred job status")
+	}
+	var outcome string
+	err := s.db.QueryRow(ctx, s.sql(`select {api}.update_deferred_job_status($1, $2, $3)`), id, string(status), errMsg).Scan(&outcome)
+	if err != nil {
+		return wrap(err, "pgstore: deferred job %d to %s", id, status)
+	}
+	if err := orkstate.Outcome(outcome).Err(); err != nil {
+		return fmt.Errorf("pgstore: deferred job %d to %s: %w", id, status, err)
+	}
+	return nil
+}
+
+// CompleteDeferredJob completes a job; its task succeeds once all its jobs completed.
+func (s *Store) CompleteDeferredJob(ctx context.Context, id int64) error {
+	return s.UpdateDeferredJobStatus(ctx, id, orkstate.DeferredCompleted, "")
+}
+
+// FailDeferredJob fails a job and, through the retry rule, its task.
+func (s *Store) FailDeferredJob(ctx context.Context, id int64, errMsg string) error {
+	return s.UpdateDeferredJobStatus(ctx, id, orkstate.DeferredFailed, errMsg)
+}
+
+// CancelDeferredJobsForTask cancels a task's unfinished jobs.
+func (s *Store) CancelDeferredJobsForTask(ctx context.Context, taskID int64) (int, error) {
+	var n int
+	err := s.db.QueryRow(ctx, s.sql(`select {api}.cancel_deferred_jobs_for_task($1)`), taskID).Scan(&n)
+	if err != nil {
+		return 0, wrap(err, "pgstore: cancel deferred jobs of task %d", taskID)
+	}
+	return n, nil
+}

@@ -1,0 +1,206 @@
+package pgstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/orkstate/orkstate"
+	"github.com/orkstate/orkstate/internal/testdb"
+	"github.com/orkstate/orkstate/pgstore"
+)
+
+// startRun creates a workflow with the given DAG and starts one run of it.
+func startRun(t testing.TB, s *pgstore.Store, specs []orkstate.TaskSpec) (*orkstate.Run, []orkstate.Task) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: fmt.Sprintf("wf-%d", time.Now().UnixNano()), JobName: "job", Project: "p", Region: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) > 0 {
+		if _, err := s.ReplaceWorkflowTasks(ctx, w.ID, specs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run, err := s.CreateRun(ctx, w.ID, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, err := s.StartPendingRuns(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(started) != 1 || started[0].Status != orkstate.RunRunning {
+		t.Fatalf("StartPendingRuns = %+v, want one running run", started)
+	}
+	tasks, err := s.ListTasks(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run, tasks
+}
+
+func TestDiamondFlow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testdb.Store(t)
+	run, tasks := startRun(t, s, []orkstate.TaskSpec{
+		{Name: "a"}, {Name: "b", DependsOn: []string{"a"}}, {Name: "c", DependsOn: []string{"a"}},
+		{Name: "d", DependsOn: []string{"b", "c"}},
+	})
+	if len(tasks) != 4 {
+		t.Fatalf("got %d tasks", len(tasks))
+	}
+	claim := func(want ...string) []orkstate.ClaimedTask {
+		t.Helper()
+		got, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "t", Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, c := range got {
+			names = append(names, c.TaskName)
+		}
+		if fmt.Sprint(names) != fmt.Sprint(want) {
+			t.Fatalf("claimed %v, want %v", names, want)
+		}
+		return got
+	}
+	a := claim("a")
+	if a[0].Attempt != 1 || a[0].JobName != "job" || a[0].Project != "p" {
+		t.Fatalf("claimed %+v", a[0])
+	}
+	out, err := s.SetTaskStates(ctx, []orkstate.TaskUpdate{
+		{TaskID: a[0].ID, Status: orkstate.TaskRunning, Attempt: 1},
+		{TaskID: a[0].ID, Status: orkstate.TaskSuccess, Attempt: 1, Output: json.RawMessage(`{"rows":3}`)},
+		{TaskID: 999999, Status: orkstate.TaskSuccess},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Outcome != orkstate.OutcomeApplied || out[1].Outcome != orkstate.OutcomeApplied || out[2].Outcome != orkstate.OutcomeNotFound {
+		t.Fatalf("outcomes %+v", out)
+	}
+	bc := claim("b", "c")
+	if string(bc[0].UpstreamOutputs["a"]) != `{"rows": 3}` {
+		t.Fatalf("upstream outputs %s", bc[0].UpstreamOutputs)
+	}
+	if _, err := s.SetTaskStates(ctx, []orkstate.TaskUpdate{
+		{TaskID: bc[0].ID, Status: orkstate.TaskSuccess, Attempt: 1},
+		{TaskID: bc[1].ID, Status: orkstate.TaskSuccess, Attempt: 1},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d := claim("d")
+	if _, err := s.UpdateTaskStatus(ctx, orkstate.TaskUpdate{TaskID: d[0].ID, Status: orkstate.TaskSuccess, Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetRun(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != orkstate.RunSuccess || got.FinishedAt == nil {
+		t.Fatalf("run %+v, want success", got)
+	}
+}
+
+// A claimer whose backend dies before it commits loses nothing: its claim rolls back.
+func TestClaimerBackendTerminated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testdb.Store(t)
+	run, _ := startRun(t, s, []orkstate.TaskSpec{{Name: "a"}, {Name: "b"}, {Name: "c"}})
+
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	claimed, err := s.WithTx(tx).ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "doomed", Limit: 2})
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("claim: %v %v", claimed, err)
+	}
+	var pid int
+	if err := tx.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool().Exec(ctx, "select pg_terminate_backend($1)", pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("commit after the backend was terminated succeeded")
+	}
+	// pg_terminate_backend only signals; the locks go when the backend has exited.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var alive bool
+		if err := s.Pool().QueryRow(ctx, "select exists (select 1 from pg_stat_activity where pid = $1)", pid).Scan(&alive); err != nil {
+			t.Fatal(err)
+		}
+		if !alive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %d still alive", pid)
+		}
+	}
+	again, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "survivor", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != 3 {
+		t.Fatalf("after the kill %d tasks were claimable, want 3", len(again))
+	}
+	for _, c := range again {
+		if c.Attempt != 1 || c.RunID != run.ID {
+			t.Fatalf("claimed %+v, want attempt 1 of run %d", c, run.ID)
+		}
+	}
+}
+
+// A claimer that lost its lease cannot overwrite the new claimer's state.
+func TestExpiredLeaseFencesOldClaimer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testdb.Store(t)
+	startRun(t, s, []orkstate.TaskSpec{{Name: "a"}})
+	first, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "old", Limit: 1, Lease: time.Millisecond})
+	if err != nil || len(first) != 1 {
+		t.Fatal(first, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := s.ExpireTaskLeases(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) == 1 {
+			if out[0].Outcome != orkstate.OutcomeApplied || out[0].Status != orkstate.TaskPending {
+				t.Fatalf("expire: %+v", out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("lease never expired")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	second, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "new", Limit: 1})
+	if err != nil || len(second) != 1 || second[0].Attempt != 2 {
+		t.Fatalf("second claim %+v %v", second, err)
+	}
+	_, err = s.UpdateTaskStatus(ctx, orkstate.TaskUpdate{TaskID: first[0].ID, Status: orkstate.TaskFailed, Attempt: first[0].Attempt})
+	if !errors.Is(err, orkstate.ErrStale) {
+		t.Fatalf("late report: %v, want ErrStale", err)
+	}
+	task, err := s.GetTask(ctx, first[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.Status != orkstate.TaskDispatched || task.ClaimedBy != "new" {
+		t.Fatalf("task %+v changed by a stale report", task)
+	}
+}

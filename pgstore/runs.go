@@ -1,0 +1,190 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orkstate/orkstate"
+)
+
+// runColumns are the columns of orkstate.Run, unqualified, in field order.
+const runColumns = `id, workflow_id, snapshot_id, status, triggered_by, error, created_at, started_at, finished_at`
+
+// scanRuns collects rows selected with runColumns.
+func scanRuns(rows pgx.Rows) ([]orkstate.Run, error) {
+	return pgx.CollectRows(rows, pgx.RowToStructByName[orkstate.Run])
+}
+
+// scanRun collects exactly one row selected with runColumns; none is ErrNotFound after translate.
+func scanRun(rows pgx.Rows) (*orkstate.Run, error) {
+	return pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[orkstate.Run])
+}
+
+// runStatsOfR is a JSON object of orkstate.TaskStats for the run aliased r; it decodes
+// into a TaskStats field (JSON keys match field names case-insensitively).
+const runStatsOfR = `(select json_build_object(
+		'total', count(*),
+		'pending', count(*) filter (where t.status = 'pending'),
+		'paused', count(*) filter (where t.status = 'paused'),
+		'dispatched', count(*) filter (where t.status = 'dispatched'),
+		'running', count(*) filter (where t.status = 'running'),
+		'success', count(*) filter (where t.status = 'success'),
+		'failed', count(*) filter (where t.status = 'failed'),
+		'cancelled', count(*) filter (where t.status = 'cancelled'))
+	from {ork}.tasks t where t.run_id = r.id)`
+
+func (s *Store) CreateRun(ctx context.Context, workflowID int64, triggeredBy string) (*orkstate.Run, error) {
+	rows, err := s.db.Query(ctx, s.sql(`
+		insert into {ork}.runs (workflow_id, snapshot_id, triggered_by)
+		select id, current_snapshot_id, $2 from {ork}.workflows where id = $1
+		returning `+runColumns), workflowID, triggeredBy)
+	if err != nil {
+		return nil, wrap(err, "pgstore: create run of workflow %d", workflowID)
+	}
+	run, err := scanRun(rows)
+	return run, wrap(err, "pgstore: create run of workflow %d", workflowID)
+}
+
+func (s *Store) GetRun(ctx context.Context, id int64) (*orkstate.Run, error) {
+	rows, err := s.db.Query(ctx, s.sql(`select `+runColumns+` from {ork}.runs where id = $1`), id)
+	if err != nil {
+		return nil, wrap(err, "pgstore: get run %d", id)
+	}
+	run, err := scanRun(rows)
+	return run, wrap(err, "pgstore: get run %d", id)
+}
+
+// ListRuns returns ErrNotFound for a workflowID that names no workflow.
+func (s *Store) ListRuns(ctx context.Context, workflowID int64) ([]orkstate.Run, error) {
+	rows, err := s.db.Query(ctx, s.sql(`
+		select `+runColumns+` from {ork}.runs
+		where $1::bigint = 0 or workflow_id = $1
+		order by id desc`), workflowID)
+	if err != nil {
+		return nil, wrap(err, "pgstore: list runs")
+	}
+	runs, err := scanRuns(rows)
+	if err == nil && len(runs) == 0 && workflowID != 0 {
+		err = s.mustExist(ctx, `select from {ork}.workflows where id = $1`, workflowID)
+	}
+	return runs, wrap(err, "pgstore: list runs of workflow %d", workflowID)
+}
+
+func (s *Store) ListRunsPage(ctx context.Context, q orkstate.RunListQuery) (*orkstate.RunPage, error) {
+	limit, offset, err := pageBounds(q.Limit, q.Offset)
+	if err != nil {
+		return nil, err
+	}
+	if q.Status != "" {
+		if _, err := orkstate.ParseRunStatus(string(q.Status)); err != nil {
+			return nil, err
+		}
+	}
+	// $1 status ('' = any), $2 workflow name search ('' = any), $3 its ILIKE pattern.
+	const filter = `($1::text = '' or status = $1)
+		and ($2::text = '' or workflow_id in (select id from {ork}.workflows where name ilike $3 escape '\'))`
+	args := []any{string(q.Status), q.WorkflowName, containsPattern(q.WorkflowName)}
+	page := &orkstate.RunPage{}
+	err = s.db.QueryRow(ctx, s.sql(`select count(*) from {ork}.runs where `+filter), args...).Scan(&page.Total)
+	if err != nil {
+		return nil, wrap(err, "pgstore: list runs page")
+	}
+	rows, err := s.db.Query(ctx, s.sql(`
+		with r as (
+			select `+runColumns+` from {ork}.runs where `+filter+`
+			order by id desc limit $4 offset $5)
+		select r.*, w.name as workflow_name, `+runStatsOfR+` as stats
+		from r join {ork}.workflows w on w.id = r.workflow_id
+		order by r.id desc`), append(args, limit, offset)...)
+	if err != nil {
+		return nil, wrap(err, "pgstore: list runs page")
+	}
+	page.Runs, err = pgx.CollectRows(rows, pgx.RowToStructByName[orkstate.RunSummary])
+	if err != nil {
+		return nil, wrap(err, "pgstore: list runs page")
+	}
+	return page, nil
+}
+
+func (s *Store) PendingRuns(ctx context.Context, limit int) ([]orkstate.Run, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, s.sql(`
+		select `+runColumns+` from {ork}.runs where status = 'pending' order by id limit $1`), limit)
+	if err != nil {
+		return nil, wrap(err, "pgstore: pending runs")
+	}
+	runs, err := scanRuns(rows)
+	return runs, wrap(err, "pgstore: pending runs")
+}
+
+// UpdateRunStatus: cancelled goes through CancelRun, paused through PauseRun,
+// paused → running through ResumeRun; pending → running and success/failed are set
+// directly. A repeated non-terminal status is a no-op; anything else, and every
+// change of a terminal run, is ErrInvalidTransition.
+func (s *Store) UpdateRunStatus(ctx context.Context, id int64, status orkstate.RunStatus, errMsg string) error {
+	if _, err := orkstate.ParseRunStatus(string(status)); err != nil {
+		return err
+	}
+	err := s.inTx(ctx, func(tx *Store) error {
+		var cur orkstate.RunStatus
+		err := tx.db.QueryRow(ctx, s.sql(`select status from {ork}.runs where id = $1 for update`), id).Scan(&cur)
+		if err != nil {
+			return translate(err)
+		}
+		if cur.IsTerminal() {
+			return fmt.Errorf("%w: run is %s", orkstate.ErrInvalidTransition, cur)
+		}
+		switch {
+		case status == orkstate.RunCancelled:
+			if err := tx.CancelRun(ctx, id); err != nil {
+				return err
+			}
+			if errMsg == "" {
+				return nil
+			}
+			_, err = tx.db.Exec(ctx, s.sql(`update {ork}.runs set error = $2 where id = $1`), id, errMsg)
+			return err
+		case status == cur:
+			return nil
+		case status == orkstate.RunPaused:
+			return tx.PauseRun(ctx, id)
+		case status == orkstate.RunRunning && cur == orkstate.RunPaused:
+			return tx.ResumeRun(ctx, id)
+		case status == orkstate.RunRunning && cur == orkstate.RunPending:
+			_, err = tx.db.Exec(ctx, s.sql(`
+				update {ork}.runs set status = 'running', started_at = coalesce(started_at, now()),
+					error = case when $2::text = '' then error else $2 end
+				where id = $1`), id, errMsg)
+			return err
+		case status.IsTerminal():
+			_, err = tx.db.Exec(ctx, s.sql(`
+				update {ork}.runs set status = $2, finished_at = now(),
+					error = case when $3::text = '' then error else $3 end
+				where id = $1`), id, string(status), errMsg)
+			if err != nil {
+				return err
+			}
+			// A finished run is announced on <schema>_runs like any other completion.
+			_, err = tx.db.Exec(ctx, s.sql(`
+				select {api}._notify('runs', json_build_object('runs', json_build_array(
+					json_build_object('id', $1::bigint, 'status', $2::text)), 'more', false)::text)`),
+				id, string(status))
+			return err
+		}
+		return fmt.Errorf("%w: run %s → %s", orkstate.ErrInvalidTransition, cur, status)
+	})
+	return wrap(err, "pgstore: update run %d to %s", id, status)
+}
+
+func (s *Store) RunTaskStats(ctx context.Context, runID int64) (*orkstate.TaskStats, error) {
+	var st orkstate.TaskStats
+	err := s.db.QueryRow(ctx, s.sql(`select `+runStatsOfR+` from {ork}.runs r where r.id = $1`), runID).Scan(&st)
+	if err != nil {
+		return nil, wrap(err, "pgstore: task stats of run %d", runID)
+	}
+	return &st, nil
+}

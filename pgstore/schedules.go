@@ -1,0 +1,72 @@
+package pgstore
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/orkstate/orkstate"
+)
+
+// SetSchedule stores expr (trimmed). Enabled: next_scheduled_at is the first fire
+// time after now (time.Now() when now is zero); disabled: it is cleared. An empty
+// expr clears the schedule and disables it.
+func (s *Store) SetSchedule(ctx context.Context, workflowID int64, expr string, enabled bool, now time.Time) error {
+	expr = strings.TrimSpace(expr)
+	if now.IsZero() {
+		now = time.Now()
+	}
+	var next *time.Time
+	switch {
+	case expr == "":
+		enabled = false
+	case enabled:
+		t, err := orkstate.NextFireTime(expr, now)
+		if err != nil {
+			return err
+		}
+		next = &t
+	default:
+		if _, err := orkstate.ParseSchedule(expr); err != nil {
+			return err
+		}
+	}
+	tag, err := s.db.Exec(ctx, s.sql(`
+		update {ork}.workflows
+		set schedule = $2, schedule_enabled = $3, next_scheduled_at = $4, updated_at = now()
+		where id = $1`), workflowID, expr, enabled, next)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = orkstate.ErrNotFound
+	}
+	return wrap(err, "pgstore: set schedule of workflow %d", workflowID)
+}
+
+func (s *Store) SetScheduleTimes(ctx context.Context, workflowID int64, last, next *time.Time) error {
+	tag, err := s.db.Exec(ctx, s.sql(`
+		update {ork}.workflows
+		set last_scheduled_at = $2, next_scheduled_at = $3, updated_at = now()
+		where id = $1`), workflowID, last, next)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = orkstate.ErrNotFound
+	}
+	return wrap(err, "pgstore: set schedule times of workflow %d", workflowID)
+}
+
+// DueWorkflows orders by next fire time, then id; a zero now means time.Now().
+func (s *Store) DueWorkflows(ctx context.Context, now time.Time, limit int) ([]orkstate.Workflow, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	rows, err := s.db.Query(ctx, s.sql(`
+		select `+workflowColumns+` from {ork}.workflows
+		where schedule_enabled and next_scheduled_at <= $1
+		order by next_scheduled_at, id limit $2`), now, limit)
+	if err != nil {
+		return nil, wrap(err, "pgstore: due workflows")
+	}
+	wfs, err := scanWorkflows(rows)
+	return wfs, wrap(err, "pgstore: due workflows")
+}
