@@ -1,0 +1,75 @@
+// Package triggerer polls deferred jobs through River (riverqueue/river) and
+// finishes their tasks.
+//
+// A task that starts long work elsewhere (a BigQuery job, a Cloud Run execution,
+// an HTTP-tracked job) reports deferred jobs instead of finishing. Each deferred
+// job gets one River job, PollDeferredJobArgs, inserted in the same transaction
+// (Triggerer.CreateDeferredJobsTx): there is never a deferred job without a
+// poller, or a poller without its deferred job. Any number of triggerer
+// processes share the polling; River's fetch (FOR UPDATE SKIP LOCKED) gives each
+// River job to one of them at a time.
+//
+// # One poll
+//
+// The worker reads the deferred job, finds the Tracker registered for its
+// service type and calls Tracker.Poll with Config.PollTimeout:
+//
+//   - running: the poll is recorded (ReportDeferredPolls: last_polled_at,
+//     next_poll_at) and the River job snoozes for Config.PollInterval. Snoozes
+//     use no attempt, so a job may run for days.
+//   - completed or failed: ReportDeferredPolls finishes the deferred job and, by
+//     the store's rules, its task (success once all its jobs completed; failed
+//     under the retry rule; dependents unblocked or failed; the run completed) —
+//     in one transaction with River's JobCompleteTx. Either both happen or
+//     neither. The River job's output (PollOutput) says how it ended.
+//   - an error: River retries with its backoff (Config.River.RetryPolicy).
+//     After Config.MaxAttempts the deferred job and its task fail with the last
+//     error, again in one transaction with JobCompleteTx; the River job ends
+//     completed, its output saying failed, and its errors list holding the
+//     earlier attempts' errors. (Chosen over discarding the River job after a
+//     separate commit so that the two rows never disagree.)
+//   - no tracker for the service type: the deferred job and its task fail with an
+//     error naming the service type, and the River job is cancelled with it.
+//     Register the same trackers in every triggerer process: a process lacking
+//     one fails that service's jobs.
+//
+// A deferred job that is already terminal is not polled: cancelled (its run or
+// task was cancelled; the store cancels the deferred jobs) cancels the River job,
+// completed or failed completes it. A poll that finds the job cancelled while it
+// was polling stops the same way. Triggerer.CancelTaskJobsTx and CancelRunJobsTx,
+// called in the transaction that cancels in the store, also cancel the River jobs
+// at once and interrupt a poll in flight.
+//
+// Reports carry no fencing token (DeferredPollReport.Attempt 0): River's
+// job lock, not deferred_jobs.attempts, keeps pollers apart. A database should be
+// polled either by triggerers or by the SQL claim (Store.ClaimDeferredJobs), not
+// both: the SQL claim does not know about River's jobs.
+//
+// # River's tables
+//
+// River's tables live in the install schema (River's Config.Schema). Install them
+// with MigrateRiver after pgstore.Migrate. A DBA who manages the schema with tern
+// instead dumps River's SQL with River's CLI (go install
+// github.com/riverqueue/river/cmd/river@v0.51.2; migrate-get only prints SQL)
+// and makes one tern migration of it, with the schema as tern's template
+// variable (River quotes the schema name it is given; the sed drops the quotes):
+//
+//	S=orkstate_river_tmpl   # any placeholder name, replaced below
+//	for v in 2 3 4 5 6 7 8; do river migrate-get --version $v --up --schema $S; done > river.up.sql
+//	for v in 8 7 6 5 4 3 2; do river migrate-get --version $v --down --schema $S; done > river.down.sql
+//	{ sed -E "s/\"?$S\"?\./{{.schema}}./g" river.up.sql
+//	  echo '---- create above / drop below ----'
+//	  sed -E "s/\"?$S\"?\./{{.schema}}./g" river.down.sql; } > sql/schema/00N_river.sql
+//
+// Version 1 only creates river_migration, River's record of its own migrations,
+// which tern replaces (River's later migrations tolerate its absence). Pick one
+// owner: once River's SQL is applied through tern, do not call MigrateRiver (it
+// would find no record and apply everything again). On a River upgrade, dump the
+// new versions (see River's CHANGELOG) into a new tern migration the same way.
+//
+// # Processes
+//
+// New builds a Triggerer; Start/Stop (or Run, which stops gracefully when its
+// context is cancelled) run its River client. A process that only creates or
+// cancels deferred jobs uses a Triggerer it never starts.
+package triggerer
