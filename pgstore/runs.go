@@ -131,7 +131,7 @@ func (s *Store) UpdateRunStatus(ctx context.Context, id int64, status orkstate.R
 	}
 	err := s.inTx(ctx, func(tx *Store) error {
 		var cur orkstate.RunStatus
-		err := tx.db.QueryRow(ctx, s.sql(`select status from {ork}.runs where id = $1 for update`), id).Scan(&cur)
+		err := tx.db.QueryRow(ctx, s.sql(`select status from {ork}.runs where id = $1 for no key update`), id).Scan(&cur)
 		if err != nil {
 			return translate(err)
 		}

@@ -268,7 +268,7 @@ func (s *Store) SetCurrentSnapshot(ctx context.Context, workflowID, snapshotID i
 // lockWorkflow locks a workflow row for the rest of the transaction; ErrNotFound when missing.
 func (s *Store) lockWorkflow(ctx context.Context, id int64) error {
 	var got int64
-	return s.db.QueryRow(ctx, s.sql(`select id from {ork}.workflows where id = $1 for update`), id).Scan(&got)
+	return s.db.QueryRow(ctx, s.sql(`select id from {ork}.workflows where id = $1 for no key update`), id).Scan(&got)
 }
 
 // mustExist runs a query that selects at most one row and returns ErrNotFound when it selects none.

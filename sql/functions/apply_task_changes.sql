@@ -48,7 +48,7 @@ begin
         select t.id from tasks t
         where t.id in (select down.id from down) and t.status not in ('success', 'failed', 'cancelled')
         order by t.id
-        for update
+        for no key update
     ), hit as (
         update tasks t
         set status = p_status, error = p_error, finished_at = now(), claimed_by = '',
@@ -125,7 +125,7 @@ begin
         from tasks t
         where t.id in (select input.task_id from input)
         order by t.id
-        for update
+        for no key update
     ), decided as (
         select i.*, l.status as old_status,
             case
@@ -169,7 +169,8 @@ begin
            array_agg(u.id) filter (where d.outcome = 'applied' and u.status = 'failed'),
            array_agg(u.id) filter (where d.outcome = 'applied' and u.status = 'cancelled'),
            array_agg(u.id) filter (where u.id is not null
-                and (u.status in ('success', 'failed', 'cancelled') or d.old_status in ('dispatched', 'running'))),
+                and (u.status in ('success', 'failed', 'cancelled')
+                     or (u.status = 'pending' and d.old_status in ('dispatched', 'running')))),
            array_agg(u.run_id) filter (where u.status in ('success', 'failed', 'cancelled')),
            array_agg(u.status) filter (where u.status in ('success', 'failed', 'cancelled')),
            coalesce(bool_or(d.outcome = 'applied' and u.status = 'pending'), false)
@@ -190,7 +191,7 @@ begin
             select t.id, dec.n from tasks t join dec on dec.id = t.id
             where t.status in ('pending', 'paused')
             order by t.id
-            for update of t
+            for no key update of t
         ), upd as (
             update tasks t
             set unmet_deps = greatest(t.unmet_deps - locked.n, 0)

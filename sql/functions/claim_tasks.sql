@@ -48,7 +48,7 @@ begin
           and (p_executor_types is null or t.executor_type = any(p_executor_types))
         order by t.id
         limit p_limit
-        for update skip locked
+        for no key update skip locked
     ), claimed as (
         update tasks t
         set status = 'dispatched',

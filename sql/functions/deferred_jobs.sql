@@ -25,7 +25,7 @@ begin
         where j.status in ('pending', 'polling') and j.next_poll_at <= now()
         order by j.next_poll_at, j.id
         limit p_limit
-        for update skip locked
+        for no key update skip locked
     )
     update deferred_jobs j
     set status = 'polling', attempts = j.attempts + 1, claimed_by = p_claimer,
@@ -103,7 +103,7 @@ begin
     perform 1 from tasks t
     where t.id in (select j.task_id from deferred_jobs j where j.id = any(p_job_ids))
     order by t.id
-    for update;
+    for no key update;
 
     create temp table if not exists pg_temp.ork_poll_outcomes (
         ord integer, job_id bigint, task_id bigint, result text, error text, outcome text, status text,
@@ -119,7 +119,7 @@ begin
         select j.id, j.task_id, j.status, j.attempts, j.service_type, j.job_id
         from deferred_jobs j where j.id in (select input.job_id from input)
         order by j.id
-        for update
+        for no key update
     ), decided as (
         select i.*, l.task_id, l.status as old_status, l.service_type, l.job_id as external_id,
             case
@@ -204,7 +204,7 @@ begin
         raise exception using errcode = 'OK422', column = 'status',
             message = format('unknown deferred job status %s', coalesce(quote_literal(p_status), 'NULL'));
     end if;
-    select j.status into v_status from deferred_jobs j where j.id = p_job_id for update;
+    select j.status into v_status from deferred_jobs j where j.id = p_job_id for no key update;
     if not found then
         raise exception using errcode = 'OK404', message = format('deferred job %s not found', p_job_id);
     end if;

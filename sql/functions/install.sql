@@ -4,6 +4,11 @@
 -- Functions are SECURITY INVOKER and pin search_path; a role with USAGE on both schemas and
 -- DML on the tables of {{.schema}} can call every one of them.
 -- The tables are private; these functions and their documented columns are the API.
+--
+-- Row locks are FOR NO KEY UPDATE throughout: the functions never change keys, and a
+-- plain FOR UPDATE would conflict with the FOR KEY SHARE that foreign-key checks take on
+-- runs and tasks (an update of a row inserted or updated earlier in the same transaction
+-- re-checks its foreign key), which deadlocked concurrent reporters of one run.
 
 drop schema if exists {{.schema}}_api cascade;
 create schema {{.schema}}_api;

@@ -23,7 +23,7 @@ begin
         where t.status = 'dispatched' and t.lease_expires_at <= now()
         order by t.lease_expires_at
         limit p_limit
-        for update skip locked
+        for no key update skip locked
     ) x;
     n := coalesce(cardinality(v_ids), 0);
     if n = 0 then
@@ -63,7 +63,7 @@ begin
         where t.status in ('dispatched', 'running') and t.timeout_at <= now()
         order by t.timeout_at
         limit p_limit
-        for update skip locked
+        for no key update skip locked
     ) x;
     n := coalesce(cardinality(v_ids), 0);
     if n = 0 then

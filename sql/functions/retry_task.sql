@@ -21,7 +21,7 @@ begin
         raise exception using errcode = 'OK404', message = format('task %s not found', p_task_id);
     end if;
     v_run_status := _lock_run(v_task.run_id);
-    perform 1 from tasks t where t.id = p_task_id for update;
+    perform 1 from tasks t where t.id = p_task_id for no key update;
     select t.status into v_task.status from tasks t where t.id = p_task_id;
     if v_task.status not in ('success', 'failed', 'cancelled') then
         raise exception using errcode = 'OK409', message = format('task %s is %s; only finished tasks can be retried', p_task_id, v_task.status);
@@ -42,7 +42,7 @@ begin
       and t.status in ('failed', 'cancelled') and t.error in ('dependency failed', 'dependency cancelled');
     v_reset := array[p_task_id] || coalesce(v_reset, '{}');
 
-    perform 1 from tasks t where t.id = any(v_reset) order by t.id for update;
+    perform 1 from tasks t where t.id = any(v_reset) order by t.id for no key update;
     select count(*), count(*) filter (where t.status = 'failed'), count(*) filter (where t.status = 'cancelled')
     into v_finished, v_failed, v_cancelled
     from tasks t where t.id = any(v_reset);

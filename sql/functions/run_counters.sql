@@ -15,7 +15,7 @@ begin
     if coalesce(cardinality(p_run_ids), 0) = 0 then
         return;
     end if;
-    perform 1 from runs r where r.id = any(p_run_ids) order by r.id for update;
+    perform 1 from runs r where r.id = any(p_run_ids) order by r.id for no key update;
 
     with delta as (
         select d.run_id,

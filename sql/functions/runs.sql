@@ -7,7 +7,7 @@ as $$
 declare
     v_status text;
 begin
-    select r.status into v_status from runs r where r.id = p_run_id for update;
+    select r.status into v_status from runs r where r.id = p_run_id for no key update;
     if not found then
         raise exception using errcode = 'OK404', message = format('run %s not found', p_run_id);
     end if;
@@ -33,7 +33,7 @@ begin
         select t.id from tasks t
         where t.run_id = p_run_id and t.status not in ('success', 'failed', 'cancelled')
         order by t.id
-        for update
+        for no key update
     ), hit as (
         update tasks t
         set status = 'cancelled', error = 'run cancelled', finished_at = now(), claimed_by = '',
@@ -53,8 +53,8 @@ begin
 end
 $$;
 
--- pause_run stops dispatch of a pending or running run: its pending tasks become
--- paused (dispatched and running tasks carry on). Other states refuse (OK409).
+-- pause_run stops dispatch of a running run: its pending tasks become paused
+-- (dispatched and running tasks carry on). Other states refuse (OK409).
 create function {{.schema}}_api.pause_run(p_run_id bigint)
 returns void
 language plpgsql
@@ -63,7 +63,7 @@ as $$
 declare
     v_status text := _lock_run(p_run_id);
 begin
-    if v_status not in ('pending', 'running') then
+    if v_status <> 'running' then
         raise exception using errcode = 'OK409', message = format('run %s is %s and cannot be paused', p_run_id, v_status);
     end if;
     update runs r set status = 'paused' where r.id = p_run_id;
@@ -72,7 +72,7 @@ end
 $$;
 
 -- resume_run undoes pause_run: paused tasks become pending again and the run goes
--- back to running (pending if it never started). Other states refuse (OK409).
+-- back to running. Other states refuse (OK409).
 create function {{.schema}}_api.resume_run(p_run_id bigint)
 returns void
 language plpgsql
@@ -84,8 +84,7 @@ begin
     if v_status <> 'paused' then
         raise exception using errcode = 'OK409', message = format('run %s is %s, not paused', p_run_id, v_status);
     end if;
-    update runs r set status = case when r.started_at is null then 'pending' else 'running' end
-    where r.id = p_run_id;
+    update runs r set status = 'running' where r.id = p_run_id;
     update tasks t set status = 'pending' where t.run_id = p_run_id and t.status = 'paused';
     perform _notify('tasks_ready');
 end

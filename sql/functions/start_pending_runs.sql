@@ -62,7 +62,7 @@ begin
             message = format('limit must be between 1 and 10000, got %s', coalesce(p_limit::text, 'NULL'));
     end if;
     for v_run in
-        select r.id from runs r where r.status = 'pending' order by r.id limit p_limit for update skip locked
+        select r.id from runs r where r.status = 'pending' order by r.id limit p_limit for no key update skip locked
     loop
         v_specs := _run_task_specs(v_run.id);
         begin
