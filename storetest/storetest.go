@@ -1,0 +1,103 @@
+// Package storetest is the conformance suite every orkstate.Store passes. It
+// checks the contract of docs/semantics.md, not an implementation: a backend runs
+//
+//	func TestStore(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) orkstate.Store { return newMyStore(t) })
+//	}
+//
+// and every subtest gets its own fresh, migrated, empty store, so subtests run in
+// parallel. A case that needs a capability the store declares it lacks
+// (orkstate.Capabilities) is skipped with a message naming the capability; nothing
+// else is ever skipped.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/orkstate/orkstate"
+)
+
+// Run runs the whole suite. newStore must return a fresh, migrated, empty store
+// for the test it is given and release it when that test ends (t.Cleanup). One
+// test calls Close on its store itself, so that cleanup must tolerate a closed store.
+func Run(t *testing.T, newStore func(t *testing.T) orkstate.Store) {
+	s := &suite{newStore: newStore}
+	groups := []struct {
+		name string
+		fn   func(t *testing.T)
+	}{
+		{"Store", s.testStore},
+		{"Workflow", s.testWorkflows},
+		{"WorkflowPage", s.testWorkflowPages},
+		{"WorkflowTasks", s.testWorkflowTasks},
+		{"Snapshot", s.testSnapshots},
+		{"Run", s.testRuns},
+		{"RunPage", s.testRunPages},
+		{"RunControl", s.testRunControl},
+		{"StartPendingRuns", s.testStartPendingRuns},
+		{"CreateTasks", s.testCreateTasks},
+		{"TaskRead", s.testTaskReads},
+		{"TaskReport", s.testTaskReports},
+		{"Claim", s.testClaims},
+		{"Lease", s.testLeases},
+		{"Retry", s.testRetries},
+		{"DAG", s.testDAGs},
+		{"Log", s.testLogs},
+		{"Schedule", s.testSchedules},
+		{"Deferred", s.testDeferred},
+		{"Concurrency", s.testConcurrency},
+	}
+	for _, g := range groups {
+		t.Run(g.name, func(t *testing.T) {
+			t.Parallel()
+			g.fn(t)
+		})
+	}
+}
+
+type suite struct {
+	newStore func(t *testing.T) orkstate.Store
+}
+
+// bundle is what one test works with: its own store and a context.
+type bundle struct {
+	t     *testing.T
+	ctx   context.Context
+	store orkstate.Store
+	caps  orkstate.Capabilities
+	seq   atomic.Int64
+}
+
+func (s *suite) setup(t *testing.T) *bundle {
+	t.Helper()
+	st := s.newStore(t)
+	if st == nil {
+		t.Fatal("newStore returned nil")
+	}
+	return &bundle{t: t, ctx: context.Background(), store: st, caps: st.Capabilities()}
+}
+
+// test declares one parallel subtest with its own bundle.
+func (s *suite) test(t *testing.T, name string, fn func(t *testing.T, b *bundle)) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		t.Parallel()
+		fn(t, s.setup(t))
+	})
+}
+
+// requireCapability skips t when the store lacks the named capability.
+func requireCapability(t *testing.T, name string, has bool) {
+	t.Helper()
+	if !has {
+		t.Skipf("store lacks capability %s", name)
+	}
+}
+
+// next returns a number unique within the bundle, for names.
+func (b *bundle) next() int64 { return b.seq.Add(1) }
+
+func (b *bundle) uniq(prefix string) string { return fmt.Sprintf("%s-%d", prefix, b.next()) }
