@@ -1,0 +1,9 @@
+DROP TABLE IF EXISTS deferred_jobs;
+DROP TABLE IF EXISTS task_log_sizes;
+DROP TABLE IF EXISTS task_logs;
+DROP TABLE IF EXISTS task_deps;
+DROP TABLE IF EXISTS tasks;
+DROP TABLE IF EXISTS runs;
+DROP TABLE IF EXISTS workflow_snapshots;
+DROP TABLE IF EXISTS workflow_tasks;
+DROP TABLE IF EXISTS workflows;

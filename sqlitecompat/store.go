@@ -1,0 +1,349 @@
+// Package sqlitecompat is the orkstate Store on a single SQLite file through
+// modernc.org/sqlite (pure Go, no cgo). It honours the same contract as pgstore
+// (docs/semantics.md) and passes storetest, with these reductions:
+//
+//   - One node. Every write runs in a BEGIN IMMEDIATE transaction, so writers are
+//     serialised by SQLite's file lock instead of row locks and SKIP LOCKED.
+//     Claims are still exactly-once for any number of goroutines and of processes
+//     sharing the file (Capabilities().ConcurrentClaimers is true), but they do not
+//     run in parallel: throughput is one writer's.
+//   - No SQL function API: the state machine runs in Go over plain SQL, so there is
+//     nothing to call from a SQL shell (Capabilities().SQLFunctions is false).
+//   - No LISTEN/NOTIFY: wake-ups are in-process only (Store.Waker), so a scheduler
+//     in another process sharing the file learns of new work by its fallback poll
+//     (Capabilities().ListenNotify is false).
+//   - No River: the triggerer's River jobs need pgstore; deferred jobs are claimed
+//     with ClaimDeferredJobs instead.
+//   - No caller transactions: there is no WithTx twin of the methods.
+//
+// Timestamps are stored as INTEGER unix microseconds (UTC) everywhere, the
+// precision of Postgres' timestamptz. The schema has its own embedded migrations
+// (Migrate, MigrateTo) and a version table, orkstate_schema_version.
+package sqlitecompat
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/orkstate/orkstate"
+)
+
+// Config configures a Store. The zero value works; Open(ctx, path, nil) too.
+type Config struct {
+	// BusyTimeout is how long a writer waits for another process's write lock
+	// before failing with SQLITE_BUSY. Defaults to 10 seconds.
+	BusyTimeout time.Duration
+	// MaxReaders caps the read connections of a file store. Defaults to max(4, GOMAXPROCS).
+	MaxReaders int
+	// NoMigrate skips the Migrate call Open otherwise makes.
+	NoMigrate bool
+	// Now is the clock; tests inject one. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Store implements orkstate.Store on SQLite. It is safe for concurrent use, and
+// several processes may open the same file.
+type Store struct {
+	wdb *sql.DB // one connection, every transaction BEGIN IMMEDIATE
+	rdb *sql.DB // readers (the same handle as wdb for :memory:)
+	wmu sync.Mutex
+	now func() time.Time
+
+	notifier  *notifier
+	closeOnce sync.Once
+
+	// stmts caches the write path's statements, prepared on wdb's one connection
+	// (guarded by wmu). A statement first seen inside a transaction runs unprepared
+	// and is prepared after the transaction, when the connection is free again:
+	// preparing dominated the cost of a write before.
+	stmts   map[string]*sql.Stmt
+	unprep  map[string]bool
+	noCache map[string]bool
+}
+
+// maxCachedStmts bounds the statement cache.
+const maxCachedStmts = 256
+
+var _ orkstate.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the SQLite database at path, or a private
+// in-memory database for ":memory:", and migrates it to the newest schema unless
+// cfg.NoMigrate. The file uses WAL, a busy timeout and foreign keys.
+func Open(ctx context.Context, path string, cfg *Config) (*Store, error) {
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	if path == "" {
+		return nil, orkstate.Invalid("path", path, "must not be empty (use \":memory:\" for an in-memory store)")
+	}
+	if strings.ContainsRune(path, '?') {
+		return nil, orkstate.Invalid("path", path, "must not contain '?'")
+	}
+	if c.BusyTimeout < 0 {
+		return nil, orkstate.Invalid("BusyTimeout", c.BusyTimeout, "must not be negative")
+	}
+	if c.BusyTimeout == 0 {
+		c.BusyTimeout = 10 * time.Second
+	}
+	if c.MaxReaders < 0 {
+		return nil, orkstate.Invalid("MaxReaders", c.MaxReaders, "must not be negative")
+	}
+	if c.MaxReaders == 0 {
+		c.MaxReaders = max(4, runtime.GOMAXPROCS(0))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	memory := path == ":memory:"
+	q := url.Values{}
+	q.Set("_busy_timeout", fmt.Sprint(c.BusyTimeout.Milliseconds()))
+	q.Set("_foreign_keys", "1")
+	if !memory {
+		q.Set("_journal_mode", "WAL")
+		q.Set("_synchronous", "NORMAL")
+	}
+	rq := url.Values{}
+	for k, v := range q {
+		rq[k] = v
+	}
+	q.Set("_txlock", "immediate")
+
+	wdb, err := sql.Open("sqlite", path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlitecompat: open %s: %w", path, err)
+	}
+	// One write connection: in-process writers queue on wmu, other processes on
+	// the file lock (busy_timeout). :memory: lives in this one connection, so the
+	// readers share it too.
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	rdb := wdb
+	if !memory {
+		rdb, err = sql.Open("sqlite", path+"?"+rq.Encode())
+		if err != nil {
+			wdb.Close()
+			return nil, fmt.Errorf("sqlitecompat: open %s: %w", path, err)
+		}
+		rdb.SetMaxOpenConns(c.MaxReaders)
+		rdb.SetMaxIdleConns(c.MaxReaders)
+	}
+	s := &Store{wdb: wdb, rdb: rdb, now: c.Now, notifier: newNotifier(),
+		stmts: map[string]*sql.Stmt{}, unprep: map[string]bool{}, noCache: map[string]bool{}}
+	if err := wdb.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlitecompat: open %s: %w", path, err)
+	}
+	if !c.NoMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Capabilities: claims are exactly-once across goroutines and processes (serialised
+// by BEGIN IMMEDIATE); no SQL function API; no LISTEN/NOTIFY.
+func (s *Store) Capabilities() orkstate.Capabilities {
+	return orkstate.Capabilities{ConcurrentClaimers: true, SQLFunctions: false, ListenNotify: false}
+}
+
+// Close closes the database and wakes every waiter with an error. Safe to call twice.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() {
+		s.notifier.close()
+		s.wmu.Lock()
+		for _, st := range s.stmts {
+			st.Close()
+		}
+		s.stmts = map[string]*sql.Stmt{}
+		s.wmu.Unlock()
+		if s.rdb != s.wdb {
+			s.rdb.Close()
+		}
+		s.wdb.Close()
+	})
+}
+
+// DB returns the read handle, for inspection and tests. Writing through it bypasses
+// the state machine.
+func (s *Store) DB() *sql.DB { return s.rdb }
+
+// clock returns now truncated to the stored precision.
+func (s *Store) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// txState is one write transaction: its statements and what to signal after commit.
+type txState struct {
+	s       *Store
+	tx      *sql.Tx
+	ctx     context.Context
+	now     time.Time
+	signals kind
+	runs    []runEvent
+	// touchedRuns are runs whose completion must be checked before commit.
+	touchedRuns map[int64]bool
+}
+
+// stmt returns q prepared for this transaction, or nil to run it unprepared.
+func (t *txState) stmt(q string) *sql.Stmt {
+	if st := t.s.stmts[q]; st != nil {
+		return t.tx.StmtContext(t.ctx, st)
+	}
+	if !t.s.noCache[q] {
+		t.s.unprep[q] = true
+	}
+	return nil
+}
+
+func (t *txState) exec(q string, args ...any) (sql.Result, error) {
+	if st := t.stmt(q); st != nil {
+		return st.ExecContext(t.ctx, args...)
+	}
+	return t.tx.ExecContext(t.ctx, q, args...)
+}
+
+func (t *txState) query(q string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(q); st != nil {
+		return st.QueryContext(t.ctx, args...)
+	}
+	return t.tx.QueryContext(t.ctx, q, args...)
+}
+
+func (t *txState) queryRow(q string, args ...any) *sql.Row {
+	if st := t.stmt(q); st != nil {
+		return st.QueryRowContext(t.ctx, args...)
+	}
+	return t.tx.QueryRowContext(t.ctx, q, args...)
+}
+
+// prepareSeen prepares the statements the last transaction ran unprepared. It
+// runs under wmu with no transaction open, so wdb's one connection is free.
+func (s *Store) prepareSeen(ctx context.Context) {
+	for q := range s.unprep {
+		delete(s.unprep, q)
+		if len(s.stmts) >= maxCachedStmts {
+			s.noCache[q] = true
+			continue
+		}
+		st, err := s.wdb.PrepareContext(ctx, q)
+		if err != nil {
+			s.noCache[q] = true // e.g. several statements in one text (migrations)
+			continue
+		}
+		s.stmts[q] = st
+	}
+}
+
+// write runs fn in one BEGIN IMMEDIATE transaction, checks the completion of the
+// runs it touched, commits, and then signals the waiters. An error from fn rolls
+// everything back.
+func (s *Store) write(ctx context.Context, fn func(t *txState) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	defer s.prepareSeen(context.WithoutCancel(ctx))
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return translate(err)
+	}
+	t := &txState{s: s, tx: tx, ctx: ctx, now: s.clock(), touchedRuns: map[int64]bool{}}
+	if err := fn(t); err != nil {
+		tx.Rollback()
+		return translate(err)
+	}
+	if err := t.completeRuns(); err != nil {
+		tx.Rollback()
+		return translate(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return translate(err)
+	}
+	s.notifier.signal(t.signals, t.runs)
+	return nil
+}
+
+// translate maps driver errors to orkstate's: a unique violation is ErrConflict.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %v", orkstate.ErrConflict, err)
+		}
+	}
+	return err
+}
+
+// Time helpers: the one stored format is INTEGER unix microseconds, UTC.
+
+func ts(t time.Time) int64 { return t.UTC().Truncate(time.Microsecond).UnixMicro() }
+
+func tsPtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return ts(*t)
+}
+
+func fromTS(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func fromNullTS(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromTS(v.Int64)
+	return &t
+}
+
+// jsonArg stores nil/empty JSON as NULL.
+func jsonArg(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
+func fromNullJSON(v sql.NullString) []byte {
+	if !v.Valid {
+		return nil
+	}
+	return []byte(v.String)
+}
+
+func notFound(what string, id any) error {
+	return fmt.Errorf("%w: %s %v", orkstate.ErrNotFound, what, id)
+}
+
+func invalidTransition(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", orkstate.ErrInvalidTransition, fmt.Sprintf(format, args...))
+}
+
+func checkLimit(limit int) error {
+	if limit <= 0 {
+		return orkstate.Invalid("limit", limit, "must be positive")
+	}
+	return nil
+}
+
+// checkBatchLimit bounds the hot paths' batches like the SQL functions: 1 … 10,000.
+func checkBatchLimit(limit int) error {
+	if limit < 1 || limit > orkstate.MaxClaimLimit {
+		return orkstate.Invalid("limit", limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
+	}
+	return nil
+}

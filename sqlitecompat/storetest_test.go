@@ -1,0 +1,26 @@
+package sqlitecompat_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/orkstate/orkstate"
+	"github.com/orkstate/orkstate/sqlitecompat"
+	"github.com/orkstate/orkstate/storetest"
+)
+
+// newStore opens a fresh, migrated store on a temporary file for one test.
+func newStore(t *testing.T) *sqlitecompat.Store {
+	t.Helper()
+	s, err := sqlitecompat.Open(context.Background(), filepath.Join(t.TempDir(), "ork.db"), nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestStoretest(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) orkstate.Store { return newStore(t) })
+}
