@@ -500,8 +500,16 @@ func TestUpdateRunStatus(t *testing.T) {
 	defer cancel()
 	n, err := conn.Conn().WaitForNotification(waitCtx)
 	noErr(t, err)
-	if want := fmt.Sprintf(`{"runs" : [{"id" : %d, "status" : "failed"}], "more" : false}`, r.ID); n.Payload != want {
-		t.Fatalf("runs notification payload = %s, want %s", n.Payload, want)
+	var payload struct {
+		Runs []struct {
+			ID     int64
+			Status string
+		}
+		More bool
+	}
+	noErr(t, json.Unmarshal([]byte(n.Payload), &payload))
+	if len(payload.Runs) != 1 || payload.Runs[0].ID != r.ID || payload.Runs[0].Status != "failed" || payload.More {
+		t.Fatalf("runs notification payload = %s, want run %d failed", n.Payload, r.ID)
 	}
 	got, err = b.s.GetRun(b.ctx, r.ID)
 	noErr(t, err)

@@ -122,8 +122,10 @@ func (s *Store) PendingRuns(ctx context.Context, limit int) ([]orkstate.Run, err
 }
 
 // UpdateRunStatus: cancelled goes through CancelRun, paused through PauseRun,
-// paused → running through ResumeRun; pending → running and success/failed are set
-// directly. A repeated non-terminal status is a no-op; anything else, and every
+// paused → running through ResumeRun, pending → running starts the run as
+// StartPendingRuns would (creating its tasks; an invalid DAG fails it), and
+// success/failed are the operator's verdict (finish_run: unfinished tasks are
+// cancelled). A repeated non-terminal status is a no-op; anything else, and every
 // change of a terminal run, is ErrInvalidTransition.
 func (s *Store) UpdateRunStatus(ctx context.Context, id int64, status orkstate.RunStatus, errMsg string) error {
 	if _, err := orkstate.ParseRunStatus(string(status)); err != nil {
@@ -155,24 +157,13 @@ func (s *Store) UpdateRunStatus(ctx context.Context, id int64, status orkstate.R
 		case status == orkstate.RunRunning && cur == orkstate.RunPaused:
 			return tx.ResumeRun(ctx, id)
 		case status == orkstate.RunRunning && cur == orkstate.RunPending:
-			_, err = tx.db.Exec(ctx, s.sql(`
-				update {ork}.runs set status = 'running', started_at = coalesce(started_at, now()),
-					error = case when $2::text = '' then error else $2 end
-				where id = $1`), id, errMsg)
+			// Starting a run creates its tasks, exactly as StartPendingRuns would.
+			_, err = tx.db.Exec(ctx, s.sql(`select {api}.start_run($1)`), id)
 			return err
 		case status.IsTerminal():
-			_, err = tx.db.Exec(ctx, s.sql(`
-				update {ork}.runs set status = $2, finished_at = now(),
-					error = case when $3::text = '' then error else $3 end
-				where id = $1`), id, string(status), errMsg)
-			if err != nil {
-				return err
-			}
-			// A finished run is announced on <schema>_runs like any other completion.
-			_, err = tx.db.Exec(ctx, s.sql(`
-				select {api}._notify('runs', json_build_object('runs', json_build_array(
-					json_build_object('id', $1::bigint, 'status', $2::text)), 'more', false)::text)`),
-				id, string(status))
+			// The operator's verdict; unfinished tasks are cancelled so nothing of a
+			// finished run is dispatched.
+			_, err = tx.db.Exec(ctx, s.sql(`select {api}.finish_run($1, $2, $3)`), id, string(status), errMsg)
 			return err
 		}
 		return fmt.Errorf("%w: run %s → %s", orkstate.ErrInvalidTransition, cur, status)

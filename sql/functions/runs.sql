@@ -89,3 +89,47 @@ begin
     perform _notify('tasks_ready');
 end
 $$;
+
+-- finish_run is an operator's verdict: the run ends with p_status (success or failed)
+-- and p_error; its unfinished tasks are cancelled with error 'run finished by
+-- operator', with their deferred jobs. A finished run refuses (OK409).
+create function {{.schema}}_api.finish_run(p_run_id bigint, p_status text, p_error text default '')
+returns void
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+declare
+    v_status text := _lock_run(p_run_id);
+    v_ids bigint[];
+begin
+    if p_status is null or p_status not in ('success', 'failed') then
+        raise exception using errcode = 'OK422', column = 'status',
+            message = format('finish_run takes success or failed, not %s', coalesce(quote_literal(p_status), 'NULL'));
+    end if;
+    if v_status in ('success', 'failed', 'cancelled') then
+        raise exception using errcode = 'OK409', message = format('run %s is %s and cannot change', p_run_id, v_status);
+    end if;
+    with locked as (
+        select t.id from tasks t
+        where t.run_id = p_run_id and t.status not in ('success', 'failed', 'cancelled')
+        order by t.id
+        for no key update
+    ), hit as (
+        update tasks t
+        set status = 'cancelled', error = 'run finished by operator', finished_at = now(), claimed_by = '',
+            lease_expires_at = null, timeout_at = null, retry_at = null
+        from locked where t.id = locked.id
+        returning t.id
+    )
+    select array_agg(hit.id) into v_ids from hit;
+    perform _end_deferred_jobs(v_ids);
+    update runs r
+    set status = p_status, finished_at = now(), started_at = coalesce(r.started_at, now()),
+        error = case when coalesce(p_error, '') = '' then r.error else p_error end,
+        tasks_finished = r.tasks_finished + coalesce(cardinality(v_ids), 0),
+        tasks_cancelled = r.tasks_cancelled + coalesce(cardinality(v_ids), 0)
+    where r.id = p_run_id;
+    perform _notify('runs', jsonb_build_object('runs', jsonb_build_array(
+        jsonb_build_object('id', p_run_id, 'status', p_status)), 'more', false)::text);
+end
+$$;

@@ -41,6 +41,53 @@ as $$
     where r.id = p_run_id
 $$;
 
+-- _start_run creates the tasks of a locked pending run and marks it running; a run
+-- whose DAG is invalid (unknown dependency, cycle, no tasks) fails with an error
+-- naming why. Returns the run's status, how many tasks it created and the error.
+create function {{.schema}}_api._start_run(p_run_id bigint, out status text, out tasks_created integer, out error text)
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    v_specs jsonb := _run_task_specs(p_run_id);
+begin
+    begin
+        if jsonb_array_length(v_specs) = 0 then
+            raise exception using errcode = 'OK422', message = 'run has no tasks';
+        end if;
+        select count(*) into tasks_created from create_tasks(p_run_id, v_specs);
+        -- create_tasks starts the run when it inserts; this covers a run whose tasks all existed.
+        update runs r set status = 'running', started_at = coalesce(r.started_at, now())
+        where r.id = p_run_id and r.status = 'pending';
+        status := 'running';
+    exception when sqlstate 'OK422' then
+        update runs r set status = 'failed', error = sqlerrm, finished_at = now(), started_at = now()
+        where r.id = p_run_id;
+        status := 'failed'; tasks_created := 0; error := sqlerrm;
+        perform _notify('runs', jsonb_build_object('runs', jsonb_build_array(
+            jsonb_build_object('id', p_run_id, 'status', 'failed')), 'more', false)::text);
+    end;
+end
+$$;
+
+-- start_run starts one pending run now (see start_pending_runs). OK404 for an unknown
+-- run, OK409 for a run that is not pending.
+create function {{.schema}}_api.start_run(p_run_id bigint, out status text, out tasks_created integer, out error text)
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    v_status text := _lock_run(p_run_id);
+begin
+    if v_status <> 'pending' then
+        raise exception using errcode = 'OK409', message = format('run %s is %s, not pending', p_run_id, v_status);
+    end if;
+    select s.status, s.tasks_created, s.error into status, tasks_created, error from _start_run(p_run_id) s;
+end
+$$;
+
 -- start_pending_runs claims up to p_limit pending runs, oldest first (SKIP LOCKED, so
 -- two schedulers never start one run twice), creates their tasks and marks them running.
 -- A run whose DAG is invalid (unknown dependency, cycle, no tasks) fails with an error
@@ -53,9 +100,6 @@ as $$
 #variable_conflict use_column
 declare
     v_run record;
-    v_specs jsonb;
-    v_count integer;
-    v_failed bigint[];
 begin
     if p_limit is null or p_limit < 1 or p_limit > 10000 then
         raise exception using errcode = 'OK422', column = 'limit',
@@ -64,25 +108,9 @@ begin
     for v_run in
         select r.id from runs r where r.status = 'pending' order by r.id limit p_limit for no key update skip locked
     loop
-        v_specs := _run_task_specs(v_run.id);
-        begin
-            if jsonb_array_length(v_specs) = 0 then
-                raise exception using errcode = 'OK422', message = 'run has no tasks';
-            end if;
-            select count(*) into v_count from create_tasks(v_run.id, v_specs);
-            run_id := v_run.id; status := 'running'; tasks_created := v_count; error := null;
-        exception when sqlstate 'OK422' then
-            update runs r set status = 'failed', error = sqlerrm, finished_at = now(), started_at = now()
-            where r.id = v_run.id;
-            v_failed := v_failed || v_run.id;
-            run_id := v_run.id; status := 'failed'; tasks_created := 0; error := sqlerrm;
-        end;
+        run_id := v_run.id;
+        select s.status, s.tasks_created, s.error into status, tasks_created, error from _start_run(v_run.id) s;
         return next;
     end loop;
-    if v_failed is not null then
-        perform _notify('runs', jsonb_build_object('runs',
-            (select jsonb_agg(jsonb_build_object('id', f, 'status', 'failed')) from unnest(v_failed[1:100]) f),
-            'more', cardinality(v_failed) > 100)::text);
-    end if;
 end
 $$;
