@@ -1,0 +1,35 @@
+# orkstate — run `make help` for the targets.
+# The database is DATABASE_URL, else postgres://postgres@localhost:5432/postgres?sslmode=disable.
+
+GO            ?= go
+GOBIN_DIR     := $(shell $(GO) env GOPATH)/bin
+STATICCHECK   := $(GOBIN_DIR)/staticcheck
+BENCH_OUT     ?= bench/results
+SCHEMA        ?= ork
+
+.DEFAULT_GOAL := help
+.PHONY: help test lint bench bench-full demo migrate
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+test: ## run every test with the race detector against PostgreSQL (DATABASE_URL)
+	$(GO) test -race -count=1 ./...
+
+lint: ## gofmt check, go vet, staticcheck (installed into GOPATH/bin when missing)
+	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	@if [ ! -x "$(STATICCHECK)" ]; then echo "installing staticcheck"; $(GO) install honnef.co/go/tools/cmd/staticcheck@latest; fi
+	$(STATICCHECK) ./...
+
+bench: ## quick benchmarks against ork-v1, River and the raw ceiling (< 3 min); writes $(BENCH_OUT)/quick.{json,txt,svg}
+	$(GO) run ./cmd/orkstate bench --out $(BENCH_OUT)
+
+bench-full: ## the large scenarios (1M blocked tasks, more runs); writes $(BENCH_OUT)/full.{json,txt,svg}
+	$(GO) run ./cmd/orkstate bench --full --out $(BENCH_OUT)
+
+demo: ## run a DAG workflow through two scheduler loops in a fresh schema (falls back to SQLite without PostgreSQL)
+	$(GO) run ./cmd/orkstate demo
+
+migrate: ## install or upgrade the schema SCHEMA (default ork) with its functions
+	$(GO) run ./cmd/orkstate migrate --schema $(SCHEMA)

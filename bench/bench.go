@@ -1,0 +1,366 @@
+// Package bench measures orkstate on a real PostgreSQL against baselines run in
+// the same process, on the same database, at the same time:
+//
+//   - ork-v1: the algorithm of the original Rust store (Ork's ork-state), written
+//     here in Go against tables of its own: one UPDATE per row in a loop inside a
+//     transaction, dispatch by a plain SELECT (no SKIP LOCKED) that re-checks
+//     every dependency of every pending task on each poll, and the follow-up
+//     queries, one by one, after every status report.
+//   - River: the same number of no-op jobs inserted with InsertMany and worked by
+//     a River client (riverqueue/river with riverpgxv5).
+//   - raw: a bare bulk UPDATE … WHERE id = ANY($1) of the same rows — no logic,
+//     the physical limit of the table.
+//
+// Every scenario installs into a fresh schema (dropped afterwards), reports
+// throughput, p50/p99 latency, duplicates and losses, and the ratio of orkstate
+// to each baseline. Run prints a table, and Report.Write puts JSON and an SVG
+// chart in a directory.
+//
+// bench is a program, not a test: nothing here is timed inside `go test` (the
+// smoke test only checks that a tiny run works).
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orkstate/orkstate/pgstore"
+)
+
+// Systems measured. Results of SystemOrkstate get ratios to the others.
+const (
+	SystemOrkstate = "orkstate"
+	SystemOrkV1    = "ork-v1"
+	SystemRiver    = "river"
+	SystemRaw      = "raw"
+	SystemSQLite   = "sqlitecompat"
+)
+
+// Sizes are the knobs of every scenario. QuickSizes, FullSizes and TinySizes are
+// the presets; any field may be changed.
+type Sizes struct {
+	// Batch status updates: tasks in chains (each success unblocks the next link).
+	BatchTasks   int
+	BatchV1Tasks int // ork-v1 is run on fewer tasks: it would take minutes otherwise
+	BatchSize    int
+
+	// Claims: ready tasks claimed by 1, 2, 4, 8 claimers.
+	ClaimTasks   int
+	ClaimV1Tasks int
+	ClaimBatch   int
+	Claimers     []int
+
+	// Claim latency with blocked tasks in the table.
+	Blocked      []int
+	LatencyReady int // ready tasks claimed (in batches of ClaimBatch) per blocked size
+	V1Polls      int // dispatch polls timed for ork-v1 per blocked size
+
+	// End-to-end DAG runs.
+	E2ERuns      int // runs per shape; each run has 100 tasks
+	E2EV1Runs    int
+	E2ESQLite    int // runs on sqlitecompat
+	Schedulers   int
+	RiverWorkers int
+
+	// Deferred jobs.
+	DeferredJobs      int
+	DeferredRiverJobs int
+	Pollers           int
+
+	// Wake-up latency samples.
+	WakeSamples int
+}
+
+// QuickSizes is `make bench`: every scenario in well under three minutes on two cores.
+func QuickSizes() Sizes {
+	return Sizes{
+		BatchTasks: 50_000, BatchV1Tasks: 5_000, BatchSize: 1000,
+		ClaimTasks: 50_000, ClaimV1Tasks: 5_000, ClaimBatch: 1000, Claimers: []int{1, 2, 4, 8},
+		Blocked: []int{0, 100_000}, LatencyReady: 20_000, V1Polls: 3,
+		E2ERuns: 150, E2EV1Runs: 10, E2ESQLite: 50, Schedulers: 4, RiverWorkers: 1000,
+		DeferredJobs: 10_000, DeferredRiverJobs: 500, Pollers: 2,
+		WakeSamples: 30,
+	}
+}
+
+// FullSizes is `make bench-full`: a million blocked tasks, bigger batches of work, longer DAG sets.
+func FullSizes() Sizes {
+	s := QuickSizes()
+	s.BatchTasks, s.BatchV1Tasks = 300_000, 20_000
+	s.ClaimTasks, s.ClaimV1Tasks = 200_000, 20_000
+	s.Blocked = []int{0, 100_000, 1_000_000}
+	s.LatencyReady = 50_000
+	s.E2ERuns, s.E2EV1Runs, s.E2ESQLite = 1000, 50, 200
+	s.DeferredJobs, s.DeferredRiverJobs = 100_000, 5_000
+	s.WakeSamples = 100
+	return s
+}
+
+// TinySizes runs every code path in seconds; the smoke test uses it.
+func TinySizes() Sizes {
+	return Sizes{
+		BatchTasks: 200, BatchV1Tasks: 100, BatchSize: 50,
+		ClaimTasks: 200, ClaimV1Tasks: 100, ClaimBatch: 50, Claimers: []int{1, 2},
+		Blocked: []int{0, 200}, LatencyReady: 100, V1Polls: 2,
+		E2ERuns: 2, E2EV1Runs: 1, E2ESQLite: 1, Schedulers: 2, RiverWorkers: 10,
+		DeferredJobs: 50, DeferredRiverJobs: 20, Pollers: 2,
+		WakeSamples: 2,
+	}
+}
+
+// Config configures Run.
+type Config struct {
+	// Pool is the database; every scenario installs into a fresh schema of it. Required.
+	Pool *pgxpool.Pool
+	// Sizes of the scenarios. Defaults to QuickSizes().
+	Sizes *Sizes
+	// Only, when not empty, keeps the scenarios whose names it lists (see Scenarios).
+	Only []string
+	// Progress receives a line per step while the benchmark runs. Defaults to io.Discard.
+	Progress io.Writer
+	// Mode names the preset in the report ("quick", "full", …). Defaults to "custom".
+	Mode string
+}
+
+// Result is one measurement: one system on one scenario variant.
+type Result struct {
+	Scenario string `json:"scenario"`
+	Variant  string `json:"variant,omitempty"`
+	System   string `json:"system"`
+	// Items is how many units were processed (tasks, transitions, jobs, wake-ups).
+	Items int    `json:"items"`
+	Unit  string `json:"unit"`
+	// Seconds is the wall time of the measured part; Throughput = Items / Seconds.
+	Seconds    float64 `json:"seconds"`
+	Throughput float64 `json:"throughput"`
+	// P50Ms and P99Ms are latencies in milliseconds of what LatencyOf names.
+	P50Ms     float64 `json:"p50_ms"`
+	P99Ms     float64 `json:"p99_ms"`
+	LatencyOf string  `json:"latency_of,omitempty"`
+	// Duplicates counts items processed more than once (a task dispatched twice);
+	// Losses counts items that should have been processed and were not.
+	Duplicates int `json:"duplicates"`
+	Losses     int `json:"losses"`
+	// Ratios of this result to baselines: "x ork-v1" is orkstate's throughput over
+	// ork-v1's; "of raw" is orkstate's throughput as a fraction of the raw ceiling.
+	Ratios map[string]float64 `json:"ratios,omitempty"`
+	Note   string             `json:"note,omitempty"`
+	Error  string             `json:"error,omitempty"`
+}
+
+// Target is one of the performance goals of the project, checked against results.
+type Target struct {
+	Goal   string  `json:"goal"`
+	Value  float64 `json:"value"`
+	Want   string  `json:"want"`
+	Met    bool    `json:"met"`
+	Detail string  `json:"detail,omitempty"`
+}
+
+// Report is what Run measured.
+type Report struct {
+	Mode      string    `json:"mode"`
+	StartedAt time.Time `json:"started_at"`
+	Seconds   float64   `json:"seconds"`
+	Machine   Machine   `json:"machine"`
+	Sizes     Sizes     `json:"sizes"`
+	Results   []Result  `json:"results"`
+	Targets   []Target  `json:"targets"`
+	Missing   []string  `json:"missing,omitempty"`
+}
+
+// Machine describes where the numbers come from.
+type Machine struct {
+	CPUs       int    `json:"cpus"`
+	GOOS       string `json:"goos"`
+	GOARCH     string `json:"goarch"`
+	GoVersion  string `json:"go_version"`
+	Postgres   string `json:"postgres"`
+	CPUModel   string `json:"cpu_model,omitempty"`
+	SyncCommit string `json:"synchronous_commit,omitempty"`
+}
+
+// scenario is one named step of the run.
+type scenario struct {
+	name string
+	desc string
+	run  func(ctx context.Context, r *runner) error
+}
+
+// Scenarios lists the scenario names in run order, for Config.Only.
+func Scenarios() []string {
+	var names []string
+	for _, s := range allScenarios() {
+		names = append(names, s.name)
+	}
+	return names
+}
+
+func allScenarios() []scenario {
+	return []scenario{
+		{name: "batch_status", desc: "batch status updates with dependency propagation", run: runBatchStatus},
+		{name: "claims", desc: "claim throughput with 1, 2, 4, 8 claimers", run: runClaims},
+		{name: "claim_latency", desc: "claim latency with blocked tasks", run: runClaimLatency},
+		{name: "e2e", desc: "end-to-end DAG runs with simulated schedulers", run: runE2E},
+		{name: "deferred", desc: "deferred polls through the SQL claim and through River", run: runDeferred},
+		{name: "wakeup", desc: "wake-up latency, NOTIFY against polling", run: runWakeup},
+		{name: "sqlite", desc: "end-to-end DAG runs on sqlitecompat", run: runSQLiteE2E},
+	}
+}
+
+// runner carries what scenarios share.
+type runner struct {
+	pool     *pgxpool.Pool
+	sizes    Sizes
+	progress io.Writer
+	start    time.Time
+	results  []Result
+	missing  []string
+	seq      atomic.Int64
+}
+
+func (r *runner) logf(format string, args ...any) {
+	fmt.Fprintf(r.progress, "[%6.1fs] %s\n", time.Since(r.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// add records a result and prints it as progress.
+func (r *runner) add(res Result) {
+	if res.Seconds > 0 && res.Throughput == 0 {
+		res.Throughput = float64(res.Items) / res.Seconds
+	}
+	r.results = append(r.results, res)
+	line := fmt.Sprintf("  %-14s %-22s %-12s %12s %s/s  p50 %s p99 %s", res.Scenario, res.Variant, res.System,
+		humanInt(res.Throughput), res.Unit, fmtMs(res.P50Ms), fmtMs(res.P99Ms))
+	if res.Duplicates > 0 || res.Losses > 0 {
+		line += fmt.Sprintf("  dup %d lost %d", res.Duplicates, res.Losses)
+	}
+	if res.Error != "" {
+		line += "  ERROR: " + res.Error
+	}
+	r.logf("%s", line)
+}
+
+// schemaName returns a fresh schema name for this process.
+func (r *runner) schemaName(prefix string) string {
+	return fmt.Sprintf("%s_%d_%d", prefix, os.Getpid()%100000, r.seq.Add(1))
+}
+
+// install creates a fresh orkstate install and returns its Store and a drop func.
+func (r *runner) install(ctx context.Context) (*pgstore.Store, func(), error) {
+	schema := r.schemaName("bench")
+	drop := func() { dropSchema(context.WithoutCancel(ctx), r.pool, schema) }
+	if err := pgstore.Migrate(ctx, r.pool, schema); err != nil {
+		drop()
+		return nil, func() {}, err
+	}
+	s, err := pgstore.New(r.pool, &pgstore.Config{Schema: schema})
+	if err != nil {
+		drop()
+		return nil, func() {}, err
+	}
+	return s, drop, nil
+}
+
+// dropSchema removes an install (or a baseline schema) with everything in it.
+func dropSchema(ctx context.Context, pool *pgxpool.Pool, schema string) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for _, q := range []string{
+		"drop schema if exists " + schema + "_api cascade",
+		"drop schema if exists " + schema + " cascade",
+		"drop table if exists " + pgstore.VersionTable(schema),
+	} {
+		_, _ = pool.Exec(ctx, q)
+	}
+}
+
+// Run runs the scenarios and returns the report. A scenario that fails is
+// recorded with its error and the others still run; Run's error is for what
+// stops everything (no database, a cancelled context).
+func Run(ctx context.Context, cfg *Config) (*Report, error) {
+	if cfg == nil || cfg.Pool == nil {
+		return nil, fmt.Errorf("bench: Config.Pool is required")
+	}
+	sizes := QuickSizes()
+	if cfg.Sizes != nil {
+		sizes = *cfg.Sizes
+	}
+	progress := cfg.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	for _, name := range cfg.Only {
+		if !slices.Contains(Scenarios(), name) {
+			return nil, fmt.Errorf("bench: unknown scenario %q (have %s)", name, strings.Join(Scenarios(), ", "))
+		}
+	}
+	if err := cfg.Pool.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("bench: database unreachable: %w", err)
+	}
+	r := &runner{pool: cfg.Pool, sizes: sizes, progress: progress, start: time.Now()}
+	rep := &Report{Mode: cfg.Mode, StartedAt: r.start, Sizes: sizes, Machine: machine(ctx, cfg.Pool)}
+	if rep.Mode == "" {
+		rep.Mode = "custom"
+	}
+	r.logf("orkstate bench (%s): %d CPUs, %s", rep.Mode, rep.Machine.CPUs, rep.Machine.Postgres)
+	scs := allScenarios()
+	for i, sc := range scs {
+		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, sc.name) {
+			continue
+		}
+		r.logf("[%d/%d] %s: %s", i+1, len(scs), sc.name, sc.desc)
+		if err := sc.run(ctx, r); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			r.add(Result{Scenario: sc.name, System: SystemOrkstate, Error: err.Error()})
+		}
+	}
+	rep.Results = r.results
+	rep.Missing = r.missing
+	computeRatios(rep.Results)
+	rep.Targets = checkTargets(rep.Results)
+	rep.Seconds = time.Since(r.start).Seconds()
+	r.logf("done in %.1fs", rep.Seconds)
+	return rep, nil
+}
+
+func machine(ctx context.Context, pool *pgxpool.Pool) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, GoVersion: runtime.Version()}
+	_ = pool.QueryRow(ctx, "select current_setting('server_version'), current_setting('synchronous_commit')").Scan(&m.Postgres, &m.SyncCommit)
+	m.Postgres = "PostgreSQL " + m.Postgres
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}
+
+// percentiles returns p50 and p99 of durations, in milliseconds.
+func percentiles(ds []time.Duration) (p50, p99 float64) {
+	if len(ds) == 0 {
+		return 0, 0
+	}
+	s := slices.Clone(ds)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	at := func(q float64) float64 {
+		i := int(q*float64(len(s))+0.5) - 1
+		i = max(0, min(len(s)-1, i))
+		return float64(s[i].Microseconds()) / 1000
+	}
+	return at(0.50), at(0.99)
+}

@@ -1,0 +1,41 @@
+package bench_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/orkstate/orkstate/bench"
+	"github.com/orkstate/orkstate/internal/testdb"
+)
+
+// TestSmoke runs one scenario (orkstate, raw and ork-v1) at a trivial size so the harness keeps compiling and
+// working; it checks correctness (no duplicates, nothing lost), never speed.
+func TestSmoke(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sizes := bench.TinySizes()
+	rep, err := bench.Run(ctx, &bench.Config{Pool: testdb.Pool(t), Sizes: &sizes, Only: []string{"batch_status"}, Mode: "smoke"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) == 0 {
+		t.Fatal("no results")
+	}
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			t.Errorf("%s/%s/%s: %s", r.Scenario, r.Variant, r.System, r.Error)
+		}
+		if r.Losses != 0 {
+			t.Errorf("%s/%s/%s: lost %d", r.Scenario, r.Variant, r.System, r.Losses)
+		}
+		if r.System != bench.SystemOrkV1 && r.Duplicates != 0 {
+			t.Errorf("%s/%s/%s: %d duplicates", r.Scenario, r.Variant, r.System, r.Duplicates)
+		}
+	}
+	dir := t.TempDir()
+	if _, err := rep.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+}
