@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/orkstate/orkstate/notify"
 	"github.com/orkstate/orkstate/sqlitecompat"
 )
 
@@ -27,7 +26,7 @@ func runSQLiteE2E(ctx context.Context, r *runner) error {
 			}
 			defer s.Close()
 			waiters := func() (func(context.Context) error, func()) {
-				w, err := s.Waker(&notify.WakerConfig{PollInterval: 50 * time.Millisecond})
+				w, err := s.Waker(&sqlitecompat.WakerConfig{PollInterval: 50 * time.Millisecond})
 				if err != nil {
 					return func(context.Context) error { return err }, func() {}
 				}

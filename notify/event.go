@@ -14,11 +14,12 @@
 // connection is lost and, after every (re)connect, signals that notifications may
 // have been missed while it was not listening.
 //
-// A [Waker] is what a scheduler or triggerer loop sleeps on: Wait returns when a
-// relevant notification arrives (a burst wakes the loop once), when the fallback
-// poll interval passes, or when the context ends. [NewWaker] with a nil Listener
-// gives a poll-only Waker for connections that cannot LISTEN (PgBouncer in
-// transaction pooling mode). Notifications are only ever a hint: every loop must
+// A [PGWaker] is the [orkstate.Waker] a scheduler or triggerer loop sleeps on:
+// Wait returns when a relevant notification arrives (a burst wakes the loop
+// once), when the fallback poll interval passes, or when the context ends.
+// [NewWaker] with a nil Listener gives a poll-only PGWaker for connections that
+// cannot LISTEN (PgBouncer in transaction pooling mode). The kinds of
+// notification are [orkstate.WakeKind]s; [Channel] names their channels. Notifications are only ever a hint: every loop must
 // stay correct on polling alone.
 package notify
 
@@ -30,35 +31,13 @@ import (
 	"github.com/orkstate/orkstate"
 )
 
-// Kind is what a notification announces. Its value is the channel name's
-// suffix after "<schema>_".
-type Kind string
+// Channel is the channel that an install in schema notifies for k:
+// "<schema>_" followed by k's value.
+func Channel(schema string, k orkstate.WakeKind) string { return schema + "_" + string(k) }
 
-// The kinds of notification an install sends.
-const (
-	// KindTasksReady: tasks became dispatchable (run started, dependency
-	// succeeded, requeue, resume, lease expired, retry scheduled).
-	KindTasksReady Kind = "tasks_ready"
-	// KindDeferredJobs: deferred jobs were created or became due.
-	KindDeferredJobs Kind = "deferred_jobs"
-	// KindRunFinished: runs finished; the payload names them and their status.
-	KindRunFinished Kind = "runs"
-)
-
-// Kinds lists every kind of notification.
-var Kinds = []Kind{KindTasksReady, KindDeferredJobs, KindRunFinished}
-
-func (k Kind) String() string { return string(k) }
-
-// Valid reports whether k is one of Kinds.
-func (k Kind) Valid() bool { return k.bit() != 0 }
-
-// Channel is the channel that an install in schema notifies for k.
-func (k Kind) Channel(schema string) string { return schema + "_" + string(k) }
-
-// bit is k's place in a kind set; 0 for an unknown kind.
-func (k Kind) bit() uint32 {
-	for i, kk := range Kinds {
+// kindBit is k's place in a kind set; 0 for an unknown kind.
+func kindBit(k orkstate.WakeKind) uint32 {
+	for i, kk := range orkstate.WakeKinds {
 		if kk == k {
 			return 1 << i
 		}
@@ -67,13 +46,13 @@ func (k Kind) bit() uint32 {
 }
 
 // TasksReadyChannel is the channel "<schema>_tasks_ready".
-func TasksReadyChannel(schema string) string { return KindTasksReady.Channel(schema) }
+func TasksReadyChannel(schema string) string { return Channel(schema, orkstate.WakeKindTasksReady) }
 
 // DeferredJobsChannel is the channel "<schema>_deferred_jobs".
-func DeferredJobsChannel(schema string) string { return KindDeferredJobs.Channel(schema) }
+func DeferredJobsChannel(schema string) string { return Channel(schema, orkstate.WakeKindDeferredJobs) }
 
 // RunsChannel is the channel "<schema>_runs".
-func RunsChannel(schema string) string { return KindRunFinished.Channel(schema) }
+func RunsChannel(schema string) string { return Channel(schema, orkstate.WakeKindRunFinished) }
 
 // schemaPattern accepts the plain lower-case identifiers pgstore accepts, and the
 // length limit keeps the longest channel, "<schema>_deferred_jobs", within
@@ -102,10 +81,10 @@ type FinishedRun struct {
 
 // Event is one notification, parsed.
 type Event struct {
-	Kind Kind
-	// Runs are the runs that finished, for KindRunFinished; nil otherwise.
+	Kind orkstate.WakeKind
+	// Runs are the runs that finished, for WakeKindRunFinished; nil otherwise.
 	Runs []FinishedRun
-	// More, for KindRunFinished: more runs finished in the same statement than
+	// More, for WakeKindRunFinished: more runs finished in the same statement than
 	// Runs names, so a waiter whose run is not named must look it up.
 	More bool
 }
@@ -115,8 +94,8 @@ type Event struct {
 // described in the package doc or names a status that is not terminal. The
 // payloads of the other channels are ignored.
 func ParseEvent(schema, channel, payload string) (Event, error) {
-	for _, k := range Kinds {
-		if k.Channel(schema) == channel {
+	for _, k := range orkstate.WakeKinds {
+		if Channel(schema, k) == channel {
 			return parseEvent(k, payload)
 		}
 	}
@@ -135,9 +114,9 @@ type runsPayload struct {
 // parseEvent parses the payload of a notification of kind k. On an error the
 // event still carries k, and a runs event says More so that waiters look their
 // runs up instead of missing them.
-func parseEvent(k Kind, payload string) (Event, error) {
+func parseEvent(k orkstate.WakeKind, payload string) (Event, error) {
 	ev := Event{Kind: k}
-	if k != KindRunFinished {
+	if k != orkstate.WakeKindRunFinished {
 		return ev, nil
 	}
 	var p runsPayload

@@ -14,7 +14,7 @@ func TestChannelNames(t *testing.T) {
 		{TasksReadyChannel("ork"), "ork_tasks_ready"},
 		{DeferredJobsChannel("ork"), "ork_deferred_jobs"},
 		{RunsChannel("ork"), "ork_runs"},
-		{KindRunFinished.Channel("a_b"), "a_b_runs"},
+		{Channel("a_b", orkstate.WakeKindRunFinished), "a_b_runs"},
 	} {
 		if c.got != c.want {
 			t.Errorf("channel = %q, want %q", c.got, c.want)
@@ -25,8 +25,8 @@ func TestChannelNames(t *testing.T) {
 	if err := validateSchema("schema", long); err != nil {
 		t.Fatalf("validateSchema(49 chars) = %v", err)
 	}
-	for _, k := range Kinds {
-		if n := len(k.Channel(long)); n > 63 {
+	for _, k := range orkstate.WakeKinds {
+		if n := len(Channel(long, k)); n > 63 {
 			t.Errorf("%s channel of a 49-char schema is %d bytes, more than 63", k, n)
 		}
 	}
@@ -42,23 +42,23 @@ func TestParseEvent(t *testing.T) {
 		want                   Event
 		wantErr                string
 	}{
-		{name: "tasks ready", channel: "ork_tasks_ready", want: Event{Kind: KindTasksReady}},
-		{name: "deferred, payload ignored", channel: "ork_deferred_jobs", payload: "x", want: Event{Kind: KindDeferredJobs}},
+		{name: "tasks ready", channel: "ork_tasks_ready", want: Event{Kind: orkstate.WakeKindTasksReady}},
+		{name: "deferred, payload ignored", channel: "ork_deferred_jobs", payload: "x", want: Event{Kind: orkstate.WakeKindDeferredJobs}},
 		{
 			name: "runs", channel: "ork_runs",
 			payload: `{"runs":[{"id":1,"status":"success"},{"id":9007199254740993,"status":"cancelled"}],"more":true}`,
-			want: Event{Kind: KindRunFinished, More: true, Runs: []FinishedRun{
+			want: Event{Kind: orkstate.WakeKindRunFinished, More: true, Runs: []FinishedRun{
 				{ID: 1, Status: orkstate.RunSuccess}, {ID: 9007199254740993, Status: orkstate.RunCancelled},
 			}},
 		},
 		{name: "runs without more", channel: "ork_runs", payload: `{"runs":[{"id":2,"status":"failed"}]}`,
-			want: Event{Kind: KindRunFinished, Runs: []FinishedRun{{ID: 2, Status: orkstate.RunFailed}}}},
+			want: Event{Kind: orkstate.WakeKindRunFinished, Runs: []FinishedRun{{ID: 2, Status: orkstate.RunFailed}}}},
 		{name: "other schema", channel: "ork2_runs", wantErr: `not one of schema "ork"`},
-		{name: "bad json", channel: "ork_runs", payload: `{`, want: Event{Kind: KindRunFinished, More: true}, wantErr: "runs payload"},
+		{name: "bad json", channel: "ork_runs", payload: `{`, want: Event{Kind: orkstate.WakeKindRunFinished, More: true}, wantErr: "runs payload"},
 		{name: "unknown status", channel: "ork_runs", payload: `{"runs":[{"id":3,"status":"done"}]}`,
-			want: Event{Kind: KindRunFinished, More: true, Runs: []FinishedRun{}}, wantErr: "unknown run status"},
+			want: Event{Kind: orkstate.WakeKindRunFinished, More: true, Runs: []FinishedRun{}}, wantErr: "unknown run status"},
 		{name: "not terminal", channel: "ork_runs", payload: `{"runs":[{"id":3,"status":"running"}]}`,
-			want: Event{Kind: KindRunFinished, More: true, Runs: []FinishedRun{}}, wantErr: "must be terminal"},
+			want: Event{Kind: orkstate.WakeKindRunFinished, More: true, Runs: []FinishedRun{}}, wantErr: "must be terminal"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -108,7 +108,7 @@ func TestConfigValidation(t *testing.T) {
 		}, "ListenerConfig.ReconnectDelayMin"},
 		{"negative poll", func() error { _, err := NewWaker(nil, &WakerConfig{PollInterval: -1}); return err }, "WakerConfig.PollInterval"},
 		{"negative debounce", func() error { _, err := NewWaker(nil, &WakerConfig{Debounce: -1}); return err }, "WakerConfig.Debounce"},
-		{"unknown kind", func() error { _, err := NewWaker(nil, &WakerConfig{Kinds: []Kind{"nope"}}); return err }, "WakerConfig.Kinds"},
+		{"unknown kind", func() error { _, err := NewWaker(nil, &WakerConfig{Kinds: []orkstate.WakeKind{"nope"}}); return err }, "WakerConfig.Kinds"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -56,7 +56,7 @@ func Example_schedulerLoop() {
 
 // schedule is the loop. It only sleeps when a round found nothing to do: a full
 // claim means more may be waiting, and the Waker would only add latency.
-func schedule(ctx context.Context, s orkstate.Store, w notify.Waker) error {
+func schedule(ctx context.Context, s orkstate.Store, w orkstate.Waker) error {
 	const batch = 100
 	for {
 		// New runs announce nothing (only their tasks do, once started), so the

@@ -105,7 +105,7 @@ type Listener struct {
 	cfg        ListenerConfig
 	pool       *pgxpool.Pool
 	connConfig *pgx.ConnConfig // set when cfg.ConnString is
-	channels   map[string]Kind
+	channels   map[string]orkstate.WakeKind
 
 	mu         sync.Mutex
 	subs       map[*subscriber]struct{}
@@ -142,14 +142,14 @@ func NewListener(pool *pgxpool.Pool, cfg *ListenerConfig) (*Listener, error) {
 	l := &Listener{
 		cfg:        c,
 		pool:       pool,
-		channels:   make(map[string]Kind, len(Kinds)),
+		channels:   make(map[string]orkstate.WakeKind, len(orkstate.WakeKinds)),
 		subs:       make(map[*subscriber]struct{}),
 		runWaiters: make(map[int64]map[*runWaiter]struct{}),
 		ready:      make(chan struct{}),
 		startErr:   make(chan error, 1),
 	}
-	for _, k := range Kinds {
-		l.channels[k.Channel(c.Schema)] = k
+	for _, k := range orkstate.WakeKinds {
+		l.channels[Channel(c.Schema, k)] = k
 	}
 	if c.ConnString != "" {
 		cc, err := pgx.ParseConfig(c.ConnString)
@@ -304,7 +304,7 @@ func (l *Listener) logError(ctx context.Context, err error) {
 // set flags and make non-blocking sends.
 type handler struct {
 	l    *Listener
-	kind Kind
+	kind orkstate.WakeKind
 }
 
 // HandleNotification implements pgxlisten.Handler.
@@ -337,7 +337,7 @@ func (h *handler) HandleBacklog(context.Context, string, *pgx.Conn) error {
 // backlog) and the waiters of the runs it names.
 func (l *Listener) dispatch(ev Event, why uint32) {
 	backlog := why == pendingBacklog
-	bit := ev.Kind.bit()
+	bit := kindBit(ev.Kind)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for s := range l.subs {
@@ -345,7 +345,7 @@ func (l *Listener) dispatch(ev Event, why uint32) {
 			s.signal(why)
 		}
 	}
-	if l.allRuns == 0 || (!backlog && ev.Kind != KindRunFinished) {
+	if l.allRuns == 0 || (!backlog && ev.Kind != orkstate.WakeKindRunFinished) {
 		return
 	}
 	for _, r := range ev.Runs {

@@ -66,9 +66,9 @@ func (b *testBundle) waker(t *testing.T, cfg *WakerConfig) *PGWaker {
 }
 
 // notify sends one notification from a pool connection, as the SQL functions will.
-func (b *testBundle) notify(t *testing.T, k Kind, payload string) {
+func (b *testBundle) notify(t *testing.T, k orkstate.WakeKind, payload string) {
 	t.Helper()
-	if _, err := b.pool.Exec(t.Context(), "select pg_notify($1, $2)", k.Channel(b.schema), payload); err != nil {
+	if _, err := b.pool.Exec(t.Context(), "select pg_notify($1, $2)", Channel(b.schema, k), payload); err != nil {
 		t.Fatalf("pg_notify: %v", err)
 	}
 }
@@ -104,7 +104,7 @@ func (b *testBundle) waitForPids(t *testing.T, n int) []int32 {
 }
 
 // mustWait calls Wait and fails t unless it returns want.
-func mustWait(t *testing.T, w Waker, want Reason) {
+func mustWait(t *testing.T, w orkstate.Waker, want orkstate.WakeReason) {
 	t.Helper()
 	r, err := w.Wait(t.Context())
 	if err != nil || r != want {
@@ -174,13 +174,13 @@ func TestWakeLatency(t *testing.T) {
 	// the samples follow each other.
 	w := b.waker(t, &WakerConfig{PollInterval: time.Minute, Debounce: time.Nanosecond})
 	b.start(t)
-	mustWait(t, w, ReasonBacklog) // the first connect's
+	mustWait(t, w, orkstate.WakeBacklog) // the first connect's
 
 	const samples = 50
 	var lat []time.Duration
 	for range samples {
 		type result struct {
-			r   Reason
+			r   orkstate.WakeReason
 			err error
 			at  time.Time
 		}
@@ -190,9 +190,9 @@ func TestWakeLatency(t *testing.T) {
 			got <- result{r, err, time.Now()}
 		}()
 		sent := time.Now()
-		b.notify(t, KindTasksReady, "")
+		b.notify(t, orkstate.WakeKindTasksReady, "")
 		res := <-got
-		if res.err != nil || res.r != ReasonNotified {
+		if res.err != nil || res.r != orkstate.WakeNotified {
 			t.Fatalf("Wait = %v, %v; want notified", res.r, res.err)
 		}
 		lat = append(lat, res.at.Sub(sent))
@@ -222,7 +222,7 @@ func TestListenerReconnects(t *testing.T) {
 	rs.set(7, orkstate.RunRunning)
 	runWaker := b.waker(t, &WakerConfig{PollInterval: time.Minute, RunStatus: rs.get})
 	b.start(t)
-	mustWait(t, w, ReasonBacklog)
+	mustWait(t, w, orkstate.WakeBacklog)
 	before := b.waitForPids(t, 1)
 
 	// A WaitForRun whose run finished while the listener was away: the backlog
@@ -253,10 +253,10 @@ func TestListenerReconnects(t *testing.T) {
 		if d := time.Since(start); d > poll+slack {
 			t.Fatalf("Wait took %v while reconnecting, want about the %v poll interval", d, poll)
 		}
-		if r == ReasonBacklog {
+		if r == orkstate.WakeBacklog {
 			break
 		}
-		if r != ReasonPoll {
+		if r != orkstate.WakePoll {
 			t.Fatalf("Wait = %v while reconnecting, want poll or backlog", r)
 		}
 		polls++
@@ -274,8 +274,8 @@ func TestListenerReconnects(t *testing.T) {
 	if s := b.listener.Stats(); s.Connects != 2 {
 		t.Fatalf("Stats = %+v, want 2 connects", s)
 	}
-	b.notify(t, KindTasksReady, "")
-	mustWait(t, w, ReasonNotified)
+	b.notify(t, orkstate.WakeKindTasksReady, "")
+	mustWait(t, w, orkstate.WakeNotified)
 	t.Logf("%d polls while the listener was down", polls)
 }
 
@@ -285,21 +285,21 @@ func TestSchemasDoNotHearEachOther(t *testing.T) {
 	a, b := setup(t, nil), setup(t, nil)
 	wa := a.waker(t, &WakerConfig{PollInterval: time.Minute})
 	wb := b.waker(t, &WakerConfig{PollInterval: 50 * time.Millisecond})
-	wbBarrier := b.waker(t, &WakerConfig{PollInterval: time.Minute, Kinds: []Kind{KindDeferredJobs}})
+	wbBarrier := b.waker(t, &WakerConfig{PollInterval: time.Minute, Kinds: []orkstate.WakeKind{orkstate.WakeKindDeferredJobs}})
 	a.start(t)
 	b.start(t)
-	mustWait(t, wa, ReasonBacklog)
-	mustWait(t, wb, ReasonBacklog)
-	mustWait(t, wbBarrier, ReasonBacklog)
+	mustWait(t, wa, orkstate.WakeBacklog)
+	mustWait(t, wb, orkstate.WakeBacklog)
+	mustWait(t, wbBarrier, orkstate.WakeBacklog)
 
-	a.notify(t, KindTasksReady, "")
-	mustWait(t, wa, ReasonNotified)
+	a.notify(t, orkstate.WakeKindTasksReady, "")
+	mustWait(t, wa, orkstate.WakeNotified)
 	// One session's notifications reach every listener in commit order, so once
 	// b hears the barrier it would have heard a's notification too.
-	a.notify(t, KindTasksReady, "")
-	b.notify(t, KindDeferredJobs, "")
-	mustWait(t, wbBarrier, ReasonNotified)
-	mustWait(t, wb, ReasonPoll)
+	a.notify(t, orkstate.WakeKindTasksReady, "")
+	b.notify(t, orkstate.WakeKindDeferredJobs, "")
+	mustWait(t, wbBarrier, orkstate.WakeNotified)
+	mustWait(t, wb, orkstate.WakePoll)
 	if s := b.listener.Stats(); s.Notifications != 1 {
 		t.Fatalf("b's listener heard %d notifications, want 1 (its own)", s.Notifications)
 	}
@@ -317,7 +317,7 @@ func TestWakerBurst(t *testing.T) {
 	b := setup(t, nil)
 	w := b.waker(t, &WakerConfig{PollInterval: 500 * time.Millisecond, Debounce: debounce})
 	b.start(t)
-	mustWait(t, w, ReasonBacklog)
+	mustWait(t, w, orkstate.WakeBacklog)
 
 	if _, err := b.pool.Exec(t.Context(), "select pg_notify($1, g::text) from generate_series(1, $2::int) g",
 		TasksReadyChannel(b.schema), n); err != nil {
@@ -330,7 +330,7 @@ func TestWakerBurst(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Wait: %v", err)
 		}
-		if r == ReasonNotified {
+		if r == orkstate.WakeNotified {
 			wakes++
 			last = time.Now()
 			if first.IsZero() {
@@ -339,7 +339,7 @@ func TestWakerBurst(t *testing.T) {
 			continue
 		}
 		// A poll means a quiet PollInterval; the burst is over once all arrived.
-		if r == ReasonPoll && b.listener.Stats().Notifications == n {
+		if r == orkstate.WakePoll && b.listener.Stats().Notifications == n {
 			break
 		}
 	}
@@ -362,7 +362,7 @@ func TestPollOnlyWaker(t *testing.T) {
 	w.Close() // nothing to close; safe
 	for range 3 {
 		start := time.Now()
-		mustWait(t, w, ReasonPoll)
+		mustWait(t, w, orkstate.WakePoll)
 		if d := time.Since(start); d < poll {
 			t.Fatalf("Wait returned after %v, before the %v interval", d, poll)
 		}
@@ -463,8 +463,8 @@ func TestWaitForRun(t *testing.T) {
 		rs.set(2, orkstate.RunRunning)
 		got := waitAsync(t, runWaker(t, &rs), &rs, t.Context(), 2)
 		// Another run first: it must not end the wait nor cost a lookup.
-		b.notify(t, KindRunFinished, `{"runs":[{"id":3,"status":"success"}]}`)
-		b.notify(t, KindRunFinished, `{"runs":[{"id":1,"status":"success"},{"id":2,"status":"cancelled"}]}`)
+		b.notify(t, orkstate.WakeKindRunFinished, `{"runs":[{"id":3,"status":"success"}]}`)
+		b.notify(t, orkstate.WakeKindRunFinished, `{"runs":[{"id":1,"status":"success"},{"id":2,"status":"cancelled"}]}`)
 		res := <-got
 		if res.err != nil || res.st != orkstate.RunCancelled || rs.callCount() != 1 {
 			t.Fatalf("WaitForRun = %v, %v after %d lookups; want cancelled after 1", res.st, res.err, rs.callCount())
@@ -476,7 +476,7 @@ func TestWaitForRun(t *testing.T) {
 		rs.set(4, orkstate.RunRunning)
 		got := waitAsync(t, runWaker(t, &rs), &rs, t.Context(), 4)
 		rs.set(4, orkstate.RunSuccess)
-		b.notify(t, KindRunFinished, `{"runs":[{"id":5,"status":"success"}],"more":true}`)
+		b.notify(t, orkstate.WakeKindRunFinished, `{"runs":[{"id":5,"status":"success"}],"more":true}`)
 		res := <-got
 		if res.err != nil || res.st != orkstate.RunSuccess || rs.callCount() != 2 {
 			t.Fatalf("WaitForRun = %v, %v after %d lookups; want success after 2", res.st, res.err, rs.callCount())

@@ -9,47 +9,6 @@ import (
 	"github.com/orkstate/orkstate"
 )
 
-// Waker is what a scheduler or triggerer loop sleeps on between rounds of work.
-// PGWaker implements it on LISTEN/NOTIFY (or by polling alone); a store without
-// LISTEN/NOTIFY can implement it in process.
-type Waker interface {
-	// Wait returns when there may be work: a relevant notification arrived (a
-	// burst of them is one wake-up), the fallback poll interval passed, or
-	// notifications may have been missed. It returns ctx's error when ctx ends.
-	Wait(ctx context.Context) (Reason, error)
-
-	// WaitForRun returns the status of run runID once it is terminal, which may be
-	// at once when it finished before the call. It returns ctx's error when ctx
-	// ends, and the error of looking the run up (ErrNotFound for an unknown run).
-	WaitForRun(ctx context.Context, runID int64) (orkstate.RunStatus, error)
-}
-
-// Reason says why Wait returned.
-type Reason int
-
-// Reasons Wait returns for.
-const (
-	// ReasonPoll: the fallback poll interval passed without a notification.
-	ReasonPoll Reason = iota + 1
-	// ReasonNotified: a notification of a kind the Waker wakes on arrived.
-	ReasonNotified
-	// ReasonBacklog: the listener (re)connected, so notifications may have been
-	// missed while it was not listening; look for work as after a poll.
-	ReasonBacklog
-)
-
-func (r Reason) String() string {
-	switch r {
-	case ReasonPoll:
-		return "poll"
-	case ReasonNotified:
-		return "notified"
-	case ReasonBacklog:
-		return "backlog"
-	}
-	return fmt.Sprintf("Reason(%d)", int(r))
-}
-
 // RunStatusFunc looks up a run's current status.
 type RunStatusFunc func(ctx context.Context, runID int64) (orkstate.RunStatus, error)
 
@@ -74,9 +33,9 @@ type WakerConfig struct {
 	Debounce time.Duration
 
 	// Kinds are the notifications that wake Wait. Runs notifications serve
-	// WaitForRun whatever Kinds says. Defaults to [KindTasksReady] (a scheduler);
-	// a triggerer wants [KindDeferredJobs].
-	Kinds []Kind
+	// WaitForRun whatever Kinds says. Defaults to [orkstate.WakeKindTasksReady] (a
+	// scheduler); a triggerer wants [orkstate.WakeKindDeferredJobs].
+	Kinds []orkstate.WakeKind
 
 	// PollInterval is the most Wait sleeps without a notification, and how often
 	// WaitForRun looks a run up when no notification names it. It bounds how late
@@ -100,7 +59,7 @@ func (c *WakerConfig) withDefaults() WakerConfig {
 		r.Debounce = 5 * time.Millisecond
 	}
 	if len(r.Kinds) == 0 {
-		r.Kinds = []Kind{KindTasksReady}
+		r.Kinds = []orkstate.WakeKind{orkstate.WakeKindTasksReady}
 	}
 	if r.PollInterval == 0 {
 		r.PollInterval = time.Second
@@ -123,7 +82,7 @@ func (c *WakerConfig) validate() error {
 	return nil
 }
 
-// PGWaker is the Waker of a Postgres install: woken by a Listener's
+// PGWaker is the orkstate.Waker of a Postgres install: woken by a Listener's
 // notifications, or by polling alone when it has none. Wait is meant for one
 // loop: concurrent Waits share the signals (each wake-up goes to one of them).
 // WaitForRun may be called from any number of goroutines.
@@ -137,9 +96,9 @@ type PGWaker struct {
 	closeOnce  sync.Once
 }
 
-var _ Waker = (*PGWaker)(nil)
+var _ orkstate.Waker = (*PGWaker)(nil)
 
-// NewWaker returns a Waker woken by l's notifications (nil cfg is the zero
+// NewWaker returns a PGWaker woken by l's notifications (nil cfg is the zero
 // config). With a nil l it is poll-only: Wait always sleeps PollInterval and
 // WaitForRun polls — the mode for connections through PgBouncer's transaction
 // pooling, which cannot LISTEN. The Waker hears l from now on, whether or not l
@@ -153,7 +112,7 @@ func NewWaker(l *Listener, cfg *WakerConfig) (*PGWaker, error) {
 	if l != nil {
 		var kinds uint32
 		for _, k := range c.Kinds {
-			kinds |= k.bit()
+			kinds |= kindBit(k)
 		}
 		w.sub = l.subscribe(kinds)
 	}
@@ -172,11 +131,11 @@ func (w *PGWaker) Close() {
 	w.closeOnce.Do(func() { w.l.unsubscribe(w.sub) })
 }
 
-// Wait implements Waker. A notification that arrived since the previous Wait
+// Wait implements orkstate.Waker. A notification that arrived since the previous Wait
 // returned makes it return at once (after Debounce, when the previous return was
-// for a notification too). ReasonBacklog wins over ReasonNotified when both are
+// for a notification too). WakeBacklog wins over WakeNotified when both are
 // pending.
-func (w *PGWaker) Wait(ctx context.Context) (Reason, error) {
+func (w *PGWaker) Wait(ctx context.Context) (orkstate.WakeReason, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -191,7 +150,7 @@ func (w *PGWaker) Wait(ctx context.Context) (Reason, error) {
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-poll.C:
-			return ReasonPoll, nil
+			return orkstate.WakePoll, nil
 		case <-signals:
 		}
 		if d := w.debounceLeft(); d > 0 {
@@ -212,9 +171,9 @@ func (w *PGWaker) Wait(ctx context.Context) (Reason, error) {
 		w.lastNotify = time.Now()
 		w.mu.Unlock()
 		if why&pendingBacklog != 0 {
-			return ReasonBacklog, nil
+			return orkstate.WakeBacklog, nil
 		}
-		return ReasonNotified, nil
+		return orkstate.WakeNotified, nil
 	}
 }
 
@@ -228,7 +187,7 @@ func (w *PGWaker) debounceLeft() time.Duration {
 	return w.cfg.Debounce - time.Since(w.lastNotify)
 }
 
-// WaitForRun implements Waker. It starts hearing runs notifications before it
+// WaitForRun implements orkstate.Waker. It starts hearing runs notifications before it
 // first looks the run up, so a run that finishes at any moment is seen. A
 // notification naming the run is trusted without a query; otherwise the run is
 // looked up every PollInterval and after a reconnect or a runs notification

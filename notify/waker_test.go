@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/orkstate/orkstate"
 )
 
 // TestWaitCoalesces drives a Waker through its Listener's dispatch, without a
@@ -17,23 +19,23 @@ func TestWaitCoalesces(t *testing.T) {
 		t.Fatal(err)
 	}
 	const poll = 30 * time.Millisecond
-	w, err := NewWaker(l, &WakerConfig{PollInterval: poll, Debounce: time.Hour, Kinds: []Kind{KindTasksReady}})
+	w, err := NewWaker(l, &WakerConfig{PollInterval: poll, Debounce: time.Hour, Kinds: []orkstate.WakeKind{orkstate.WakeKindTasksReady}})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	for range 1000 {
-		l.dispatch(Event{Kind: KindTasksReady}, pendingNotified)
+		l.dispatch(Event{Kind: orkstate.WakeKindTasksReady}, pendingNotified)
 	}
-	mustWait(t, w, ReasonNotified) // the first wake-up is not debounced
-	mustWait(t, w, ReasonPoll)     // the other 999 were the same wake-up
+	mustWait(t, w, orkstate.WakeNotified) // the first wake-up is not debounced
+	mustWait(t, w, orkstate.WakePoll)     // the other 999 were the same wake-up
 
-	l.dispatch(Event{Kind: KindDeferredJobs}, pendingNotified)
-	l.dispatch(Event{Kind: KindRunFinished}, pendingNotified)
-	mustWait(t, w, ReasonPoll) // kinds it does not wake on
+	l.dispatch(Event{Kind: orkstate.WakeKindDeferredJobs}, pendingNotified)
+	l.dispatch(Event{Kind: orkstate.WakeKindRunFinished}, pendingNotified)
+	mustWait(t, w, orkstate.WakePoll) // kinds it does not wake on
 
 	// Within the hour of Debounce: the Wait waits it out, so cancel it.
-	l.dispatch(Event{Kind: KindTasksReady}, pendingNotified)
+	l.dispatch(Event{Kind: orkstate.WakeKindTasksReady}, pendingNotified)
 	ctx, cancel := context.WithTimeout(t.Context(), poll)
 	defer cancel()
 	if _, err := w.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -47,11 +49,11 @@ func TestWaitCoalesces(t *testing.T) {
 	w.lastNotify = time.Time{} // the hour is over
 	w.mu.Unlock()
 	l.dispatch(Event{}, pendingBacklog)
-	mustWait(t, w, ReasonBacklog) // wins over the pending notification
-	mustWait(t, w, ReasonPoll)
+	mustWait(t, w, orkstate.WakeBacklog) // wins over the pending notification
+	mustWait(t, w, orkstate.WakePoll)
 
 	w.Close()
 	w.Close()
-	l.dispatch(Event{Kind: KindTasksReady}, pendingNotified)
-	mustWait(t, w, ReasonPoll) // closed: no longer hears the listener
+	l.dispatch(Event{Kind: orkstate.WakeKindTasksReady}, pendingNotified)
+	mustWait(t, w, orkstate.WakePoll) // closed: no longer hears the listener
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/orkstate/orkstate"
-	"github.com/orkstate/orkstate/notify"
 )
 
 // kind bits of the in-process signals, the counterparts of pgstore's channels.
@@ -20,13 +19,13 @@ const (
 	kindRuns                        // runs finished
 )
 
-func kindBit(k notify.Kind) kind {
+func kindBit(k orkstate.WakeKind) kind {
 	switch k {
-	case notify.KindTasksReady:
+	case orkstate.WakeKindTasksReady:
 		return kindTasksReady
-	case notify.KindDeferredJobs:
+	case orkstate.WakeKindDeferredJobs:
 		return kindDeferred
-	case notify.KindRunFinished:
+	case orkstate.WakeKindRunFinished:
 		return kindRuns
 	}
 	return 0
@@ -129,13 +128,31 @@ func (n *notifier) close() {
 	n.subs = map[*subscriber]struct{}{}
 }
 
-// Waker is the in-process notify.Waker of a Store: a scheduler or triggerer loop is
-// written once against notify.Waker and runs on pgstore (LISTEN/NOTIFY) and on
-// sqlitecompat alike. Commits of this Store wake it; writes by another process
-// sharing the file are found by the fallback poll.
+// WakerConfig configures a Waker. The zero value works.
+type WakerConfig struct {
+	// Debounce is the least time between two wake-ups by signal: the first commit
+	// after a quiet spell wakes Wait at once, those within Debounce of that
+	// wake-up coalesce into one wake-up when it ends. Defaults to 5 milliseconds.
+	Debounce time.Duration
+
+	// Kinds are the changes that wake Wait. Runs finishing serve WaitForRun
+	// whatever Kinds says. Defaults to [orkstate.WakeKindTasksReady] (a
+	// scheduler); a triggerer wants [orkstate.WakeKindDeferredJobs].
+	Kinds []orkstate.WakeKind
+
+	// PollInterval is the most Wait sleeps without a signal, and how often
+	// WaitForRun looks a run up. It bounds how late work written by another
+	// process sharing the file is noticed. Defaults to 1 second.
+	PollInterval time.Duration
+}
+
+// Waker is the in-process orkstate.Waker of a Store: a scheduler or triggerer
+// loop is written once against orkstate.Waker and runs on pgstore (LISTEN/NOTIFY
+// through package notify) and on sqlitecompat alike. Commits of this Store wake
+// it; writes by another process sharing the file are found by the fallback poll.
 type Waker struct {
 	s   *Store
-	cfg notify.WakerConfig
+	cfg WakerConfig
 	sub *subscriber
 
 	mu         sync.Mutex
@@ -143,13 +160,12 @@ type Waker struct {
 	stopOnce   sync.Once
 }
 
-var _ notify.Waker = (*Waker)(nil)
+var _ orkstate.Waker = (*Waker)(nil)
 
-// Waker returns a Waker for this Store configured like notify.NewWaker (nil cfg is
-// the zero config: Debounce 5 ms, Kinds [notify.KindTasksReady], PollInterval 1 s).
-// RunStatus defaults to this Store's GetRun. Stop releases it.
-func (s *Store) Waker(cfg *notify.WakerConfig) (*Waker, error) {
-	var c notify.WakerConfig
+// Waker returns a Waker for this Store (nil cfg is the zero config). WaitForRun
+// reads runs through this Store's GetRun. Stop releases it.
+func (s *Store) Waker(cfg *WakerConfig) (*Waker, error) {
+	var c WakerConfig
 	if cfg != nil {
 		c = *cfg
 	}
@@ -166,7 +182,7 @@ func (s *Store) Waker(cfg *notify.WakerConfig) (*Waker, error) {
 		c.PollInterval = time.Second
 	}
 	if len(c.Kinds) == 0 {
-		c.Kinds = []notify.Kind{notify.KindTasksReady}
+		c.Kinds = []orkstate.WakeKind{orkstate.WakeKindTasksReady}
 	}
 	var kinds kind
 	for _, k := range c.Kinds {
@@ -176,9 +192,6 @@ func (s *Store) Waker(cfg *notify.WakerConfig) (*Waker, error) {
 		}
 		kinds |= b
 	}
-	if c.RunStatus == nil {
-		c.RunStatus = notify.StoreRunStatus(s)
-	}
 	return &Waker{s: s, cfg: c, sub: s.notifier.subscribe(kinds, 0)}, nil
 }
 
@@ -187,11 +200,11 @@ func (w *Waker) Stop() {
 	w.stopOnce.Do(func() { w.s.notifier.unsubscribe(w.sub) })
 }
 
-// Wait implements notify.Waker: it returns notify.ReasonNotified when a commit of
-// this Store signalled one of the Waker's kinds since the previous Wait (a burst
-// is one wake-up, at most one per Debounce), notify.ReasonPoll after PollInterval
+// Wait implements orkstate.Waker: it returns orkstate.WakeNotified when a commit
+// of this Store signalled one of the Waker's kinds since the previous Wait (a
+// burst is one wake-up, at most one per Debounce), orkstate.WakePoll after PollInterval
 // without one, ctx's error when ctx ends and ErrClosed once the Store is closed.
-func (w *Waker) Wait(ctx context.Context) (notify.Reason, error) {
+func (w *Waker) Wait(ctx context.Context) (orkstate.WakeReason, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -204,7 +217,7 @@ func (w *Waker) Wait(ctx context.Context) (notify.Reason, error) {
 		case <-w.sub.done:
 			return 0, ErrClosed
 		case <-poll.C:
-			return notify.ReasonPoll, nil
+			return orkstate.WakePoll, nil
 		case <-w.sub.c:
 		}
 		w.mu.Lock()
@@ -230,7 +243,7 @@ func (w *Waker) Wait(ctx context.Context) (notify.Reason, error) {
 		w.mu.Lock()
 		w.lastNotify = time.Now()
 		w.mu.Unlock()
-		return notify.ReasonNotified, nil
+		return orkstate.WakeNotified, nil
 	}
 }
 
@@ -241,7 +254,7 @@ func (w *Waker) rearm() {
 	}
 }
 
-// WaitForRun implements notify.Waker: it returns the run's status once it is
+// WaitForRun implements orkstate.Waker: it returns the run's status once it is
 // terminal, at once when it already is. A run finished by a commit of this Store
 // is seen at that commit; one finished by another process on the next poll.
 func (w *Waker) WaitForRun(ctx context.Context, runID int64) (orkstate.RunStatus, error) {
@@ -250,12 +263,12 @@ func (w *Waker) WaitForRun(ctx context.Context, runID int64) (orkstate.RunStatus
 	poll := time.NewTicker(w.cfg.PollInterval)
 	defer poll.Stop()
 	for {
-		st, err := w.cfg.RunStatus(ctx, runID)
+		r, err := w.s.GetRun(ctx, runID)
 		if err != nil {
 			return "", fmt.Errorf("sqlitecompat: wait for run %d: %w", runID, err)
 		}
-		if st.IsTerminal() {
-			return st, nil
+		if r.Status.IsTerminal() {
+			return r.Status, nil
 		}
 		select {
 		case <-ctx.Done():

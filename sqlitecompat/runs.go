@@ -233,21 +233,26 @@ func cancelRun(t *txState, id int64) error {
 	if st.IsTerminal() {
 		return invalidTransition("run %d is %s", id, st)
 	}
-	if _, err := t.exec(`UPDATE deferred_jobs SET status = 'cancelled', finished_at = ?, claimed_by = '', lease_expires_at = NULL
-		WHERE status IN ('pending', 'polling')
-		AND task_id IN (SELECT id FROM tasks WHERE run_id = ? AND status IN ('pending', 'paused', 'dispatched', 'running'))`,
-		ts(t.now), id); err != nil {
-		return err
-	}
-	if _, err := t.exec(`UPDATE tasks SET status = 'cancelled', error = 'run cancelled', finished_at = ?, claimed_by = '',
-			lease_expires_at = NULL, timeout_at = NULL, retry_at = NULL
-		WHERE run_id = ? AND status IN ('pending', 'paused', 'dispatched', 'running')`, ts(t.now), id); err != nil {
-		return err
-	}
-	if _, err := t.exec(`UPDATE runs SET started_at = coalesce(started_at, ?) WHERE id = ?`, ts(t.now), id); err != nil {
+	if err := cancelUnfinishedTasks(t, id, "run cancelled"); err != nil {
 		return err
 	}
 	return t.finishRun(id, orkstate.RunCancelled, "")
+}
+
+// cancelUnfinishedTasks cancels a run's unfinished tasks (pending, paused,
+// dispatched, running) with errMsg, and their unfinished deferred jobs: what a
+// run ending before its tasks do leaves behind.
+func cancelUnfinishedTasks(t *txState, runID int64, errMsg string) error {
+	if _, err := t.exec(`UPDATE deferred_jobs SET status = 'cancelled', finished_at = ?, claimed_by = '', lease_expires_at = NULL
+		WHERE status IN ('pending', 'polling')
+		AND task_id IN (SELECT id FROM tasks WHERE run_id = ? AND status IN ('pending', 'paused', 'dispatched', 'running'))`,
+		ts(t.now), runID); err != nil {
+		return err
+	}
+	_, err := t.exec(`UPDATE tasks SET status = 'cancelled', error = ?, finished_at = ?, claimed_by = '',
+			lease_expires_at = NULL, timeout_at = NULL, retry_at = NULL
+		WHERE run_id = ? AND status IN ('pending', 'paused', 'dispatched', 'running')`, errMsg, ts(t.now), runID)
+	return err
 }
 
 // PauseRun moves a running run to paused; its pending tasks become paused, its
@@ -298,8 +303,12 @@ func resumeRun(t *txState, id int64) error {
 }
 
 // UpdateRunStatus moves a run: running↔paused by the pause/resume rules,
-// pending→running, cancelled by CancelRun's rules, success/failed directly. A
-// terminal run never changes (ErrInvalidTransition); setting the current status is a no-op.
+// pending→running starts the run as StartPendingRuns would (its tasks are
+// created; an invalid DAG fails it), cancelled by CancelRun's rules, and
+// success/failed are the operator's verdict: the run ends with that status and
+// errMsg, its unfinished tasks are cancelled with error "run finished by
+// operator", with their deferred jobs. A terminal run never changes
+// (ErrInvalidTransition); setting the current status is a no-op.
 func (s *Store) UpdateRunStatus(ctx context.Context, id int64, status orkstate.RunStatus, errMsg string) error {
 	if !status.Valid() {
 		return orkstate.Invalid("run status", string(status), "unknown run status")
@@ -322,16 +331,21 @@ func (s *Store) UpdateRunStatus(ctx context.Context, id int64, status orkstate.R
 		case status == orkstate.RunCancelled:
 			err = cancelRun(t, id)
 		case status == orkstate.RunSuccess || status == orkstate.RunFailed:
-			err = t.finishRun(id, status, errMsg)
+			if err = cancelUnfinishedTasks(t, id, operatorFinishError); err == nil {
+				err = t.finishRun(id, status, errMsg)
+			}
 		case st == orkstate.RunRunning && status == orkstate.RunPaused:
 			err = pauseRun(t, id)
 		case st == orkstate.RunPaused && status == orkstate.RunRunning:
 			err = resumeRun(t, id)
 		case st == orkstate.RunPending && status == orkstate.RunRunning:
-			_, err = t.exec(`UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?) WHERE id = ?`, ts(t.now), id)
-			t.touchedRuns[id] = true
-		case st == orkstate.RunRunning && status == orkstate.RunPending:
-			_, err = t.exec(`UPDATE runs SET status = 'pending' WHERE id = ?`, id)
+			var p pendingRun
+			err = t.queryRow(`SELECT `+pendingRunCols+` WHERE r.id = ?`, id).Scan(p.dest()...)
+			if err == nil {
+				// errMsg is not stored: a run whose DAG is invalid fails with the reason.
+				_, err = startRun(t, p)
+			}
+			return err
 		default:
 			return invalidTransition("run %d: %s → %s", id, st, status)
 		}
@@ -353,21 +367,14 @@ func (s *Store) StartPendingRuns(ctx context.Context, limit int) ([]orkstate.Sta
 	out := []orkstate.StartedRun{}
 	err := s.write(ctx, func(t *txState) error {
 		out = out[:0]
-		rows, err := t.query(`SELECT r.id, r.snapshot_id, w.id, w.executor_type, w.task_params
-			FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.status = 'pending' ORDER BY r.id LIMIT ?`, limit)
+		rows, err := t.query(`SELECT `+pendingRunCols+` WHERE r.status = 'pending' ORDER BY r.id LIMIT ?`, limit)
 		if err != nil {
 			return err
 		}
-		type pend struct {
-			id, wf   int64
-			snap     sql.NullInt64
-			executor string
-			params   sql.NullString
-		}
-		var ps []pend
+		var ps []pendingRun
 		for rows.Next() {
-			var p pend
-			if err := rows.Scan(&p.id, &p.snap, &p.wf, &p.executor, &p.params); err != nil {
+			var p pendingRun
+			if err := rows.Scan(p.dest()...); err != nil {
 				rows.Close()
 				return err
 			}
@@ -378,40 +385,11 @@ func (s *Store) StartPendingRuns(ctx context.Context, limit int) ([]orkstate.Sta
 			return err
 		}
 		for _, p := range ps {
-			specs, err := runSpecs(t, p.snap, p.wf, p.executor, p.params)
-			if err == nil && len(specs) == 0 {
-				err = &specError{msg: "run has no tasks"}
-			}
-			if err == nil {
-				err = orkstate.ValidateDAG(specs)
-			}
+			started, err := startRun(t, p)
 			if err != nil {
-				if !isDBError(err) {
-					if ferr := t.finishRun(p.id, orkstate.RunFailed, err.Error()); ferr != nil {
-						return ferr
-					}
-					out = append(out, orkstate.StartedRun{RunID: p.id, Status: orkstate.RunFailed, Error: err.Error()})
-					continue
-				}
 				return err
 			}
-			nts := make([]orkstate.NewTask, len(specs))
-			for i, sp := range specs {
-				nts[i] = orkstate.NewTask{TaskIndex: i, TaskName: sp.Name, ExecutorType: sp.ExecutorType,
-					DependsOn: sp.DependsOn, Params: sp.Params, MaxRetries: sp.MaxRetries, TimeoutSeconds: sp.TimeoutSeconds}
-			}
-			created, err := createDAGTasks(t, p.id, nts)
-			if err != nil {
-				if orkstate.IsValidation(err) {
-					if ferr := t.finishRun(p.id, orkstate.RunFailed, err.Error()); ferr != nil {
-						return ferr
-					}
-					out = append(out, orkstate.StartedRun{RunID: p.id, Status: orkstate.RunFailed, Error: err.Error()})
-					continue
-				}
-				return err
-			}
-			out = append(out, orkstate.StartedRun{RunID: p.id, Status: orkstate.RunRunning, TasksCreated: len(created)})
+			out = append(out, started)
 		}
 		return nil
 	})
@@ -419,6 +397,69 @@ func (s *Store) StartPendingRuns(ctx context.Context, limit int) ([]orkstate.Sta
 		return nil, err
 	}
 	return out, nil
+}
+
+// operatorFinishError is the error of the tasks an operator's verdict on their
+// run (UpdateRunStatus to success or failed) cancels.
+const operatorFinishError = "run finished by operator"
+
+// pendingRun is what starting a run needs to know of it and its workflow.
+type pendingRun struct {
+	id, wf   int64
+	snap     sql.NullInt64
+	executor string
+	params   sql.NullString
+}
+
+const pendingRunCols = `r.id, r.snapshot_id, w.id, w.executor_type, w.task_params
+	FROM runs r JOIN workflows w ON w.id = r.workflow_id`
+
+func (p *pendingRun) dest() []any {
+	return []any{&p.id, &p.snap, &p.wf, &p.executor, &p.params}
+}
+
+// startRun starts a pending run: it creates the run's tasks (from its snapshot,
+// else the workflow's compiled tasks, else legacy tasks), which marks it running,
+// or fails the run when its DAG is invalid or empty. The error is only for a
+// failure of the database; a bad DAG is the returned run's Error.
+func startRun(t *txState, p pendingRun) (orkstate.StartedRun, error) {
+	fail := func(cause error) (orkstate.StartedRun, error) {
+		if err := t.finishRun(p.id, orkstate.RunFailed, cause.Error()); err != nil {
+			return orkstate.StartedRun{}, err
+		}
+		return orkstate.StartedRun{RunID: p.id, Status: orkstate.RunFailed, Error: cause.Error()}, nil
+	}
+	specs, err := runSpecs(t, p.snap, p.wf, p.executor, p.params)
+	if err == nil && len(specs) == 0 {
+		err = &specError{msg: "run has no tasks"}
+	}
+	if err == nil {
+		err = orkstate.ValidateDAG(specs)
+	}
+	if err != nil {
+		if isDBError(err) {
+			return orkstate.StartedRun{}, err
+		}
+		return fail(err)
+	}
+	nts := make([]orkstate.NewTask, len(specs))
+	for i, sp := range specs {
+		nts[i] = orkstate.NewTask{TaskIndex: i, TaskName: sp.Name, ExecutorType: sp.ExecutorType,
+			DependsOn: sp.DependsOn, Params: sp.Params, MaxRetries: sp.MaxRetries, TimeoutSeconds: sp.TimeoutSeconds}
+	}
+	created, err := createDAGTasks(t, p.id, nts)
+	if orkstate.IsValidation(err) {
+		return fail(err)
+	}
+	if err != nil {
+		return orkstate.StartedRun{}, err
+	}
+	// createDAGTasks starts the run when it inserts; this covers a run whose tasks all existed.
+	if _, err := t.exec(`UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?) WHERE id = ? AND status = 'pending'`,
+		ts(t.now), p.id); err != nil {
+		return orkstate.StartedRun{}, err
+	}
+	return orkstate.StartedRun{RunID: p.id, Status: orkstate.RunRunning, TasksCreated: len(created)}, nil
 }
 
 // specError is a problem with a run's stored DAG, reported on the run.

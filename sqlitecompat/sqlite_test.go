@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/orkstate/orkstate"
-	"github.com/orkstate/orkstate/notify"
 	"github.com/orkstate/orkstate/sqlitecompat"
 )
 
@@ -381,12 +380,12 @@ func TestWaker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s := newStore(t)
-	w, err := s.Waker(&notify.WakerConfig{PollInterval: time.Hour, Kinds: []notify.Kind{notify.KindTasksReady}})
+	w, err := s.Waker(&sqlitecompat.WakerConfig{PollInterval: time.Hour, Kinds: []orkstate.WakeKind{orkstate.WakeKindTasksReady}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	if _, err := s.Waker(&notify.WakerConfig{Kinds: []notify.Kind{"nope"}}); !orkstate.IsValidation(err) {
+	if _, err := s.Waker(&sqlitecompat.WakerConfig{Kinds: []orkstate.WakeKind{"nope"}}); !orkstate.IsValidation(err) {
 		t.Errorf("unknown kind: %v", err)
 	}
 	wf, _ := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "w", TaskParams: []byte(`{"task_count":1}`)})
@@ -403,7 +402,7 @@ func TestWaker(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, err := w.Wait(ctx)
-	if err != nil || r != notify.ReasonNotified {
+	if err != nil || r != orkstate.WakeNotified {
 		t.Fatalf("Wait = %v, %v; want notified", r, err)
 	}
 	c, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "c", Limit: 5})

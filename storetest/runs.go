@@ -97,6 +97,89 @@ func (s *suite) testRuns(t *testing.T) {
 		equal(t, "b", b.taskStatus(ts.id("b")), orkstate.TaskCancelled)
 	})
 
+	s.test(t, "UpdateRunStatusStartsRun", func(t *testing.T, b *bundle) {
+		wf := b.workflow()
+		_, err := b.store.ReplaceWorkflowTasks(b.ctx, wf.ID, []orkstate.TaskSpec{
+			{Name: "a", ExecutorType: "ea"},
+			{Name: "b", ExecutorType: "eb", DependsOn: []string{"a"}},
+		})
+		noErr(t, "ReplaceWorkflowTasks", err)
+		r := b.run(wf)
+		before := time.Now()
+		noErr(t, "pending → running", b.store.UpdateRunStatus(b.ctx, r.ID, orkstate.RunRunning, ""))
+		got := b.getRun(r.ID)
+		equal(t, "run status", got.Status, orkstate.RunRunning)
+		between(t, "started at", got.StartedAt, before, time.Now(), time.Second)
+		ts := b.listTasks(r.ID)
+		equal(t, "tasks created", len(ts), 2)
+		equal(t, "a name", ts[0].TaskName, "a")
+		equal(t, "b name", ts[1].TaskName, "b")
+		equal(t, "b unmet", ts[1].UnmetDeps, 1)
+		deepEqual(t, "dispatchable", b.dispatchable(), []int64{ts[0].ID})
+		started, err := b.store.StartPendingRuns(b.ctx, 10)
+		noErr(t, "StartPendingRuns", err)
+		equal(t, "nothing left to start", len(started), 0)
+		equal(t, "tasks not duplicated", len(b.listTasks(r.ID)), 2)
+		errIs(t, "running → pending", b.store.UpdateRunStatus(b.ctx, r.ID, orkstate.RunPending, ""), orkstate.ErrInvalidTransition)
+		equal(t, "still running", b.runStatus(r.ID), orkstate.RunRunning)
+
+		// A run that cannot start fails, as StartPendingRuns would fail it.
+		empty := b.workflow()
+		snap, err := b.store.CreateSnapshot(b.ctx, empty.ID, []orkstate.TaskSpec{})
+		noErr(t, "CreateSnapshot(empty)", err)
+		noErr(t, "SetCurrentSnapshot", b.store.SetCurrentSnapshot(b.ctx, empty.ID, snap.ID))
+		rEmpty := b.run(empty)
+		noErr(t, "pending → running, no tasks", b.store.UpdateRunStatus(b.ctx, rEmpty.ID, orkstate.RunRunning, ""))
+		gotEmpty := b.getRun(rEmpty.ID)
+		equal(t, "run without tasks", gotEmpty.Status, orkstate.RunFailed)
+		contains(t, "its error", gotEmpty.Error, "no tasks")
+		notNil(t, "its finished at", gotEmpty.FinishedAt)
+	})
+
+	s.test(t, "UpdateRunStatusVerdictCancelsTasks", func(t *testing.T, b *bundle) {
+		r, ts := b.dagRun(nt("pend"), nt("blocked", "pend"), nt("disp"), nt("run"), nt("ok"))
+		b.drive(ts.id("ok"), orkstate.TaskSuccess)
+		cd := b.claimTask(ts.id("disp"))
+		b.drive(ts.id("run"), orkstate.TaskRunning)
+		jobRun := b.job(ts.id("run"))
+
+		noErr(t, "running → failed", b.store.UpdateRunStatus(b.ctx, r.ID, orkstate.RunFailed, "no"))
+		got := b.getRun(r.ID)
+		equal(t, "run status", got.Status, orkstate.RunFailed)
+		equal(t, "run error", got.Error, "no")
+		notNil(t, "run finished at", got.FinishedAt)
+		for _, n := range []string{"pend", "blocked", "disp", "run"} {
+			tk := b.getTask(ts.id(n))
+			equal(t, n+" status", tk.Status, orkstate.TaskCancelled)
+			equal(t, n+" error", tk.Error, "run finished by operator")
+			notNil(t, n+" finished at", tk.FinishedAt)
+		}
+		equal(t, "success kept", b.taskStatus(ts.id("ok")), orkstate.TaskSuccess)
+		equal(t, "deferred job of the running task", b.getJob(jobRun.ID).Status, orkstate.DeferredCancelled)
+		equal(t, "nothing dispatchable", len(b.dispatchable()), 0)
+		st, err := b.store.RunTaskStats(b.ctx, r.ID)
+		noErr(t, "RunTaskStats", err)
+		deepEqual(t, "stats", *st, orkstate.TaskStats{Total: 5, Success: 1, Cancelled: 4})
+
+		// A late report on a task of the finished run changes nothing.
+		out := b.report(upd(ts.id("disp"), orkstate.TaskSuccess, cd.Attempt))
+		equal(t, "late success on a cancelled task", out[0].Outcome, orkstate.OutcomeInvalid)
+		got = b.getRun(r.ID)
+		equal(t, "run still failed", got.Status, orkstate.RunFailed)
+		equal(t, "run error kept", got.Error, "no")
+
+		// success is a verdict too; a paused run's paused tasks are cancelled.
+		r2, ts2 := b.dagRun(nt("a"), nt("b"))
+		b.drive(ts2.id("a"), orkstate.TaskRunning)
+		noErr(t, "PauseRun", b.store.PauseRun(b.ctx, r2.ID))
+		noErr(t, "paused → success", b.store.UpdateRunStatus(b.ctx, r2.ID, orkstate.RunSuccess, ""))
+		got = b.getRun(r2.ID)
+		equal(t, "run 2 status", got.Status, orkstate.RunSuccess)
+		equal(t, "run 2 error", got.Error, "")
+		equal(t, "running a", b.taskStatus(ts2.id("a")), orkstate.TaskCancelled)
+		equal(t, "paused b", b.taskStatus(ts2.id("b")), orkstate.TaskCancelled)
+	})
+
 	s.test(t, "RunTaskStats", func(t *testing.T, b *bundle) {
 		r, ts := b.dagRun(nt("p1"), nt("p2"), nt("blocked", "p1"), nt("paused"), nt("disp"), nt("run"), nt("ok"), nt("bad"), nt("off"))
 		b.drive(ts.id("paused"), orkstate.TaskPaused)

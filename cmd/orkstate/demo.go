@@ -23,7 +23,7 @@ import (
 // The demo runs orkstate's main job where a newcomer can watch it: a workflow with a
 // real DAG (fan-out, fan-in, a task that fails once and succeeds on its retry) is
 // run by two scheduler loops with simulated executors. The loops are written
-// against orkstate.Store and notify.Waker, so the same code runs on PostgreSQL
+// against orkstate.Store and orkstate.Waker, so the same code runs on PostgreSQL
 // (LISTEN/NOTIFY wake-ups) and, when no PostgreSQL is reachable, on sqlitecompat.
 
 // demoDAG is the workflow:
@@ -58,11 +58,12 @@ var demoWork = map[string]time.Duration{
 // demoFlaky fails on its first attempt.
 const demoFlaky = "clean_customers"
 
-// demoBackend is a store with a way to make Wakers for it.
+// demoBackend is a store with a way to make Wakers for it: newWaker returns a
+// Waker that wakes on tasks becoming ready and polls every poll, and its stop.
 type demoBackend struct {
 	store    orkstate.Store
 	desc     string
-	newWaker func(*notify.WakerConfig) (notify.Waker, func(), error)
+	newWaker func(poll time.Duration) (orkstate.Waker, func(), error)
 	cleanup  func()
 }
 
@@ -133,8 +134,8 @@ func postgresDemoBackend(ctx context.Context, schema string, keep bool, stdout i
 	be := &demoBackend{
 		store: store,
 		desc:  fmt.Sprintf("PostgreSQL %s, schema %s (fresh install), wake-ups by LISTEN/NOTIFY", redact(databaseURL()), schema),
-		newWaker: func(cfg *notify.WakerConfig) (notify.Waker, func(), error) {
-			w, err := notify.NewWaker(listener, cfg)
+		newWaker: func(poll time.Duration) (orkstate.Waker, func(), error) {
+			w, err := notify.NewWaker(listener, &notify.WakerConfig{PollInterval: poll, RunStatus: notify.StoreRunStatus(store)})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -173,8 +174,8 @@ func sqliteDemoBackend(ctx context.Context, path string, keep bool, stdout io.Wr
 	return &demoBackend{
 		store: store,
 		desc:  fmt.Sprintf("SQLite file %s, in-process wake-ups", path),
-		newWaker: func(cfg *notify.WakerConfig) (notify.Waker, func(), error) {
-			w, err := store.Waker(cfg)
+		newWaker: func(poll time.Duration) (orkstate.Waker, func(), error) {
+			w, err := store.Waker(&sqlitecompat.WakerConfig{PollInterval: poll})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -236,7 +237,7 @@ func runDemo(ctx context.Context, be *demoBackend, stdout io.Writer) error {
 	for i := 1; i <= 2; i++ {
 		// The poll interval bounds how late a retry is noticed once its backoff ends
 		// (a retry's NOTIFY is sent when it is scheduled, not when it becomes due).
-		waker, stop, err := be.newWaker(&notify.WakerConfig{PollInterval: 250 * time.Millisecond})
+		waker, stop, err := be.newWaker(250 * time.Millisecond)
 		if err != nil {
 			stopLoops()
 			return err
@@ -251,7 +252,7 @@ func runDemo(ctx context.Context, be *demoBackend, stdout io.Writer) error {
 		}()
 	}
 
-	runWaker, stopRunWaker, err := be.newWaker(&notify.WakerConfig{PollInterval: 250 * time.Millisecond, RunStatus: notify.StoreRunStatus(s)})
+	runWaker, stopRunWaker, err := be.newWaker(250 * time.Millisecond)
 	if err != nil {
 		stopLoops()
 		return err
@@ -294,7 +295,7 @@ func runDemo(ctx context.Context, be *demoBackend, stdout io.Writer) error {
 // schedulerLoop is what a scheduler process does: start pending runs, claim what
 // is dispatchable, hand each task to an executor, and sleep on the Waker when
 // there is nothing to do.
-func schedulerLoop(ctx context.Context, s orkstate.Store, name string, waker notify.Waker, log *demoLog, executors *sync.WaitGroup) error {
+func schedulerLoop(ctx context.Context, s orkstate.Store, name string, waker orkstate.Waker, log *demoLog, executors *sync.WaitGroup) error {
 	for ctx.Err() == nil {
 		started, err := s.StartPendingRuns(ctx, 10)
 		if err != nil {
