@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/orkstate/orkstate"
 	"github.com/orkstate/orkstate/internal/testdb"
@@ -203,4 +206,94 @@ func TestExpiredLeaseFencesOldClaimer(t *testing.T) {
 	if task.Status != orkstate.TaskDispatched || task.ClaimedBy != "new" {
 		t.Fatalf("task %+v changed by a stale report", task)
 	}
+}
+
+// queueMismatches lists the tasks whose task_queue row disagrees with the rule of
+// migration 002: a row exactly for pending tasks with no unmet dependency (ready),
+// and for dispatched and running tasks (with the task's lease and timeout).
+func queueMismatches(t testing.TB, s *pgstore.Store) []string {
+	t.Helper()
+	rows, err := s.Pool().Query(context.Background(), strings.NewReplacer("{ork}", s.Schema()).Replace(`
+		select coalesce(t.id, q.task_id)::text || ': task ' || coalesce(t.status, 'none') || '/' ||
+		       coalesce(t.unmet_deps::text, '-') || ', queue ' || coalesce(q.state, 'none')
+		from {ork}.tasks t
+		full join {ork}.task_queue q on q.task_id = t.id
+		where (q.task_id is null) <> not ((t.status = 'pending' and t.unmet_deps = 0) or t.status in ('dispatched', 'running'))
+		   or q.state is distinct from case when t.status = 'pending' then 'ready' else t.status end and q.task_id is not null
+		   or (q.task_id is not null and t.status = 'pending' and q.ready_at is distinct from t.retry_at)
+		   or (q.task_id is not null and t.status = 'dispatched' and q.lease_expires_at is distinct from t.lease_expires_at)
+		   or (q.task_id is not null and q.timeout_at is distinct from t.timeout_at)
+		order by 1`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// Every path that moves a task keeps task_queue in step with tasks.
+func TestTaskQueueFollowsTasks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testdb.Store(t)
+	run, _ := startRun(t, s, []orkstate.TaskSpec{
+		{Name: "a", MaxRetries: 1}, {Name: "b", DependsOn: []string{"a"}}, {Name: "c", DependsOn: []string{"a"}, TimeoutSeconds: 30},
+		{Name: "d", DependsOn: []string{"b", "c"}}, {Name: "e"}, {Name: "f", DependsOn: []string{"e"}}, {Name: "g"},
+	})
+	check := func(step string) {
+		t.Helper()
+		if bad := queueMismatches(t, s); len(bad) > 0 {
+			t.Fatalf("after %s, task_queue disagrees with tasks: %v", step, bad)
+		}
+	}
+	check("start")
+	claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "q", Limit: 10})
+	if err != nil || len(claimed) != 3 {
+		t.Fatalf("claim: %d %v", len(claimed), err)
+	}
+	check("claim")
+	ids := map[string]int64{}
+	for _, c := range claimed {
+		ids[c.TaskName] = c.ID
+	}
+	if _, err := s.SetTaskStates(ctx, []orkstate.TaskUpdate{
+		{TaskID: ids["a"], Status: orkstate.TaskFailed, Error: "boom"}, // retry
+		{TaskID: ids["e"], Status: orkstate.TaskRunning},
+		{TaskID: ids["e"], Status: orkstate.TaskSuccess},
+		{TaskID: ids["g"], Status: orkstate.TaskPending}, // requeue
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check("retry, success, requeue")
+	if err := s.PauseRun(ctx, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	check("pause")
+	if err := s.ResumeRun(ctx, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	check("resume")
+	more, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "q", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("second claim")
+	for _, c := range more {
+		ids[c.TaskName] = c.ID
+	}
+	if _, err := s.SetTaskStates(ctx, []orkstate.TaskUpdate{{TaskID: ids["f"], Status: orkstate.TaskRunning}}); err != nil {
+		t.Fatal(err)
+	}
+	check("running")
+	if err := s.RetryTask(ctx, ids["e"]); err != nil {
+		t.Fatal(err)
+	}
+	check("operator retry of a succeeded task")
+	if err := s.CancelRun(ctx, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	check("cancel")
 }

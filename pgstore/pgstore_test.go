@@ -31,7 +31,7 @@ func setup(t *testing.T) *testBundle {
 // exec runs raw SQL against the bundle's install ({ork} is its schema).
 func (b *testBundle) exec(t *testing.T, q string, args ...any) {
 	t.Helper()
-	q = strings.ReplaceAll(q, "{ork}", b.s.Schema())
+	q = strings.NewReplacer("{ork}", b.s.Schema(), "{api}", b.s.Schema()+"_api").Replace(q)
 	if _, err := b.s.Pool().Exec(b.ctx, q, args...); err != nil {
 		t.Fatalf("exec %s: %v", q, err)
 	}
@@ -213,10 +213,14 @@ func TestDeleteWorkflowCascades(t *testing.T) {
 	noErr(t, err)
 	kr := b.run(t, keep.ID)
 	b.task(t, kr.ID, 0, "k", "pending", nil, 0)
+	b.exec(t, `select {api}._queue_sync(array(select id from {ork}.tasks))`)
+	if n := b.count(t, `select count(*) from {ork}.task_queue`); n != 2 {
+		t.Fatalf("task_queue has %d rows before the delete, want 2", n)
+	}
 
 	noErr(t, b.s.DeleteWorkflow(b.ctx, w.ID))
-	for _, table := range []string{"workflow_tasks", "workflow_snapshots", "runs", "tasks", "task_logs", "task_log_sizes", "deferred_jobs"} {
-		want := map[string]int{"runs": 1, "tasks": 1}[table]
+	for _, table := range []string{"workflow_tasks", "workflow_snapshots", "runs", "tasks", "task_logs", "task_log_sizes", "deferred_jobs", "task_queue"} {
+		want := map[string]int{"runs": 1, "tasks": 1, "task_queue": 1}[table]
 		if n := b.count(t, `select count(*) from {ork}.`+table); n != want {
 			t.Errorf("%s: %d rows after delete, want %d", table, n, want)
 		}
@@ -556,6 +560,9 @@ func TestTaskQueries(t *testing.T) {
 	b.exec(t, `update {ork}.tasks set retry_at = now() - interval '1 second' where id = $1`, due)
 	disp := b.task(t, r.ID, 6, "disp", "dispatched", nil, 0)
 	runn := b.task(t, r.ID, 7, "runn", "running", nil, 0)
+	// These rows were written directly, not through the functions: index them in
+	// task_queue as the functions would have.
+	b.exec(t, `select {api}._queue_sync(array(select id from {ork}.tasks where run_id = $1))`, r.ID)
 
 	ids := func(ts []orkstate.Task) []int64 {
 		var out []int64

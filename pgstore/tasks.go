@@ -16,6 +16,15 @@ const taskColumns = `id, run_id, task_index, task_name, executor_type, depends_o
 	params, output, error, attempts, max_retries, timeout_seconds, retry_at, unmet_deps, claimed_by,
 	lease_expires_at, created_at, dispatched_at, started_at, finished_at`
 
+// taskColumnsOf is taskColumns qualified with a table alias, for joins.
+func taskColumnsOf(alias string) string {
+	cols := strings.Split(taskColumns, ",")
+	for i, c := range cols {
+		cols[i] = alias + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}
+
 // scanTasks collects rows selected with taskColumns.
 func scanTasks(rows pgx.Rows) ([]orkstate.Task, error) {
 	return pgx.CollectRows(rows, pgx.RowToStructByName[orkstate.Task])
@@ -49,27 +58,31 @@ func (s *Store) ListTasks(ctx context.Context, runID int64) ([]orkstate.Task, er
 	return tasks, wrap(err, "pgstore: list tasks of run %d", runID)
 }
 
+// PendingTasks scans tasks in id order: pending tasks have no index of their own,
+// so that status changes stay HOT (see migration 002); this is not a hot path.
 func (s *Store) PendingTasks(ctx context.Context, limit int) ([]orkstate.Task, error) {
-	return s.listTasks(ctx, "pending tasks", limit, `status = 'pending'`)
+	return s.listTasks(ctx, "pending tasks", limit, `{ork}.tasks t where t.status = 'pending'`)
 }
 
+// RunningTasks reads the in-flight part of task_queue.
 func (s *Store) RunningTasks(ctx context.Context, limit int) ([]orkstate.Task, error) {
-	return s.listTasks(ctx, "running tasks", limit, `status in ('dispatched', 'running')`)
+	return s.listTasks(ctx, "running tasks", limit,
+		`{ork}.task_queue q join {ork}.tasks t on t.id = q.task_id where q.state in ('dispatched', 'running')`)
 }
 
-// DispatchableTasks uses the claim's predicate (and its index, tasks_ready_idx).
+// DispatchableTasks uses the claim's predicate and its index (task_queue_ready_idx).
 func (s *Store) DispatchableTasks(ctx context.Context, limit int) ([]orkstate.Task, error) {
 	return s.listTasks(ctx, "dispatchable tasks", limit,
-		`status = 'pending' and unmet_deps = 0 and (retry_at is null or retry_at <= now())`)
+		`{ork}.task_queue q join {ork}.tasks t on t.id = q.task_id
+		where q.state = 'ready' and (q.ready_at is null or q.ready_at <= now())`)
 }
 
-// listTasks returns up to limit tasks matching where (constant SQL), in id order.
-func (s *Store) listTasks(ctx context.Context, what string, limit int, where string) ([]orkstate.Task, error) {
+// listTasks returns up to limit tasks (alias t) of from (constant SQL), in id order.
+func (s *Store) listTasks(ctx context.Context, what string, limit int, from string) ([]orkstate.Task, error) {
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Query(ctx, s.sql(`
-		select `+taskColumns+` from {ork}.tasks where `+where+` order by id limit $1`), limit)
+	rows, err := s.db.Query(ctx, s.sql(`select `+taskColumnsOf("t")+` from `+from+` order by t.id limit $1`), limit)
 	if err != nil {
 		return nil, wrap(err, "pgstore: %s", what)
 	}

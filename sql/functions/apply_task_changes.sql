@@ -33,13 +33,16 @@ create function {{.schema}}_api._finish_dependents(p_task_ids bigint[], p_status
 returns table (task_id bigint, run_id bigint)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
+declare
+    v_ids bigint[];
+    v_runs bigint[];
 begin
     if coalesce(cardinality(p_task_ids), 0) = 0 then
         return;
     end if;
-    return query
     with recursive down(id) as (
         select dn.id from tasks s cross join unnest(s.downstream) as dn(id) where s.id = any(p_task_ids)
         union
@@ -57,7 +60,9 @@ begin
         where t.id = locked.id
         returning t.id, t.run_id
     )
-    select hit.id, hit.run_id from hit;
+    select array_agg(hit.id), array_agg(hit.run_id) into v_ids, v_runs from hit;
+    perform _queue_sync(v_ids);
+    return query select * from unnest(v_ids, v_runs);
 end
 $$;
 
@@ -67,6 +72,7 @@ create function {{.schema}}_api._end_deferred_jobs(p_task_ids bigint[])
 returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 begin
     -- The partial due index makes "is anything polling at all" a near-free check,
@@ -97,6 +103,7 @@ create function {{.schema}}_api._apply_task_changes(
 returns table (ord integer, task_id bigint, outcome text, status text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
@@ -113,6 +120,8 @@ declare
     v_requeued boolean;
     v_ready boolean := false;
     v_dep_runs bigint[];
+    v_changed bigint[];
+    v_now_ready bigint[];
 begin
     -- Lock in id order (so concurrent batches cannot deadlock on tasks), decide each
     -- row's outcome from the locked, current row, and apply — one statement.
@@ -173,11 +182,14 @@ begin
                      or (u.status = 'pending' and d.old_status in ('dispatched', 'running')))),
            array_agg(u.run_id) filter (where u.status in ('success', 'failed', 'cancelled')),
            array_agg(u.status) filter (where u.status in ('success', 'failed', 'cancelled')),
-           coalesce(bool_or(d.outcome = 'applied' and u.status = 'pending'), false)
+           coalesce(bool_or(d.outcome = 'applied' and u.status = 'pending'), false),
+           array_agg(u.id) filter (where u.id is not null)
     into v_ords, v_ids, v_outcomes, v_statuses, v_success, v_failed, v_cancelled, v_ended,
-         v_fin_runs, v_fin_statuses, v_requeued
+         v_fin_runs, v_fin_statuses, v_requeued, v_changed
     from decided d
     left join updated u on u.id = d.task_id;
+
+    perform _queue_sync(v_changed);
 
     -- Push readiness: each success decrements its dependents' unmet counters.
     if v_success is not null then
@@ -197,9 +209,12 @@ begin
             set unmet_deps = greatest(t.unmet_deps - locked.n, 0)
             from locked
             where t.id = locked.id
-            returning t.unmet_deps, t.status
+            returning t.id, t.unmet_deps, t.status
         )
-        select coalesce(bool_or(upd.unmet_deps = 0 and upd.status = 'pending'), false) into v_ready from upd;
+        select array_agg(upd.id) filter (where upd.unmet_deps = 0 and upd.status = 'pending')
+        into v_now_ready from upd;
+        v_ready := v_now_ready is not null;
+        perform _queue_sync(v_now_ready);
     end if;
 
     -- A final failure or a cancellation finishes every transitive dependent.

@@ -10,6 +10,7 @@ create function {{.schema}}_api.create_tasks(p_run_id bigint, p_specs jsonb)
 returns setof {{.schema}}.tasks
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 declare
     v_run_status text;
@@ -185,11 +186,14 @@ begin
             from pos
             left join down on down.p = pos.p
             order by pos.task_index
-            returning tasks.status, tasks.unmet_deps
+            returning tasks.id, tasks.status, tasks.unmet_deps, tasks.executor_type
+        ), queued as (
+            insert into task_queue (task_id, state, executor_type)
+            select ins.id, 'ready', ins.executor_type from ins where ins.status = 'pending' and ins.unmet_deps = 0
+            returning 1
         )
-        select count(*), coalesce(bool_or(ins.status = 'pending' and ins.unmet_deps = 0), false)
-        into v_inserted, v_ready
-        from ins;
+        select (select count(*) from ins), exists (select 1 from queued)
+        into v_inserted, v_ready;
 
         update runs r
         set tasks_total = r.tasks_total + v_inserted,

@@ -7,6 +7,7 @@ create function {{.schema}}_api.claim_deferred_jobs(p_claimer text, p_limit inte
 returns setof {{.schema}}.deferred_jobs
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 begin
     if p_claimer is null or p_claimer = '' then
@@ -56,6 +57,7 @@ create function {{.schema}}_api.report_deferred_polls(
 returns table (ord integer, job_id bigint, outcome text, status text, task_status text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
@@ -196,6 +198,7 @@ create function {{.schema}}_api.update_deferred_job_status(p_job_id bigint, p_st
 returns text
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 declare
     v_status text;
@@ -235,6 +238,7 @@ create function {{.schema}}_api.cancel_deferred_jobs_for_task(p_task_id bigint)
 returns integer
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 declare
     v_count integer;

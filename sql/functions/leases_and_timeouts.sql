@@ -5,6 +5,7 @@ create function {{.schema}}_api.expire_task_leases(p_limit integer)
 returns table (ord integer, task_id bigint, outcome text, status text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
@@ -19,9 +20,10 @@ begin
     -- Locked here and fenced by attempt below: a report racing the expiry wins or loses whole.
     select array_agg(x.id order by x.id), array_agg(x.attempts order by x.id) into v_ids, v_attempts
     from (
-        select t.id, t.attempts from tasks t
-        where t.status = 'dispatched' and t.lease_expires_at <= now()
-        order by t.lease_expires_at
+        select t.id, t.attempts
+        from task_queue q join tasks t on t.id = q.task_id
+        where q.state = 'dispatched' and q.lease_expires_at <= now()
+        order by q.lease_expires_at
         limit p_limit
         for no key update skip locked
     ) x;
@@ -43,6 +45,7 @@ create function {{.schema}}_api.fail_timed_out_tasks(p_limit integer)
 returns table (ord integer, task_id bigint, outcome text, status text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
@@ -59,9 +62,10 @@ begin
            array_agg(format('timeout after %ss', x.timeout_seconds) order by x.id)
     into v_ids, v_attempts, v_errors
     from (
-        select t.id, t.attempts, t.timeout_seconds from tasks t
-        where t.status in ('dispatched', 'running') and t.timeout_at <= now()
-        order by t.timeout_at
+        select t.id, t.attempts, t.timeout_seconds
+        from task_queue q join tasks t on t.id = q.task_id
+        where q.timeout_at <= now() and q.state in ('dispatched', 'running')
+        order by q.timeout_at
         limit p_limit
         for no key update skip locked
     ) x;

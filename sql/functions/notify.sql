@@ -5,6 +5,7 @@ create function {{.schema}}_api._notify(p_channel text, p_payload text default '
 returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 begin
     if (select s.notify_enabled from settings s) then
@@ -18,6 +19,7 @@ create function {{.schema}}_api.notify_deferred_jobs()
 returns void
 language sql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$ select _notify('deferred_jobs') $$;
 
 -- set_notify_enabled turns this install's notifications on or off.
@@ -25,4 +27,5 @@ create function {{.schema}}_api.set_notify_enabled(p_enabled boolean)
 returns void
 language sql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$ update settings set notify_enabled = p_enabled $$;

@@ -7,6 +7,7 @@ create function {{.schema}}_api.retry_task(p_task_id bigint)
 returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 declare
     v_task record;
@@ -15,6 +16,7 @@ declare
     v_failed integer;
     v_cancelled integer;
     v_finished integer;
+    v_blocked bigint[];
 begin
     select t.id, t.run_id, t.status, t.downstream into v_task from tasks t where t.id = p_task_id;
     if not found then
@@ -48,8 +50,13 @@ begin
     from tasks t where t.id = any(v_reset);
 
     if v_task.status = 'success' then
-        update tasks t set unmet_deps = t.unmet_deps + 1
-        where t.id = any(v_task.downstream) and t.status in ('pending', 'paused') and t.id <> all(v_reset);
+        with blocked as (
+            update tasks t set unmet_deps = t.unmet_deps + 1
+            where t.id = any(v_task.downstream) and t.status in ('pending', 'paused') and t.id <> all(v_reset)
+            returning t.id
+        )
+        select array_agg(blocked.id) into v_blocked from blocked;
+        perform _queue_sync(v_blocked);
     end if;
 
     update tasks t
@@ -61,6 +68,7 @@ begin
                                         where u.run_id = t.run_id and u.task_name = d and u.status = 'success'
                                           and u.id <> all(v_reset)))::integer
     where t.id = any(v_reset);
+    perform _queue_sync(v_reset);
 
     update runs r
     set tasks_finished = r.tasks_finished - v_finished,

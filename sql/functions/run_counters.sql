@@ -7,6 +7,7 @@ create function {{.schema}}_api._count_finished(p_run_ids bigint[], p_statuses t
 returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 declare
     v_finished jsonb;

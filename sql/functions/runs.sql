@@ -3,6 +3,7 @@ create function {{.schema}}_api._lock_run(p_run_id bigint)
 returns text
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 declare
     v_status text;
@@ -21,6 +22,7 @@ create function {{.schema}}_api.cancel_run(p_run_id bigint)
 returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 declare
     v_status text := _lock_run(p_run_id);
@@ -42,6 +44,7 @@ begin
         returning t.id
     )
     select array_agg(hit.id) into v_ids from hit;
+    perform _queue_sync(v_ids);
     perform _end_deferred_jobs(v_ids);
     update runs r
     set status = 'cancelled', finished_at = now(), started_at = coalesce(r.started_at, now()),
@@ -59,15 +62,21 @@ create function {{.schema}}_api.pause_run(p_run_id bigint)
 returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 declare
     v_status text := _lock_run(p_run_id);
+    v_ids bigint[];
 begin
     if v_status <> 'running' then
         raise exception using errcode = 'OK409', message = format('run %s is %s and cannot be paused', p_run_id, v_status);
     end if;
     update runs r set status = 'paused' where r.id = p_run_id;
-    update tasks t set status = 'paused' where t.run_id = p_run_id and t.status = 'pending';
+    with paused as (
+        update tasks t set status = 'paused' where t.run_id = p_run_id and t.status = 'pending' returning t.id
+    )
+    select array_agg(paused.id) into v_ids from paused;
+    perform _queue_sync(v_ids);
 end
 $$;
 
@@ -77,15 +86,21 @@ create function {{.schema}}_api.resume_run(p_run_id bigint)
 returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 declare
     v_status text := _lock_run(p_run_id);
+    v_ids bigint[];
 begin
     if v_status <> 'paused' then
         raise exception using errcode = 'OK409', message = format('run %s is %s, not paused', p_run_id, v_status);
     end if;
     update runs r set status = 'running' where r.id = p_run_id;
-    update tasks t set status = 'pending' where t.run_id = p_run_id and t.status = 'paused';
+    with resumed as (
+        update tasks t set status = 'pending' where t.run_id = p_run_id and t.status = 'paused' returning t.id
+    )
+    select array_agg(resumed.id) into v_ids from resumed;
+    perform _queue_sync(v_ids);
     perform _notify('tasks_ready');
 end
 $$;
@@ -97,6 +112,7 @@ create function {{.schema}}_api.finish_run(p_run_id bigint, p_status text, p_err
 returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 declare
     v_status text := _lock_run(p_run_id);
@@ -122,6 +138,7 @@ begin
         returning t.id
     )
     select array_agg(hit.id) into v_ids from hit;
+    perform _queue_sync(v_ids);
     perform _end_deferred_jobs(v_ids);
     update runs r
     set status = p_status, finished_at = now(), started_at = coalesce(r.started_at, now()),

@@ -12,6 +12,7 @@ create function {{.schema}}_api.fire_schedules(
 returns setof {{.schema}}.runs
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 begin
     if coalesce(cardinality(p_workflow_ids), 0) <> coalesce(cardinality(p_fire_times), 0)

@@ -20,6 +20,7 @@ create function {{.schema}}_api.set_task_states(
 returns table (ord integer, task_id bigint, outcome text, status text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
@@ -109,6 +110,7 @@ create function {{.schema}}_api.fail_dependent_tasks(p_task_id bigint)
 returns integer
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 declare
     v_ids bigint[];

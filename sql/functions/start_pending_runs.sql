@@ -6,6 +6,7 @@ returns jsonb
 language sql
 stable
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
     -- A snapshot or a compiled DAG that exists but is empty is used as it is (and the
     -- run then fails with "run has no tasks"); only their absence falls through.
@@ -47,6 +48,7 @@ $$;
 create function {{.schema}}_api._start_run(p_run_id bigint, out status text, out tasks_created integer, out error text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
@@ -76,6 +78,7 @@ $$;
 create function {{.schema}}_api.start_run(p_run_id bigint, out status text, out tasks_created integer, out error text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
@@ -96,6 +99,7 @@ create function {{.schema}}_api.start_pending_runs(p_limit integer)
 returns table (run_id bigint, status text, tasks_created integer, error text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
 as $$
 #variable_conflict use_column
 declare
