@@ -1,6 +1,7 @@
 package orkstate
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -87,10 +88,19 @@ func checkAcyclic(names []string, deps [][]string, index map[string]int) error {
 }
 
 // ContentHash is the snapshot key of a DAG: the SHA-256 of its canonical JSON.
+// Params and signatures are canonicalised (keys sorted, spacing dropped, numbers
+// kept as written), so a DAG read back from jsonb hashes like the one written.
 func ContentHash(tasks []TaskSpec) (string, error) {
 	normal := make([]TaskSpec, len(tasks))
 	for i, t := range tasks {
 		t.DependsOn = append([]string{}, t.DependsOn...)
+		var err error
+		if t.Params, err = canonicalJSON(t.Params); err != nil {
+			return "", Invalid("params", nil, fmt.Sprintf("task %q: %v", t.Name, err))
+		}
+		if t.Signature, err = canonicalJSON(t.Signature); err != nil {
+			return "", Invalid("signature", nil, fmt.Sprintf("task %q: %v", t.Name, err))
+		}
 		normal[i] = t
 	}
 	b, err := json.Marshal(normal)
@@ -111,4 +121,18 @@ func RetryBackoff(attempt int) time.Duration {
 		return 60 * time.Second
 	}
 	return min(time.Duration(1<<(attempt-1))*time.Second, 60*time.Second)
+}
+
+// canonicalJSON re-encodes a JSON value with sorted keys and no insignificant space.
+func canonicalJSON(raw json.RawMessage) (json.RawMessage, error) {
+	if len(raw) == 0 {
+		return raw, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
 }
