@@ -1,11 +1,15 @@
 -- create_tasks creates a run's tasks from a JSON array of task specs
 --   [{"task_index": 0, "task_name": "extract", "executor_type": "process",
 --     "depends_on": ["..."], "params": {...}, "max_retries": 2, "timeout_seconds": 60}, ...]
--- and returns the run's tasks with the given indexes, in index order. It is idempotent:
--- a spec whose index or name the run already has is skipped. Dependencies resolve against
--- the specs and the run's existing tasks; an unknown name, a duplicate, or a cycle raises
--- OK422 naming the task and creates nothing. A pending run becomes running; a paused
--- run gets paused tasks; a finished run refuses (OK409).
+-- and returns the run's tasks named by the specs (by index or by name), in index order.
+-- It is idempotent: a spec whose index or name the run already has is skipped.
+-- Dependencies resolve against the specs and the run's existing tasks; an unknown name,
+-- a duplicate, or a cycle raises OK422 naming the task and creates nothing. A pending
+-- run becomes running; a paused run gets paused tasks; a finished run refuses (OK409).
+--
+-- The specs are held in plpgsql arrays, not a temporary table: a temp table created per
+-- transaction invalidated every cached plan that read it, so each call re-planned all of
+-- its statements (about 10 ms per 100-task run start, most of the end-to-end cost).
 create function {{.schema}}_api.create_tasks(p_run_id bigint, p_specs jsonb)
 returns setof {{.schema}}.tasks
 language plpgsql
@@ -14,8 +18,14 @@ set jit = off
 as $$
 declare
     v_run_status text;
+    -- the new tasks, one element each, in spec order (position = array index)
+    v_idx integer[];
     v_names text[];
-    v_deps text[][];
+    v_types text[];
+    v_deps jsonb[];
+    v_params jsonb[];
+    v_retries integer[];
+    v_timeouts integer[];
     n integer;
     v_bad text;
     v_succeeded text[];
@@ -45,82 +55,81 @@ begin
         raise exception using errcode = 'OK409', message = format('run %s is %s; its tasks cannot change', p_run_id, v_run_status);
     end if;
 
-    -- Normalise the specs; deps are de-duplicated so counters count distinct names.
-    create temp table if not exists pg_temp.ork_new_tasks (
-        pos integer, task_index integer, task_name text, executor_type text, depends_on text[],
-        params jsonb, max_retries integer, timeout_seconds integer
-    ) on commit drop;
-    truncate pg_temp.ork_new_tasks;
+    -- Validate every spec (before skipping the existing ones, so bad input is always refused).
     begin
-        insert into pg_temp.ork_new_tasks
-        select e.pos::integer,
-               (e.spec->>'task_index')::integer,
-               e.spec->>'task_name',
-               coalesce(e.spec->>'executor_type', ''),
-               coalesce(array(select distinct d from jsonb_array_elements_text(coalesce(e.spec->'depends_on', '[]')) d order by d), '{}'),
-               e.spec->'params',
-               coalesce((e.spec->>'max_retries')::integer, 0),
-               coalesce((e.spec->>'timeout_seconds')::integer, 0)
-        from jsonb_array_elements(p_specs) with ordinality as e(spec, pos);
+        select e.spec->>'task_name' into v_bad
+        from jsonb_array_elements(p_specs) e(spec)
+        where coalesce(e.spec->>'task_name', '') = '' or (e.spec->>'task_index')::integer is null
+           or (e.spec->>'task_index')::integer < 0
+           or coalesce((e.spec->>'max_retries')::integer, 0) < 0
+           or coalesce((e.spec->>'timeout_seconds')::integer, 0) < 0
+           or jsonb_typeof(coalesce(e.spec->'depends_on', '[]')) <> 'array'
+        limit 1;
+        if found then
+            raise exception using errcode = 'OK422', column = 'tasks',
+                message = format('task %s: needs a non-empty task_name, a task_index >= 0, non-negative max_retries and timeout_seconds, and depends_on as an array',
+                                 coalesce(quote_literal(v_bad), '(unnamed)'));
+        end if;
     exception when invalid_text_representation or numeric_value_out_of_range or invalid_parameter_value then
         raise exception using errcode = 'OK422', column = 'tasks', message = 'task specs: ' || sqlerrm;
     end;
-
-    select t.task_name into v_bad from pg_temp.ork_new_tasks t
-    where t.task_name is null or t.task_name = '' or t.task_index is null or t.task_index < 0
-       or t.max_retries < 0 or t.timeout_seconds < 0
-    limit 1;
-    if found then
-        raise exception using errcode = 'OK422', column = 'tasks',
-            message = format('task %s: needs a non-empty task_name, a task_index >= 0 and non-negative max_retries and timeout_seconds', coalesce(quote_literal(v_bad), '(unnamed)'));
-    end if;
-    select t.task_name into v_bad from pg_temp.ork_new_tasks t group by t.task_name having count(*) > 1 limit 1;
+    select e.spec->>'task_name' into v_bad
+    from jsonb_array_elements(p_specs) e(spec) group by 1 having count(*) > 1 limit 1;
     if found then
         raise exception using errcode = 'OK422', column = 'task_name', message = format('duplicate task name %L', v_bad);
     end if;
-    select t.task_index::text into v_bad from pg_temp.ork_new_tasks t group by t.task_index having count(*) > 1 limit 1;
+    select e.spec->>'task_index' into v_bad
+    from jsonb_array_elements(p_specs) e(spec) group by 1 having count(*) > 1 limit 1;
     if found then
         raise exception using errcode = 'OK422', column = 'task_index', message = format('duplicate task_index %s', v_bad);
     end if;
 
-    -- Skip what the run already has (idempotent per index and per name).
-    delete from pg_temp.ork_new_tasks t
-    using tasks e
-    where e.run_id = p_run_id and e.task_index = t.task_index;
-    delete from pg_temp.ork_new_tasks t
-    using tasks e
-    where e.run_id = p_run_id and e.task_name = t.task_name;
+    -- The new tasks: specs whose index and name the run does not have yet (idempotency).
+    -- Dependencies are de-duplicated, so counters count distinct names.
+    select coalesce(array_agg(s.idx order by s.pos), '{}'), array_agg(s.name order by s.pos),
+           array_agg(s.etype order by s.pos), array_agg(s.deps order by s.pos),
+           array_agg(s.params order by s.pos), array_agg(s.retries order by s.pos),
+           array_agg(s.timeout order by s.pos)
+    into v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts
+    from (
+        select e.pos,
+               (e.spec->>'task_index')::integer as idx,
+               e.spec->>'task_name' as name,
+               coalesce(e.spec->>'executor_type', '') as etype,
+               to_jsonb(array(select distinct d from jsonb_array_elements_text(coalesce(e.spec->'depends_on', '[]')) d order by d)) as deps,
+               e.spec->'params' as params,
+               coalesce((e.spec->>'max_retries')::integer, 0) as retries,
+               coalesce((e.spec->>'timeout_seconds')::integer, 0) as timeout
+        from jsonb_array_elements(p_specs) with ordinality as e(spec, pos)
+    ) s
+    where not exists (select 1 from tasks t where t.run_id = p_run_id and t.task_index = s.idx)
+      and not exists (select 1 from tasks t where t.run_id = p_run_id and t.task_name = s.name);
+    n := cardinality(v_idx);
 
-    select coalesce(array_agg(e.task_name), '{}') into v_succeeded
-    from tasks e where e.run_id = p_run_id and e.status = 'success';
-
-    select count(*) into n from pg_temp.ork_new_tasks;
-    if n > 1000 then
-        analyze pg_temp.ork_new_tasks; -- large DAGs: give the planner real numbers for the joins below
-    end if;
     if n > 0 then
-        select array_agg(t.task_name order by t.pos) into v_names from pg_temp.ork_new_tasks t;
         -- Every dependency must name a new or an existing task of the run.
-        select format('task %L depends on unknown task %L', t.task_name, d) into v_bad
-        from pg_temp.ork_new_tasks t cross join unnest(t.depends_on) d
-        where not exists (select 1 from pg_temp.ork_new_tasks x where x.task_name = d)
-          and not exists (select 1 from tasks e where e.run_id = p_run_id and e.task_name = d)
+        select format('task %L depends on unknown task %L', x.name, d) into v_bad
+        from unnest(v_names, v_deps) as x(name, deps)
+        cross join jsonb_array_elements_text(x.deps) d
+        left join unnest(v_names) as known(name) on known.name = d
+        where known.name is null
+          and not exists (select 1 from tasks t where t.run_id = p_run_id and t.task_name = d)
         limit 1;
         if v_bad is not null then
             raise exception using errcode = 'OK422', column = 'depends_on', message = v_bad;
         end if;
 
         -- Kahn's algorithm over the new tasks (existing tasks were checked when created).
-        -- Positions follow v_names; edges run dependency → dependent, sorted by source.
-        with pos as (
-            select t.task_name, row_number() over (order by t.pos)::integer as p, t.depends_on from pg_temp.ork_new_tasks t
-        )
+        -- Edges run dependency → dependent, by position, sorted by source.
         select array_agg(src.p order by src.p, dst.p), array_agg(dst.p order by src.p, dst.p)
         into v_src, v_dst
-        from pos dst cross join unnest(dst.depends_on) d join pos src on src.task_name = d;
+        from unnest(v_names, v_deps) with ordinality as dst(name, deps, p)
+        cross join jsonb_array_elements_text(dst.deps) d
+        join unnest(v_names) with ordinality as src(name, p) on src.name = d;
+        v_edges := coalesce(cardinality(v_src), 0);
         v_indeg := array_fill(0, array[n]);
         v_start := array_fill(null::integer, array[n]);
-        for v_k in 1..coalesce(cardinality(v_src), 0) loop
+        for v_k in 1..v_edges loop
             v_indeg[v_dst[v_k]] := v_indeg[v_dst[v_k]] + 1;
             if v_start[v_src[v_k]] is null then
                 v_start[v_src[v_k]] := v_k;
@@ -135,7 +144,6 @@ begin
                 v_queue[v_qlen] := v_i;
             end if;
         end loop;
-        v_edges := coalesce(cardinality(v_src), 0);
         while v_head <= v_qlen loop
             v_i := v_queue[v_head];
             v_head := v_head + 1;
@@ -158,20 +166,21 @@ begin
         -- Ids are drawn first so each task's downstream array is written with the task.
         v_ids := array(select nextval(pg_get_serial_sequence('{{.schema}}.tasks', 'id')) from generate_series(1, n));
         v_status := case when v_run_status = 'paused' then 'paused' else 'pending' end;
+        select coalesce(array_agg(t.task_name), '{}') into v_succeeded
+        from tasks t where t.run_id = p_run_id and t.status = 'success';
+
         -- New tasks that depend on existing ones join those tasks' downstream arrays
         -- (before the insert, so the join sees only the existing tasks).
         with edge as (
-            select e.id as upstream, array_agg(v_ids[t.p] order by t.p) as ids
-            from (select nt.*, row_number() over (order by nt.pos)::integer as p from pg_temp.ork_new_tasks nt) t
-            cross join unnest(t.depends_on) d
+            select e.id as upstream, array_agg(v_ids[x.p] order by x.p) as ids
+            from unnest(v_deps) with ordinality as x(deps, p)
+            cross join jsonb_array_elements_text(x.deps) d
             join tasks e on e.run_id = p_run_id and e.task_name = d
             group by e.id
         )
         update tasks e set downstream = e.downstream || edge.ids from edge where e.id = edge.upstream;
 
-        with pos as (
-            select t.*, row_number() over (order by t.pos)::integer as p from pg_temp.ork_new_tasks t
-        ), down as (
+        with down as (
             select v_src[k] as p, array_agg(v_ids[v_dst[k]] order by k) as ids
             from generate_series(1, v_edges) k
             group by v_src[k]
@@ -179,13 +188,15 @@ begin
             insert into tasks (id, run_id, task_index, task_name, executor_type, depends_on, status, params,
                                max_retries, timeout_seconds, unmet_deps, downstream)
             overriding system value
-            select v_ids[pos.p], p_run_id, pos.task_index, pos.task_name, pos.executor_type, pos.depends_on,
-                   v_status, pos.params, pos.max_retries, pos.timeout_seconds,
-                   (select count(*) from unnest(pos.depends_on) d where d <> all(v_succeeded))::integer,
+            select v_ids[s.p], p_run_id, s.idx, s.name, s.etype,
+                   array(select jsonb_array_elements_text(s.deps)),
+                   v_status, s.params, s.retries, s.timeout,
+                   (select count(*) from jsonb_array_elements_text(s.deps) d where d <> all(v_succeeded))::integer,
                    coalesce(down.ids, '{}')
-            from pos
-            left join down on down.p = pos.p
-            order by pos.task_index
+            from unnest(v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts)
+                with ordinality as s(idx, name, etype, deps, params, retries, timeout, p)
+            left join down on down.p = s.p
+            order by s.idx
             returning tasks.id, tasks.status, tasks.unmet_deps, tasks.executor_type
         ), queued as (
             insert into task_queue (task_id, state, executor_type)

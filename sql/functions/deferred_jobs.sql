@@ -66,8 +66,15 @@ declare
     v_task_ids bigint[];
     v_task_statuses text[];
     v_task_errors text[];
-    v_task_result record;
-    v_outcomes record;
+    v_ords integer[];
+    v_jobs bigint[];
+    v_tasks bigint[];
+    v_results text[];
+    v_outcomes text[];
+    v_statuses text[];
+    v_messages text[];
+    v_done_tasks bigint[];
+    v_done_statuses text[];
 begin
     if p_job_ids is null then
         raise exception using errcode = 'OK422', column = 'job_ids', message = 'job_ids must not be null';
@@ -107,12 +114,8 @@ begin
     order by t.id
     for no key update;
 
-    create temp table if not exists pg_temp.ork_poll_outcomes (
-        ord integer, job_id bigint, task_id bigint, result text, error text, outcome text, status text,
-        service_type text, external_id text
-    ) on commit drop;
-    truncate pg_temp.ork_poll_outcomes;
-
+    -- Decide and apply in one statement; the outcomes are kept in arrays (a temporary
+    -- table would invalidate this function's cached plans on every call).
     with input as (
         select i.*, row_number() over (partition by i.job_id order by i.ord) as rep
         from unnest(p_job_ids, p_results, p_errors, p_next_poll_after, p_attempts) with ordinality
@@ -146,9 +149,12 @@ begin
         where j.id = d.job_id and d.outcome = 'applied'
         returning j.id, j.status
     )
-    insert into pg_temp.ork_poll_outcomes
-    select d.ord, d.job_id, d.task_id, d.result, d.error, d.outcome, coalesce(u.status, d.old_status),
-           d.service_type, d.external_id
+    select array_agg(d.ord::integer order by d.ord), array_agg(d.job_id order by d.ord),
+           array_agg(d.task_id order by d.ord), array_agg(d.result order by d.ord),
+           array_agg(d.outcome order by d.ord), array_agg(coalesce(u.status, d.old_status) order by d.ord),
+           array_agg(format('deferred job %s (%s) failed: %s', d.external_id, d.service_type,
+                            coalesce(nullif(d.error, ''), 'no error given')) order by d.ord)
+    into v_ords, v_jobs, v_tasks, v_results, v_outcomes, v_statuses, v_messages
     from decided d left join updated u on u.id = d.job_id;
 
     -- The tasks these reports finish: any failed job fails its task; a task succeeds
@@ -158,9 +164,8 @@ begin
     from (
         select o.task_id,
                case when bool_or(o.result = 'failed') then 'failed' else 'success' end as st,
-               min(format('deferred job %s (%s) failed: %s', o.external_id, o.service_type,
-                          coalesce(nullif(o.error, ''), 'no error given'))) filter (where o.result = 'failed') as err
-        from pg_temp.ork_poll_outcomes o
+               min(o.message) filter (where o.result = 'failed') as err
+        from unnest(v_tasks, v_results, v_outcomes, v_messages) as o(task_id, result, outcome, message)
         where o.outcome = 'applied' and o.result in ('completed', 'failed')
         group by o.task_id
         having bool_or(o.result = 'failed')
@@ -168,25 +173,19 @@ begin
     ) x;
 
     if v_task_ids is not null then
-        create temp table if not exists pg_temp.ork_poll_tasks (task_id bigint, status text) on commit drop;
-        truncate pg_temp.ork_poll_tasks;
-        insert into pg_temp.ork_poll_tasks
-        select a.task_id, a.status
+        select array_agg(a.task_id), array_agg(a.status) into v_done_tasks, v_done_statuses
         from _apply_task_changes(array(select generate_series(1, cardinality(v_task_ids))), v_task_ids, v_task_statuses,
                                  array_fill(null::text, array[cardinality(v_task_ids)]), v_task_errors,
                                  array_fill(null::jsonb, array[cardinality(v_task_ids)]),
                                  array_fill(null::integer, array[cardinality(v_task_ids)])) a
         where a.outcome in ('applied', 'retrying');
-        return query
-        select o.ord::integer, o.job_id, o.outcome, o.status, pt.status
-        from pg_temp.ork_poll_outcomes o
-        left join pg_temp.ork_poll_tasks pt on pt.task_id = o.task_id and o.outcome = 'applied' and o.result <> 'running'
-        order by o.ord;
-    else
-        return query
-        select o.ord::integer, o.job_id, o.outcome, o.status, null::text
-        from pg_temp.ork_poll_outcomes o order by o.ord;
     end if;
+    return query
+    select o.ord, o.job_id, o.outcome, o.status,
+           case when o.outcome = 'applied' and o.result <> 'running' then t.status end
+    from unnest(v_ords, v_jobs, v_tasks, v_results, v_outcomes, v_statuses) as o(ord, job_id, task_id, result, outcome, status)
+    left join unnest(v_done_tasks, v_done_statuses) as t(task_id, status) on t.task_id = o.task_id
+    order by o.ord;
 end
 $$;
 
