@@ -297,3 +297,58 @@ func TestTaskQueueFollowsTasks(t *testing.T) {
 	}
 	check("cancel")
 }
+
+// A statement that finishes 1,000 tasks (and their run) sends one notification per
+// channel, not one per row, and a dependent made ready is announced on tasks_ready.
+func TestOneNotificationPerStatement(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testdb.Store(t)
+	specs := make([]orkstate.TaskSpec, 1000)
+	for i := range specs {
+		specs[i] = orkstate.TaskSpec{Name: fmt.Sprintf("t%04d", i)}
+	}
+	_, tasks := startRun(t, s, specs)
+
+	conn, err := s.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for _, ch := range []string{"_tasks_ready", "_runs"} {
+		if _, err := conn.Exec(ctx, "listen "+pgx.Identifier{s.Schema() + ch}.Sanitize()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "n", Limit: 1000})
+	if err != nil || len(claimed) != len(tasks) {
+		t.Fatalf("claim: %d %v", len(claimed), err)
+	}
+	ups := make([]orkstate.TaskUpdate, len(claimed))
+	for i, c := range claimed {
+		ups[i] = orkstate.TaskUpdate{TaskID: c.ID, Status: orkstate.TaskSuccess, Attempt: c.Attempt}
+	}
+	if _, err := s.SetTaskStates(ctx, ups); err != nil {
+		t.Fatal(err)
+	}
+	// A marker sent after the batch committed: everything before it has arrived.
+	if _, err := s.Pool().Exec(ctx, "select pg_notify($1, 'marker')", s.Schema()+"_runs"); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for {
+		waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		n, err := conn.Conn().WaitForNotification(waitCtx)
+		cancel()
+		if err != nil {
+			t.Fatalf("waiting for notifications: %v (got %v)", err, got)
+		}
+		if n.Payload == "marker" {
+			break
+		}
+		got[strings.TrimPrefix(n.Channel, s.Schema())]++
+	}
+	if got["_runs"] != 1 || got["_tasks_ready"] != 0 || len(got) != 1 {
+		t.Fatalf("notifications for a 1,000-task batch that finished its run: %v, want one on _runs", got)
+	}
+}
