@@ -121,7 +121,6 @@ declare
     v_ready boolean := false;
     v_dep_runs bigint[];
     v_changed bigint[];
-    v_now_ready bigint[];
 begin
     -- Lock in id order (so concurrent batches cannot deadlock on tasks), decide each
     -- row's outcome from the locked, current row, and apply — one statement.
@@ -191,7 +190,9 @@ begin
 
     perform _queue_sync(v_changed);
 
-    -- Push readiness: each success decrements its dependents' unmet counters.
+    -- Push readiness: each success decrements its dependents' unmet counters, and the
+    -- dependents that reach zero join the queue in the same statement (they had unmet
+    -- dependencies, so they had no queue row: a plain insert).
     if v_success is not null then
         with dec as (
             select dn.id, count(*)::integer as n
@@ -209,12 +210,15 @@ begin
             set unmet_deps = greatest(t.unmet_deps - locked.n, 0)
             from locked
             where t.id = locked.id
-            returning t.id, t.unmet_deps, t.status
+            returning t.id, t.unmet_deps, t.status, t.executor_type, t.retry_at
+        ), queued as (
+            insert into task_queue (task_id, state, executor_type, ready_at)
+            select upd.id, 'ready', upd.executor_type, upd.retry_at
+            from upd
+            where upd.unmet_deps = 0 and upd.status = 'pending'
+            returning 1
         )
-        select array_agg(upd.id) filter (where upd.unmet_deps = 0 and upd.status = 'pending')
-        into v_now_ready from upd;
-        v_ready := v_now_ready is not null;
-        perform _queue_sync(v_now_ready);
+        select exists (select 1 from queued) into v_ready;
     end if;
 
     -- A final failure or a cancellation finishes every transitive dependent.
