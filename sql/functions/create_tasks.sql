@@ -22,7 +22,9 @@ declare
     v_idx integer[];
     v_names text[];
     v_types text[];
-    v_deps jsonb[];
+    -- each element is a text[] literal: a plpgsql array cannot be ragged, and casting a
+    -- literal back per row is far cheaper than a jsonb set-returning function
+    v_deps text[];
     v_params jsonb[];
     v_retries integer[];
     v_timeouts integer[];
@@ -96,7 +98,7 @@ begin
                (e.spec->>'task_index')::integer as idx,
                e.spec->>'task_name' as name,
                coalesce(e.spec->>'executor_type', '') as etype,
-               to_jsonb(array(select distinct d from jsonb_array_elements_text(coalesce(e.spec->'depends_on', '[]')) d order by d)) as deps,
+               array(select distinct d from jsonb_array_elements_text(coalesce(e.spec->'depends_on', '[]')) d order by d)::text as deps,
                e.spec->'params' as params,
                coalesce((e.spec->>'max_retries')::integer, 0) as retries,
                coalesce((e.spec->>'timeout_seconds')::integer, 0) as timeout
@@ -110,7 +112,7 @@ begin
         -- Every dependency must name a new or an existing task of the run.
         select format('task %L depends on unknown task %L', x.name, d) into v_bad
         from unnest(v_names, v_deps) as x(name, deps)
-        cross join jsonb_array_elements_text(x.deps) d
+        cross join unnest(x.deps::text[]) d
         left join unnest(v_names) as known(name) on known.name = d
         where known.name is null
           and not exists (select 1 from tasks t where t.run_id = p_run_id and t.task_name = d)
@@ -124,7 +126,7 @@ begin
         select array_agg(src.p order by src.p, dst.p), array_agg(dst.p order by src.p, dst.p)
         into v_src, v_dst
         from unnest(v_names, v_deps) with ordinality as dst(name, deps, p)
-        cross join jsonb_array_elements_text(dst.deps) d
+        cross join unnest(dst.deps::text[]) d
         join unnest(v_names) with ordinality as src(name, p) on src.name = d;
         v_edges := coalesce(cardinality(v_src), 0);
         v_indeg := array_fill(0, array[n]);
@@ -174,7 +176,7 @@ begin
         with edge as (
             select e.id as upstream, array_agg(v_ids[x.p] order by x.p) as ids
             from unnest(v_deps) with ordinality as x(deps, p)
-            cross join jsonb_array_elements_text(x.deps) d
+            cross join unnest(x.deps::text[]) d
             join tasks e on e.run_id = p_run_id and e.task_name = d
             group by e.id
         )
@@ -189,9 +191,10 @@ begin
                                max_retries, timeout_seconds, unmet_deps, downstream)
             overriding system value
             select v_ids[s.p], p_run_id, s.idx, s.name, s.etype,
-                   array(select jsonb_array_elements_text(s.deps)),
+                   s.deps::text[],
                    v_status, s.params, s.retries, s.timeout,
-                   (select count(*) from jsonb_array_elements_text(s.deps) d where d <> all(v_succeeded))::integer,
+                   case when cardinality(v_succeeded) = 0 then cardinality(s.deps::text[])
+                        else (select count(*) from unnest(s.deps::text[]) d where d <> all(v_succeeded))::integer end,
                    coalesce(down.ids, '{}')
             from unnest(v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts)
                 with ordinality as s(idx, name, etype, deps, params, retries, timeout, p)
