@@ -1,8 +1,9 @@
 -- create_tasks creates a run's tasks from a JSON array of task specs
 --   [{"task_index": 0, "task_name": "extract", "executor_type": "process",
 --     "depends_on": ["..."], "params": {...}, "max_retries": 2, "timeout_seconds": 60}, ...]
--- and returns the run's tasks named by the specs (by index or by name), in index order.
--- It is idempotent: a spec whose index or name the run already has is skipped.
+-- ("name" may stand for "task_name", as in snapshots; a missing task_index is the spec's
+-- position, from 0) and returns the run's tasks named by the specs (by index or by name),
+-- in index order. It is idempotent: a spec whose index or name the run already has is skipped.
 -- Dependencies resolve against the specs and the run's existing tasks; an unknown name,
 -- a duplicate, or a cycle raises OK422 naming the task and creates nothing. A pending
 -- run becomes running; a paused run gets paused tasks; a finished run refuses (OK409).
@@ -12,6 +13,25 @@
 -- its statements (about 10 ms per 100-task run start, most of the end-to-end cost).
 create function {{.schema}}_api.create_tasks(p_run_id bigint, p_specs jsonb)
 returns setof {{.schema}}.tasks
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+as $$
+begin
+    perform _create_tasks(p_run_id, p_specs);
+    return query
+    select t.* from tasks t
+    where t.run_id = p_run_id
+      and (t.task_index in (select coalesce((e.spec->>'task_index')::integer, e.pos::integer - 1)
+                            from jsonb_array_elements(p_specs) with ordinality as e(spec, pos))
+           or t.task_name in (select coalesce(e->>'task_name', e->>'name') from jsonb_array_elements(p_specs) e))
+    order by t.task_index;
+end
+$$;
+
+-- _create_tasks does create_tasks' work and returns how many tasks it inserted.
+create function {{.schema}}_api._create_tasks(p_run_id bigint, p_specs jsonb)
+returns integer
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
@@ -43,7 +63,7 @@ declare
     v_k integer;
     v_ids bigint[];
     v_status text;
-    v_inserted integer;
+    v_inserted integer := 0;
     v_ready boolean;
 begin
     if p_specs is null or jsonb_typeof(p_specs) <> 'array' then
@@ -59,10 +79,10 @@ begin
 
     -- Validate every spec (before skipping the existing ones, so bad input is always refused).
     begin
-        select e.spec->>'task_name' into v_bad
-        from jsonb_array_elements(p_specs) e(spec)
-        where coalesce(e.spec->>'task_name', '') = '' or (e.spec->>'task_index')::integer is null
-           or (e.spec->>'task_index')::integer < 0
+        select coalesce(e.spec->>'task_name', e.spec->>'name') into v_bad
+        from jsonb_array_elements(p_specs) with ordinality as e(spec, pos)
+        where coalesce(coalesce(e.spec->>'task_name', e.spec->>'name'), '') = '' or coalesce((e.spec->>'task_index')::integer, e.pos::integer - 1) is null
+           or coalesce((e.spec->>'task_index')::integer, e.pos::integer - 1) < 0
            or coalesce((e.spec->>'max_retries')::integer, 0) < 0
            or coalesce((e.spec->>'timeout_seconds')::integer, 0) < 0
            or jsonb_typeof(coalesce(e.spec->'depends_on', '[]')) <> 'array'
@@ -75,13 +95,13 @@ begin
     exception when invalid_text_representation or numeric_value_out_of_range or invalid_parameter_value then
         raise exception using errcode = 'OK422', column = 'tasks', message = 'task specs: ' || sqlerrm;
     end;
-    select e.spec->>'task_name' into v_bad
-    from jsonb_array_elements(p_specs) e(spec) group by 1 having count(*) > 1 limit 1;
+    select coalesce(e.spec->>'task_name', e.spec->>'name') into v_bad
+    from jsonb_array_elements(p_specs) with ordinality as e(spec, pos) group by 1 having count(*) > 1 limit 1;
     if found then
         raise exception using errcode = 'OK422', column = 'task_name', message = format('duplicate task name %L', v_bad);
     end if;
-    select e.spec->>'task_index' into v_bad
-    from jsonb_array_elements(p_specs) e(spec) group by 1 having count(*) > 1 limit 1;
+    select coalesce((e.spec->>'task_index')::integer, e.pos::integer - 1)::text into v_bad
+    from jsonb_array_elements(p_specs) with ordinality as e(spec, pos) group by 1 having count(*) > 1 limit 1;
     if found then
         raise exception using errcode = 'OK422', column = 'task_index', message = format('duplicate task_index %s', v_bad);
     end if;
@@ -95,8 +115,8 @@ begin
     into v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts
     from (
         select e.pos,
-               (e.spec->>'task_index')::integer as idx,
-               e.spec->>'task_name' as name,
+               coalesce((e.spec->>'task_index')::integer, e.pos::integer - 1) as idx,
+               coalesce(e.spec->>'task_name', e.spec->>'name') as name,
                coalesce(e.spec->>'executor_type', '') as etype,
                array(select distinct d from jsonb_array_elements_text(coalesce(e.spec->'depends_on', '[]')) d order by d)::text as deps,
                e.spec->'params' as params,
@@ -219,11 +239,6 @@ begin
         end if;
     end if;
 
-    return query
-    select t.* from tasks t
-    where t.run_id = p_run_id
-      and (t.task_index in (select (e->>'task_index')::integer from jsonb_array_elements(p_specs) e)
-           or t.task_name in (select e->>'task_name' from jsonb_array_elements(p_specs) e))
-    order by t.task_index;
+    return v_inserted;
 end
 $$;

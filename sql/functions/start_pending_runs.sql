@@ -11,19 +11,10 @@ as $$
     -- A snapshot or a compiled DAG that exists but is empty is used as it is (and the
     -- run then fails with "run has no tasks"); only their absence falls through.
     select case
-        when r.snapshot_id is not null then coalesce(
-        (select jsonb_agg(jsonb_build_object(
-                    'task_index', e.pos - 1,
-                    'task_name', e.spec->>'name',
-                    'executor_type', coalesce(e.spec->>'executor_type', ''),
-                    'depends_on', coalesce(e.spec->'depends_on', '[]'),
-                    'params', e.spec->'params',
-                    'max_retries', coalesce(e.spec->'max_retries', '0'),
-                    'timeout_seconds', coalesce(e.spec->'timeout_seconds', '0')) order by e.pos)
-         from runs r
-         join workflow_snapshots s on s.id = r.snapshot_id
-         cross join jsonb_array_elements(s.tasks_json) with ordinality as e(spec, pos)
-         where r.id = p_run_id), '[]'::jsonb)
+        -- A snapshot's tasks_json is already in create_tasks' form (name for task_name,
+        -- the position for task_index), so it is passed through, not rebuilt.
+        when r.snapshot_id is not null then
+            coalesce((select s.tasks_json from workflow_snapshots s where s.id = r.snapshot_id), '[]'::jsonb)
         when exists (select 1 from workflow_tasks wt where wt.workflow_id = r.workflow_id) then
         (select jsonb_agg(jsonb_build_object(
                     'task_index', wt.task_index, 'task_name', wt.task_name, 'executor_type', wt.executor_type,
@@ -58,7 +49,7 @@ begin
         if jsonb_array_length(v_specs) = 0 then
             raise exception using errcode = 'OK422', message = 'run has no tasks';
         end if;
-        select count(*) into tasks_created from create_tasks(p_run_id, v_specs);
+        tasks_created := _create_tasks(p_run_id, v_specs);
         -- create_tasks starts the run when it inserts; this covers a run whose tasks all existed.
         update runs r set status = 'running', started_at = coalesce(r.started_at, now())
         where r.id = p_run_id and r.status = 'pending';
