@@ -87,7 +87,7 @@ func computeRatios(results []Result) {
 	}
 }
 
-// checkTargets evaluates the project's performance targets (issues 3 and 6).
+// checkTargets evaluates the project's performance targets (issues 3, 4 and 6).
 func checkTargets(results []Result) []Target {
 	var ts []Target
 	add := func(goal string, value float64, want string, met bool, detail string) {
@@ -113,6 +113,11 @@ func checkTargets(results []Result) []Target {
 			}
 			if v, ok := r.Ratios["x raw"]; ok {
 				add("batch status updates: raw ceiling ÷ orkstate", 1/v, "≤ 3×", 1/v <= 3, "")
+			}
+		case "wakeup":
+			if r.Variant == "NOTIFY" {
+				add("wake-up p99, dependency's commit → dependent's claim, ms", r.P99Ms, "≤ 10", r.P99Ms <= 10,
+					fmt.Sprintf("p50 %.2f ms; issue 4", r.P50Ms))
 			}
 		case "claims":
 			if r.Variant == "4 claimers" {

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -16,8 +15,9 @@ import (
 // loop without LISTEN — PgBouncer in transaction mode — would use).
 const wakePollInterval = 50 * time.Millisecond
 
-// runWakeup: how long from the commit that makes a task ready until an idle
-// scheduler has claimed it, woken by NOTIFY, and woken by polling alone.
+// runWakeup: how long from the commit of a dependency's success until an idle
+// scheduler has claimed the dependent it made ready, woken by NOTIFY, and woken by
+// polling alone.
 func runWakeup(ctx context.Context, r *runner) error {
 	const sc = "wakeup"
 	s, drop, err := r.install(ctx)
@@ -25,9 +25,14 @@ func runWakeup(ctx context.Context, r *runner) error {
 		return err
 	}
 	defer drop()
-	wf, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "bench_wakeup", ExecutorType: "noop",
-		TaskParams: json.RawMessage(`{"task_count": 1}`)})
+	wf, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "bench_wakeup", ExecutorType: "noop"})
 	if err != nil {
+		return err
+	}
+	if _, err := s.ReplaceWorkflowTasks(ctx, wf.ID, []orkstate.TaskSpec{
+		{Name: "upstream", ExecutorType: "noop"},
+		{Name: "dependent", ExecutorType: "noop", DependsOn: []string{"upstream"}},
+	}); err != nil {
 		return err
 	}
 	l, err := notify.NewListener(r.pool, &notify.ListenerConfig{Schema: s.Schema(), Logger: discardLogger()})
@@ -53,14 +58,16 @@ func runWakeup(ctx context.Context, r *runner) error {
 		}
 		p50, p99 := percentiles(lat)
 		r.add(Result{Scenario: sc, Variant: mode.variant, System: SystemOrkstate, Items: len(lat), Unit: "wake-ups",
-			P50Ms: p50, P99Ms: p99, LatencyOf: "run start committed → task claimed", Losses: lost,
+			P50Ms: p50, P99Ms: p99, LatencyOf: "dependency's success committed → dependent claimed", Losses: lost,
 			Note: "latency only; idle scheduler, one task at a time"})
 	}
 	return nil
 }
 
-// wakeSamples starts one single-task run at a time, at random moments, and measures
-// how long an idle scheduler loop on a Waker takes to claim its task.
+// wakeSamples runs one two-task chain at a time: an idle scheduler loop on a Waker
+// claims the upstream task and hands it over; at a random moment the upstream's
+// success is reported, and the sample is the time from that commit's acknowledgement
+// until the loop has claimed the dependent.
 func wakeSamples(ctx context.Context, s *pgstore.Store, wfID int64, l *notify.Listener, poll time.Duration, samples int) ([]time.Duration, int, error) {
 	w, err := notify.NewWaker(l, &notify.WakerConfig{PollInterval: poll})
 	if err != nil {
@@ -69,7 +76,11 @@ func wakeSamples(ctx context.Context, s *pgstore.Store, wfID int64, l *notify.Li
 	defer w.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	claimedAt := make(chan time.Time, 16)
+	type claim struct {
+		task orkstate.ClaimedTask
+		at   time.Time
+	}
+	claims := make(chan claim, 16)
 	errc := make(chan error, 1)
 	go func() {
 		for {
@@ -84,32 +95,57 @@ func wakeSamples(ctx context.Context, s *pgstore.Store, wfID int64, l *notify.Li
 				return
 			}
 			now := time.Now()
-			for range got {
-				claimedAt <- now
+			for _, t := range got {
+				claims <- claim{t, now}
 			}
 		}
 	}()
 	var lat []time.Duration
 	lost := 0
+	next := func() (claim, bool, error) {
+		select {
+		case c := <-claims:
+			return c, true, nil
+		case err := <-errc:
+			return claim{}, false, err
+		case <-time.After(5 * time.Second):
+			return claim{}, false, nil
+		case <-ctx.Done():
+			return claim{}, false, ctx.Err()
+		}
+	}
 	for i := 0; i < samples; i++ {
-		// an idle spell of random length, so a sample lands anywhere in a poll period
-		time.Sleep(20*time.Millisecond + rand.N(wakePollInterval))
 		if _, err := s.CreateRun(ctx, wfID, "bench"); err != nil {
 			return nil, 0, err
 		}
-		t0 := time.Now()
 		if _, err := s.StartPendingRuns(ctx, 1); err != nil {
 			return nil, 0, err
 		}
-		select {
-		case t := <-claimedAt:
-			lat = append(lat, t.Sub(t0))
-		case err := <-errc:
+		up, ok, err := next()
+		if err != nil {
 			return nil, 0, err
-		case <-time.After(5 * time.Second):
+		}
+		if !ok {
 			lost++
-		case <-ctx.Done():
-			return nil, 0, ctx.Err()
+			continue
+		}
+		// an idle spell of random length, so a sample lands anywhere in a poll period
+		time.Sleep(20*time.Millisecond + rand.N(wakePollInterval))
+		if _, err := s.UpdateTaskStatus(ctx, orkstate.TaskUpdate{TaskID: up.task.ID, Status: orkstate.TaskSuccess, Attempt: up.task.Attempt}); err != nil {
+			return nil, 0, err
+		}
+		t0 := time.Now()
+		dep, ok, err := next()
+		if err != nil {
+			return nil, 0, err
+		}
+		if !ok {
+			lost++
+			continue
+		}
+		lat = append(lat, dep.at.Sub(t0))
+		if _, err := s.UpdateTaskStatus(ctx, orkstate.TaskUpdate{TaskID: dep.task.ID, Status: orkstate.TaskSuccess, Attempt: dep.task.Attempt}); err != nil {
+			return nil, 0, err
 		}
 	}
 	return lat, lost, nil
