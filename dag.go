@@ -12,7 +12,8 @@ import (
 )
 
 // ValidateDAG checks a compiled DAG: non-empty unique names, dependencies that
-// name tasks of the DAG, and no cycle. The error names the offending task.
+// name tasks of the DAG, no cycle, non-negative retries and timeouts, and valid
+// JSON in params and signatures. The error names the offending task or field.
 func ValidateDAG(tasks []TaskSpec) error {
 	index := make(map[string]int, len(tasks))
 	for i, t := range tasks {
@@ -28,6 +29,12 @@ func ValidateDAG(tasks []TaskSpec) error {
 		}
 		if t.TimeoutSeconds < 0 {
 			return Invalid("timeout_seconds", t.TimeoutSeconds, "must not be negative (task "+t.Name+")")
+		}
+		if err := ValidJSON("params", t.Params); err != nil {
+			return err
+		}
+		if err := ValidJSON("signature", t.Signature); err != nil {
+			return err
 		}
 	}
 	deps := make([][]string, len(tasks))
@@ -135,4 +142,12 @@ func canonicalJSON(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, err
 	}
 	return json.Marshal(v)
+}
+
+// ValidJSON returns a validation error naming field unless raw is empty or valid JSON.
+func ValidJSON(field string, raw json.RawMessage) error {
+	if len(raw) > 0 && !json.Valid(raw) {
+		return Invalid(field, string(raw), "not valid JSON")
+	}
+	return nil
 }

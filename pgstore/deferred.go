@@ -39,7 +39,7 @@ func (s *Store) CreateDeferredJobs(ctx context.Context, taskID int64, jobs []ork
 		if strings.TrimSpace(j.JobID) == "" {
 			return nil, orkstate.Invalid("job_id", j.JobID, fmt.Sprintf("job %d: must not be empty", i))
 		}
-		if err := validJSON("job_data", j.JobData); err != nil {
+		if err := orkstate.ValidJSON("job_data", j.JobData); err != nil {
 			return nil, err
 		}
 		services[i], jobIDs[i] = j.ServiceType, j.JobID

@@ -41,7 +41,7 @@ func (s *Store) CreateTasks(ctx context.Context, runID int64, count int, executo
 	if count < 0 {
 		return nil, orkstate.Invalid("count", count, "must not be negative")
 	}
-	if err := validJSON("params", params); err != nil {
+	if err := orkstate.ValidJSON("params", params); err != nil {
 		return nil, err
 	}
 	specs := make([]taskSpec, count)
@@ -55,7 +55,7 @@ func (s *Store) CreateTasks(ctx context.Context, runID int64, count int, executo
 func (s *Store) CreateDAGTasks(ctx context.Context, runID int64, tasks []orkstate.NewTask) ([]orkstate.Task, error) {
 	specs := make([]taskSpec, len(tasks))
 	for i, t := range tasks {
-		if err := validJSON("params", t.Params); err != nil {
+		if err := orkstate.ValidJSON("params", t.Params); err != nil {
 			return nil, err
 		}
 		deps := t.DependsOn
@@ -126,7 +126,7 @@ func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate
 		if u.Attempt < 0 {
 			return nil, orkstate.Invalid("attempt", u.Attempt, "must not be negative")
 		}
-		if err := validJSON("output", u.Output); err != nil {
+		if err := orkstate.ValidJSON("output", u.Output); err != nil {
 			return nil, err
 		}
 		ids[i], statuses[i], attempts[i] = u.TaskID, string(u.Status), int32(u.Attempt)

@@ -129,7 +129,7 @@ func (s *Store) TaskLog(ctx context.Context, taskID int64) (string, error) {
 }
 
 func (s *Store) SetTaskOutput(ctx context.Context, taskID int64, output json.RawMessage) error {
-	if err := validJSON("output", output); err != nil {
+	if err := orkstate.ValidJSON("output", output); err != nil {
 		return err
 	}
 	tag, err := s.db.Exec(ctx, s.sql(`update {ork}.tasks set output = $2 where id = $1`), taskID, jsonArg(output))

@@ -45,7 +45,7 @@ func (s *Store) CreateWorkflow(ctx context.Context, w orkstate.NewWorkflow) (*or
 	if strings.TrimSpace(w.Name) == "" {
 		return nil, orkstate.Invalid("name", w.Name, "must not be empty")
 	}
-	if err := validJSON("task_params", w.TaskParams); err != nil {
+	if err := orkstate.ValidJSON("task_params", w.TaskParams); err != nil {
 		return nil, err
 	}
 	schedule := strings.TrimSpace(w.Schedule)
@@ -155,7 +155,7 @@ func (s *Store) DeleteWorkflow(ctx context.Context, id int64) error {
 // ReplaceWorkflowTasks replaces the compiled DAG in one transaction; the workflow
 // row is locked so concurrent replacements apply one after the other.
 func (s *Store) ReplaceWorkflowTasks(ctx context.Context, workflowID int64, tasks []orkstate.TaskSpec) ([]orkstate.WorkflowTask, error) {
-	if err := validateSpecs(tasks); err != nil {
+	if err := orkstate.ValidateDAG(tasks); err != nil {
 		return nil, err
 	}
 	doc, err := specsJSON(tasks)
@@ -209,7 +209,7 @@ func (s *Store) ListWorkflowTasks(ctx context.Context, workflowID int64) ([]orks
 // CreateSnapshot inserts the snapshot unless its hash exists, then reads it back:
 // the second statement sees a row that a concurrent caller committed meanwhile.
 func (s *Store) CreateSnapshot(ctx context.Context, workflowID int64, tasks []orkstate.TaskSpec) (*orkstate.Snapshot, error) {
-	if err := validateSpecs(tasks); err != nil {
+	if err := orkstate.ValidateDAG(tasks); err != nil {
 		return nil, err
 	}
 	hash, err := orkstate.ContentHash(tasks)
@@ -289,22 +289,6 @@ func (s *Store) mustExist(ctx context.Context, query string, args ...any) error 
 	return nil
 }
 
-// validateSpecs checks a DAG and the JSON of its params and signatures.
-func validateSpecs(tasks []orkstate.TaskSpec) error {
-	if err := orkstate.ValidateDAG(tasks); err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		if err := validJSON("params", t.Params); err != nil {
-			return err
-		}
-		if err := validJSON("signature", t.Signature); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // specsJSON is the JSON array of a DAG as stored in tasks_json, dependencies never
 // null. It is a string: the simple protocol would send []byte as bytea.
 func specsJSON(tasks []orkstate.TaskSpec) (string, error) {
@@ -320,14 +304,6 @@ func specsJSON(tasks []orkstate.TaskSpec) (string, error) {
 		return "", orkstate.Invalid("tasks", nil, err.Error())
 	}
 	return string(b), nil
-}
-
-// validJSON refuses a non-empty value that is not JSON, naming field.
-func validJSON(field string, v json.RawMessage) error {
-	if len(v) > 0 && !json.Valid(v) {
-		return orkstate.Invalid(field, string(v), "not valid JSON")
-	}
-	return nil
 }
 
 // jsonArg passes an empty RawMessage as SQL NULL, and JSON as a string: the simple

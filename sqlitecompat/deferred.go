@@ -45,7 +45,7 @@ func (s *Store) CreateDeferredJobs(ctx context.Context, taskID int64, jobs []ork
 		if strings.TrimSpace(j.JobID) == "" {
 			return nil, orkstate.Invalid("job_id", j.JobID, fmt.Sprintf("must not be empty (job %d)", i))
 		}
-		if err := validJSON("job_data", j.JobData); err != nil {
+		if err := orkstate.ValidJSON("job_data", j.JobData); err != nil {
 			return nil, err
 		}
 	}

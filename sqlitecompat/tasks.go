@@ -110,7 +110,7 @@ func (s *Store) CreateTasks(ctx context.Context, runID int64, count int, executo
 	if count > 100000 {
 		return nil, orkstate.Invalid("count", count, "must be at most 100000")
 	}
-	if err := validJSON("params", params); err != nil {
+	if err := orkstate.ValidJSON("params", params); err != nil {
 		return nil, err
 	}
 	nts := make([]orkstate.NewTask, count)
@@ -156,7 +156,7 @@ func validateNewTasks(tasks []orkstate.NewTask) error {
 			return orkstate.Invalid("task index", k.TaskIndex, "duplicate task index (task "+k.TaskName+")")
 		}
 		names[k.TaskName], idx[k.TaskIndex] = true, true
-		if err := validJSON("params", k.Params); err != nil {
+		if err := orkstate.ValidJSON("params", k.Params); err != nil {
 			return err
 		}
 	}
@@ -484,7 +484,7 @@ func validateUpdates(updates []orkstate.TaskUpdate) error {
 		if u.Attempt < 0 {
 			return orkstate.Invalid("attempt", u.Attempt, fmt.Sprintf("must not be negative (row %d)", i))
 		}
-		if err := validJSON("output", u.Output); err != nil {
+		if err := orkstate.ValidJSON("output", u.Output); err != nil {
 			return err
 		}
 	}
@@ -896,7 +896,7 @@ func (s *Store) TaskLog(ctx context.Context, taskID int64) (string, error) {
 
 // SetTaskOutput replaces a task's output (nil clears it).
 func (s *Store) SetTaskOutput(ctx context.Context, taskID int64, output json.RawMessage) error {
-	if err := validJSON("output", output); err != nil {
+	if err := orkstate.ValidJSON("output", output); err != nil {
 		return err
 	}
 	return s.write(ctx, func(t *txState) error {

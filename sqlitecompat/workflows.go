@@ -67,20 +67,13 @@ func one[T any](row *sql.Row, scan func(scanner) (*T, error), what string, id an
 	return v, err
 }
 
-func validJSON(field string, b []byte) error {
-	if len(b) > 0 && !json.Valid(b) {
-		return orkstate.Invalid(field, string(b), "not valid JSON")
-	}
-	return nil
-}
-
 // CreateWorkflow inserts a workflow; a taken name is ErrConflict. A non-empty
 // schedule is validated, enabled, and its next fire time computed from now.
 func (s *Store) CreateWorkflow(ctx context.Context, nw orkstate.NewWorkflow) (*orkstate.Workflow, error) {
 	if strings.TrimSpace(nw.Name) == "" {
 		return nil, orkstate.Invalid("name", nw.Name, "must not be empty")
 	}
-	if err := validJSON("task_params", nw.TaskParams); err != nil {
+	if err := orkstate.ValidJSON("task_params", nw.TaskParams); err != nil {
 		return nil, err
 	}
 	if nw.Schedule != "" {
@@ -220,22 +213,6 @@ func workflowExists(t *txState, id int64) error {
 	return err
 }
 
-// normalizeSpecs validates a DAG and its JSON fields.
-func normalizeSpecs(tasks []orkstate.TaskSpec) error {
-	if err := orkstate.ValidateDAG(tasks); err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		if err := validJSON("params", t.Params); err != nil {
-			return err
-		}
-		if err := validJSON("signature", t.Signature); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func depsJSON(deps []string) string {
 	if len(deps) == 0 {
 		return "[]"
@@ -278,7 +255,7 @@ func scanWorkflowTask(r scanner) (*orkstate.WorkflowTask, error) {
 
 // ReplaceWorkflowTasks validates the DAG and replaces the workflow's compiled tasks.
 func (s *Store) ReplaceWorkflowTasks(ctx context.Context, workflowID int64, tasks []orkstate.TaskSpec) ([]orkstate.WorkflowTask, error) {
-	if err := normalizeSpecs(tasks); err != nil {
+	if err := orkstate.ValidateDAG(tasks); err != nil {
 		return nil, err
 	}
 	var out []orkstate.WorkflowTask
@@ -354,7 +331,7 @@ func scanSnapshot(r scanner) (*orkstate.Snapshot, error) {
 // CreateSnapshot stores the DAG under its content hash or returns the existing
 // snapshot with that hash. It does not make it current.
 func (s *Store) CreateSnapshot(ctx context.Context, workflowID int64, tasks []orkstate.TaskSpec) (*orkstate.Snapshot, error) {
-	if err := normalizeSpecs(tasks); err != nil {
+	if err := orkstate.ValidateDAG(tasks); err != nil {
 		return nil, err
 	}
 	hash, err := orkstate.ContentHash(tasks)

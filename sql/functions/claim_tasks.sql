@@ -30,16 +30,7 @@ set jit = off
 as $$
 #variable_conflict use_column
 begin
-    if p_claimer is null or p_claimer = '' then
-        raise exception using errcode = 'OK422', column = 'claimer', message = 'claimer must not be empty';
-    end if;
-    if p_limit is null or p_limit < 1 or p_limit > 10000 then
-        raise exception using errcode = 'OK422', column = 'limit',
-            message = format('limit must be between 1 and 10000, got %s', coalesce(p_limit::text, 'NULL'));
-    end if;
-    if p_lease is null or p_lease <= interval '0' then
-        raise exception using errcode = 'OK422', column = 'lease', message = 'lease must be positive';
-    end if;
+    perform _check_claim(p_claimer, p_limit, p_lease);
     return query
     with picked as (
         select q.task_id

@@ -18,6 +18,7 @@ drop schema if exists {{.schema}}_api cascade;
 create schema {{.schema}}_api;
 comment on schema {{.schema}}_api is 'orkstate functions of the install {{.schema}} (re-installed whole on each deploy)';
 
+{{ template "checks.sql" . }}
 {{ template "notify.sql" . }}
 {{ template "task_queue.sql" . }}
 {{ template "run_counters.sql" . }}

@@ -13,10 +13,7 @@ declare
     v_attempts integer[];
     n integer;
 begin
-    if p_limit is null or p_limit < 1 or p_limit > 10000 then
-        raise exception using errcode = 'OK422', column = 'limit',
-            message = format('limit must be between 1 and 10000, got %s', coalesce(p_limit::text, 'NULL'));
-    end if;
+    perform _check_limit(p_limit);
     -- Locked here and fenced by attempt below: a report racing the expiry wins or loses whole.
     select array_agg(x.id order by x.id), array_agg(x.attempts order by x.id) into v_ids, v_attempts
     from (
@@ -54,10 +51,7 @@ declare
     v_errors text[];
     n integer;
 begin
-    if p_limit is null or p_limit < 1 or p_limit > 10000 then
-        raise exception using errcode = 'OK422', column = 'limit',
-            message = format('limit must be between 1 and 10000, got %s', coalesce(p_limit::text, 'NULL'));
-    end if;
+    perform _check_limit(p_limit);
     select array_agg(x.id order by x.id), array_agg(x.attempts order by x.id),
            array_agg(format('timeout after %ss', x.timeout_seconds) order by x.id)
     into v_ids, v_attempts, v_errors

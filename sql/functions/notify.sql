@@ -14,6 +14,18 @@ begin
 end
 $$;
 
+-- _notify_run_finished announces one run's end on <schema>_runs, in the payload form
+-- _count_finished uses for many.
+create function {{.schema}}_api._notify_run_finished(p_run_id bigint, p_status text)
+returns void
+language sql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+as $$
+    select _notify('runs', jsonb_build_object('runs', jsonb_build_array(
+        jsonb_build_object('id', p_run_id, 'status', p_status)), 'more', false)::text)
+$$;
+
 -- notify_deferred_jobs announces that deferred work was created or became due.
 create function {{.schema}}_api.notify_deferred_jobs()
 returns void

@@ -16,6 +16,44 @@ begin
 end
 $$;
 
+-- _end_run ends a locked run with p_status: its unfinished tasks (pending, paused,
+-- dispatched, running) are cancelled with p_task_error, with their deferred jobs,
+-- and the counts follow. A non-empty p_run_error replaces the run's error. The run's
+-- end is announced on <schema>_runs.
+create function {{.schema}}_api._end_run(p_run_id bigint, p_status text, p_task_error text, p_run_error text)
+returns void
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+as $$
+declare
+    v_ids bigint[];
+begin
+    with locked as (
+        select t.id from tasks t
+        where t.run_id = p_run_id and t.status not in ('success', 'failed', 'cancelled')
+        order by t.id
+        for no key update
+    ), hit as (
+        update tasks t
+        set status = 'cancelled', error = p_task_error, finished_at = now(), claimed_by = '',
+            lease_expires_at = null, timeout_at = null, retry_at = null
+        from locked where t.id = locked.id
+        returning t.id
+    )
+    select array_agg(hit.id) into v_ids from hit;
+    perform _queue_sync(v_ids);
+    perform _end_deferred_jobs(v_ids);
+    update runs r
+    set status = p_status, finished_at = now(), started_at = coalesce(r.started_at, now()),
+        error = case when coalesce(p_run_error, '') = '' then r.error else p_run_error end,
+        tasks_finished = r.tasks_finished + coalesce(cardinality(v_ids), 0),
+        tasks_cancelled = r.tasks_cancelled + coalesce(cardinality(v_ids), 0)
+    where r.id = p_run_id;
+    perform _notify_run_finished(p_run_id, p_status);
+end
+$$;
+
 -- cancel_run cancels a run and every unfinished task of it (pending, paused,
 -- dispatched, running) with their deferred jobs. A finished run refuses (OK409).
 create function {{.schema}}_api.cancel_run(p_run_id bigint)
@@ -26,33 +64,11 @@ set jit = off
 as $$
 declare
     v_status text := _lock_run(p_run_id);
-    v_ids bigint[];
 begin
     if v_status in ('success', 'failed', 'cancelled') then
         raise exception using errcode = 'OK409', message = format('run %s is %s and cannot be cancelled', p_run_id, v_status);
     end if;
-    with locked as (
-        select t.id from tasks t
-        where t.run_id = p_run_id and t.status not in ('success', 'failed', 'cancelled')
-        order by t.id
-        for no key update
-    ), hit as (
-        update tasks t
-        set status = 'cancelled', error = 'run cancelled', finished_at = now(), claimed_by = '',
-            lease_expires_at = null, timeout_at = null, retry_at = null
-        from locked where t.id = locked.id
-        returning t.id
-    )
-    select array_agg(hit.id) into v_ids from hit;
-    perform _queue_sync(v_ids);
-    perform _end_deferred_jobs(v_ids);
-    update runs r
-    set status = 'cancelled', finished_at = now(), started_at = coalesce(r.started_at, now()),
-        tasks_finished = r.tasks_finished + coalesce(cardinality(v_ids), 0),
-        tasks_cancelled = r.tasks_cancelled + coalesce(cardinality(v_ids), 0)
-    where r.id = p_run_id;
-    perform _notify('runs', jsonb_build_object('runs', jsonb_build_array(
-        jsonb_build_object('id', p_run_id, 'status', 'cancelled')), 'more', false)::text);
+    perform _end_run(p_run_id, 'cancelled', 'run cancelled', '');
 end
 $$;
 
@@ -116,7 +132,6 @@ set jit = off
 as $$
 declare
     v_status text := _lock_run(p_run_id);
-    v_ids bigint[];
 begin
     if p_status is null or p_status not in ('success', 'failed') then
         raise exception using errcode = 'OK422', column = 'status',
@@ -125,28 +140,6 @@ begin
     if v_status in ('success', 'failed', 'cancelled') then
         raise exception using errcode = 'OK409', message = format('run %s is %s and cannot change', p_run_id, v_status);
     end if;
-    with locked as (
-        select t.id from tasks t
-        where t.run_id = p_run_id and t.status not in ('success', 'failed', 'cancelled')
-        order by t.id
-        for no key update
-    ), hit as (
-        update tasks t
-        set status = 'cancelled', error = 'run finished by operator', finished_at = now(), claimed_by = '',
-            lease_expires_at = null, timeout_at = null, retry_at = null
-        from locked where t.id = locked.id
-        returning t.id
-    )
-    select array_agg(hit.id) into v_ids from hit;
-    perform _queue_sync(v_ids);
-    perform _end_deferred_jobs(v_ids);
-    update runs r
-    set status = p_status, finished_at = now(), started_at = coalesce(r.started_at, now()),
-        error = case when coalesce(p_error, '') = '' then r.error else p_error end,
-        tasks_finished = r.tasks_finished + coalesce(cardinality(v_ids), 0),
-        tasks_cancelled = r.tasks_cancelled + coalesce(cardinality(v_ids), 0)
-    where r.id = p_run_id;
-    perform _notify('runs', jsonb_build_object('runs', jsonb_build_array(
-        jsonb_build_object('id', p_run_id, 'status', p_status)), 'more', false)::text);
+    perform _end_run(p_run_id, p_status, 'run finished by operator', p_error);
 end
 $$;

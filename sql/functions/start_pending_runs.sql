@@ -58,8 +58,7 @@ begin
         update runs r set status = 'failed', error = sqlerrm, finished_at = now(), started_at = now()
         where r.id = p_run_id;
         status := 'failed'; tasks_created := 0; error := sqlerrm;
-        perform _notify('runs', jsonb_build_object('runs', jsonb_build_array(
-            jsonb_build_object('id', p_run_id, 'status', 'failed')), 'more', false)::text);
+        perform _notify_run_finished(p_run_id, 'failed');
     end;
 end
 $$;
@@ -96,10 +95,7 @@ as $$
 declare
     v_run record;
 begin
-    if p_limit is null or p_limit < 1 or p_limit > 10000 then
-        raise exception using errcode = 'OK422', column = 'limit',
-            message = format('limit must be between 1 and 10000, got %s', coalesce(p_limit::text, 'NULL'));
-    end if;
+    perform _check_limit(p_limit);
     for v_run in
         select r.id from runs r where r.status = 'pending' order by r.id limit p_limit for no key update skip locked
     loop
