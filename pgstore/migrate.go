@@ -24,7 +24,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 
 // MigrateTo moves the install's schema to version (-1: newest). Version 0 removes
 // every object of the install; only tern's version table, at 0, remains.
-// The function package is installed whenever the result is above 0.
+// The function package is written for the newest schema, so it is installed only
+// when the result is the newest version; a rollback to an intermediate version
+// needs the function package of the release that shipped it (tern code install
+// from that checkout).
 func MigrateTo(ctx context.Context, pool *pgxpool.Pool, schema string, version int32) error {
 	if err := ValidateSchemaName(schema); err != nil {
 		return err
@@ -43,13 +46,14 @@ func MigrateTo(ctx context.Context, pool *pgxpool.Pool, schema string, version i
 	if err := m.LoadMigrations(orksql.Schema()); err != nil {
 		return fmt.Errorf("pgstore: load migrations: %w", err)
 	}
+	newest := int32(len(m.Migrations))
 	if version < 0 {
-		version = int32(len(m.Migrations))
+		version = newest
 	}
 	if err := m.MigrateTo(ctx, version); err != nil {
 		return fmt.Errorf("pgstore: migrate %s to version %d: %w", schema, version, err)
 	}
-	if version == 0 {
+	if version != newest {
 		return nil
 	}
 	code, err := migrate.LoadCodePackage(orksql.Functions())

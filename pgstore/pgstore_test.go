@@ -860,3 +860,45 @@ func TestSimpleProtocol(t *testing.T) {
 	}
 	noErr(t, s.UpdateRunStatus(b.ctx, r.ID, orkstate.RunSuccess, ""))
 }
+
+// Migration 002 rolls back to version 1 and forward again without losing a task's
+// place: the queue is rebuilt from the tasks on the way up.
+func TestTaskQueueMigrationKeepsWork(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	schema, pool := b.s.Schema(), b.s.Pool()
+	w := b.workflow(t, "queue")
+	_, err := b.s.ReplaceWorkflowTasks(b.ctx, w.ID, []orkstate.TaskSpec{{Name: "a"}, {Name: "b", DependsOn: []string{"a"}}, {Name: "c"}})
+	noErr(t, err)
+	r := b.run(t, w.ID)
+	_, err = b.s.StartPendingRuns(b.ctx, 1)
+	noErr(t, err)
+	claimed, err := b.s.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "m", Limit: 1})
+	noErr(t, err)
+	if len(claimed) != 1 || claimed[0].TaskName != "a" {
+		t.Fatalf("claimed %v, want a", claimed)
+	}
+
+	noErr(t, pgstore.MigrateTo(b.ctx, pool, schema, 1))
+	if n := b.count(t, `select count(*) from pg_class where relname = 'task_queue' and relnamespace = $1::regnamespace`, schema); n != 0 {
+		t.Fatalf("task_queue survived the rollback to version 1")
+	}
+	noErr(t, pgstore.Migrate(b.ctx, pool, schema))
+
+	// a is still dispatched to m, c is ready, b waits for a.
+	if n := b.count(t, `select count(*) from {ork}.task_queue`); n != 2 {
+		t.Fatalf("task_queue has %d rows after the round trip, want 2 (a dispatched, c ready)", n)
+	}
+	next, err := b.s.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "m", Limit: 10})
+	noErr(t, err)
+	if len(next) != 1 || next[0].TaskName != "c" {
+		t.Fatalf("claimed %v after the round trip, want c", next)
+	}
+	_, err = b.s.UpdateTaskStatus(b.ctx, orkstate.TaskUpdate{TaskID: claimed[0].ID, Status: orkstate.TaskSuccess, Attempt: claimed[0].Attempt})
+	noErr(t, err)
+	last, err := b.s.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "m", Limit: 10})
+	noErr(t, err)
+	if len(last) != 1 || last[0].TaskName != "b" || last[0].RunID != r.ID {
+		t.Fatalf("claimed %v after a succeeded, want b", last)
+	}
+}
