@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/orkstate/orkstate"
+	"github.com/orkstate/orkstate/internal/testdb"
 	"github.com/orkstate/orkstate/sqlitecompat"
 	"github.com/orkstate/orkstate/storecopy"
 )
@@ -21,10 +23,23 @@ func open(t *testing.T) *sqlitecompat.Store {
 	return s
 }
 
+// TestCopy copies a SQLite store into another SQLite file and into PostgreSQL (the
+// way a local setup grows into a production one).
 func TestCopy(t *testing.T) {
 	t.Parallel()
+	for name, newDst := range map[string]func(*testing.T) orkstate.Store{
+		"sqlite":   func(t *testing.T) orkstate.Store { return open(t) },
+		"postgres": func(t *testing.T) orkstate.Store { return testdb.Store(t) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testCopy(t, open(t), newDst(t))
+		})
+	}
+}
+
+func testCopy(t *testing.T, src *sqlitecompat.Store, dst orkstate.Store) {
 	ctx := context.Background()
-	src, dst := open(t), open(t)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -68,7 +83,7 @@ func TestCopy(t *testing.T) {
 	}
 	a, err := dst.GetTask(ctx, res.Tasks[ts[0].ID])
 	must(err)
-	if a.Status != orkstate.TaskSuccess || string(a.Output) != `{"rows":3}` {
+	if a.Status != orkstate.TaskSuccess || !sameJSON(a.Output, `{"rows":3}`) {
 		t.Errorf("task a = %s %s", a.Status, a.Output)
 	}
 	b, err := dst.GetTask(ctx, res.Tasks[ts[1].ID])
@@ -94,4 +109,10 @@ func TestCopy(t *testing.T) {
 	if len(wts) != 2 {
 		t.Errorf("compiled tasks = %d", len(wts))
 	}
+}
+
+// sameJSON compares JSON by value: jsonb re-spaces what it stores.
+func sameJSON(got json.RawMessage, want string) bool {
+	var g, w any
+	return json.Unmarshal(got, &g) == nil && json.Unmarshal([]byte(want), &w) == nil && reflect.DeepEqual(g, w)
 }
