@@ -2,4 +2,7 @@ package pgstore
 
 import "github.com/orkstate/orkstate"
 
-var _ orkstate.Store = (*Store)(nil)
+var (
+	_ orkstate.Store       = (*Store)(nil)
+	_ orkstate.RunImporter = (*Store)(nil)
+)

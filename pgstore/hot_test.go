@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -288,6 +289,24 @@ func TestTaskQueueFollowsTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("running")
+	// An imported copy of the run gets the same queue rows, downstream arrays,
+	// readiness counters and timeouts as the original.
+	src, err := s.GetRun(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := s.ListTasks(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp, err := s.ImportRun(ctx, orkstate.RunImport{Run: *src, Tasks: tasks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("import")
+	if orig, copied := taskShapes(t, s, run.ID), taskShapes(t, s, imp.RunID); !reflect.DeepEqual(orig, copied) {
+		t.Fatalf("imported tasks differ:\n orig %v\n copy %v", orig, copied)
+	}
 	if err := s.RetryTask(ctx, ids["e"]); err != nil {
 		t.Fatal(err)
 	}
@@ -351,4 +370,25 @@ func TestOneNotificationPerStatement(t *testing.T) {
 	if got["_runs"] != 1 || got["_tasks_ready"] != 0 || len(got) != 1 {
 		t.Fatalf("notifications for a 1,000-task batch that finished its run: %v, want one on _runs", got)
 	}
+}
+
+// taskShapes describes a run's tasks by name: status, unmet_deps, downstream names,
+// timeout_at and the task_queue row, for comparing a run with its import.
+func taskShapes(t testing.TB, s *pgstore.Store, runID int64) []string {
+	t.Helper()
+	rows, err := s.Pool().Query(context.Background(), strings.NewReplacer("{ork}", s.Schema()).Replace(`
+		select t.task_name || ' ' || t.status || ' unmet=' || t.unmet_deps || ' down=' ||
+		       coalesce((select string_agg(d.task_name, ',' order by d.task_name) from {ork}.tasks d where d.id = any(t.downstream)), '') ||
+		       ' timeout=' || coalesce(t.timeout_at::text, '-') || ' queue=' || coalesce(q.state, '-') || '/' ||
+		       coalesce(q.ready_at::text, '-') || '/' || coalesce(q.lease_expires_at::text, '-')
+		from {ork}.tasks t left join {ork}.task_queue q on q.task_id = t.id
+		where t.run_id = $1 order by t.task_name`), runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

@@ -1,6 +1,6 @@
 // Package storecopy copies the contents of one orkstate.Store into another —
 // SQLite to Postgres when a local setup grows up, or back — through the Store
-// contract alone, so it works between any two backends.
+// contract, so it works between any two backends.
 //
 // What is copied: workflows (fields, compiled tasks, schedule and its last/next
 // fire times, current snapshot), the snapshots runs use, runs (trigger, status,
@@ -8,8 +8,18 @@
 // logs and deferred jobs (with their status). Ids are new in the destination; the
 // Result maps old ids to new ones.
 //
-// The contract has no import call, so state is rebuilt by replaying it through the
-// state machine, and some of it cannot be carried over:
+// When the destination implements orkstate.RunImporter (pgstore and sqlitecompat
+// do), each run is inserted as it is, in one transaction: statuses, attempts,
+// claims and leases (a dispatched task stays dispatched to its claimer), retry_at
+// (a failed task waiting for its retry keeps its time), errors, outputs, deferred
+// jobs with their attempts, leases and poll times, and every timestamp of runs,
+// tasks and jobs, to the microsecond. Runs are imported in source id order, so id
+// order is kept. What remains approximate: a log arrives as one chunk stamped with
+// the time of the copy, and workflows, compiled tasks and snapshots are created
+// anew (their created/updated times are those of the copy).
+//
+// Otherwise state is rebuilt by replaying it through the state machine, and some
+// of it cannot be carried over:
 //   - timestamps (created/started/finished/dispatched, retry_at) are those of the copy;
 //   - attempts start from 0, and claims and leases are not copied: a dispatched task
 //     arrives pending, to be claimed again;
@@ -99,16 +109,32 @@ func copyWorkflow(ctx context.Context, src, dst orkstate.Store, wf orkstate.Work
 	if err != nil {
 		return err
 	}
-	// Oldest first; runs without a snapshot before any snapshot is made current,
-	// since the contract cannot make "no snapshot" current again.
+	imp, lossless := dst.(orkstate.RunImporter)
+	// Oldest first; when replaying, runs without a snapshot before any snapshot is
+	// made current, since the contract cannot make "no snapshot" current again.
 	sort.SliceStable(runs, func(i, j int) bool {
 		a, b := runs[i].SnapshotID == nil, runs[j].SnapshotID == nil
-		if a != b {
+		if a != b && !lossless {
 			return a
 		}
 		return runs[i].ID < runs[j].ID
 	})
 	for _, r := range runs {
+		if lossless {
+			in := r
+			in.WorkflowID = nw.ID
+			if r.SnapshotID != nil {
+				sid, err := snapshot(r.SnapshotID)
+				if err != nil {
+					return err
+				}
+				in.SnapshotID = &sid
+			}
+			if err := importRun(ctx, src, imp, in, r.ID, res); err != nil {
+				return fmt.Errorf("run %d: %w", r.ID, err)
+			}
+			continue
+		}
 		if r.SnapshotID != nil {
 			sid, err := snapshot(r.SnapshotID)
 			if err != nil {
@@ -146,6 +172,42 @@ func copyWorkflow(ctx context.Context, src, dst orkstate.Store, wf orkstate.Work
 	return nil
 }
 
+// importRun copies one run through dst's RunImporter: the rows as they are.
+func importRun(ctx context.Context, src orkstate.Store, dst orkstate.RunImporter, r orkstate.Run, srcID int64, res *Result) error {
+	tasks, err := src.ListTasks(ctx, srcID)
+	if err != nil {
+		return err
+	}
+	in := orkstate.RunImport{Run: r, Tasks: tasks, Logs: map[int64]string{}}
+	for _, k := range tasks {
+		log, err := src.TaskLog(ctx, k.ID)
+		if err != nil {
+			return err
+		}
+		if log != "" {
+			in.Logs[k.ID] = log
+		}
+		jobs, err := src.DeferredJobsForTask(ctx, k.ID)
+		if err != nil {
+			return err
+		}
+		in.Jobs = append(in.Jobs, jobs...)
+	}
+	out, err := dst.ImportRun(ctx, in)
+	if err != nil {
+		return err
+	}
+	res.Runs[srcID] = out.RunID
+	for o, n := range out.Tasks {
+		res.Tasks[o] = n
+	}
+	for o, n := range out.Jobs {
+		res.Jobs[o] = n
+	}
+	return nil
+}
+
+// copyRun replays one run through the Store contract (the fallback).
 func copyRun(ctx context.Context, src, dst orkstate.Store, wfID int64, r orkstate.Run, res *Result) error {
 	nr, err := dst.CreateRun(ctx, wfID, r.TriggeredBy)
 	if err != nil {
