@@ -246,3 +246,19 @@ begin
     return query select * from unnest(v_ords, v_ids, v_outcomes, v_statuses);
 end
 $$;
+
+-- _change_tasks is _apply_task_changes for the functions' own changes (lease expiry,
+-- timeouts, deferred-job outcomes): a status, an error and the fencing attempt per
+-- task, no execution name or output, ordinals 1…n.
+create function {{.schema}}_api._change_tasks(p_task_ids bigint[], p_statuses text[], p_errors text[], p_attempts integer[])
+returns table (ord integer, task_id bigint, outcome text, status text)
+language sql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+as $$
+    select * from _apply_task_changes(
+        array(select generate_series(1, cardinality(p_task_ids))), p_task_ids, p_statuses,
+        array_fill(null::text, array[cardinality(p_task_ids)]), p_errors,
+        array_fill(null::jsonb, array[cardinality(p_task_ids)]),
+        coalesce(p_attempts, array_fill(null::integer, array[cardinality(p_task_ids)])))
+$$;

@@ -165,10 +165,7 @@ begin
 
     if v_task_ids is not null then
         select array_agg(a.task_id), array_agg(a.status) into v_done_tasks, v_done_statuses
-        from _apply_task_changes(array(select generate_series(1, cardinality(v_task_ids))), v_task_ids, v_task_statuses,
-                                 array_fill(null::text, array[cardinality(v_task_ids)]), v_task_errors,
-                                 array_fill(null::jsonb, array[cardinality(v_task_ids)]),
-                                 array_fill(null::integer, array[cardinality(v_task_ids)])) a
+        from _change_tasks(v_task_ids, v_task_statuses, v_task_errors, null) a
         where a.outcome in ('applied', 'retrying');
     end if;
     return query

@@ -28,10 +28,8 @@ begin
     if n = 0 then
         return;
     end if;
-    return query select * from _apply_task_changes(
-        array(select generate_series(1, n)), v_ids, array_fill('pending'::text, array[n]),
-        array_fill(null::text, array[n]), array_fill('lease expired'::text, array[n]),
-        array_fill(null::jsonb, array[n]), v_attempts);
+    return query select * from _change_tasks(
+        v_ids, array_fill('pending'::text, array[n]), array_fill('lease expired'::text, array[n]), v_attempts);
 end
 $$;
 
@@ -67,8 +65,6 @@ begin
     if n = 0 then
         return;
     end if;
-    return query select * from _apply_task_changes(
-        array(select generate_series(1, n)), v_ids, array_fill('failed'::text, array[n]),
-        array_fill(null::text, array[n]), v_errors, array_fill(null::jsonb, array[n]), v_attempts);
+    return query select * from _change_tasks(v_ids, array_fill('failed'::text, array[n]), v_errors, v_attempts);
 end
 $$;

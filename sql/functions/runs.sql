@@ -72,6 +72,26 @@ begin
 end
 $$;
 
+-- _set_run_and_tasks gives a locked run p_run_status and moves its tasks in p_from to
+-- p_to (pause: pending → paused; resume: paused → pending), keeping task_queue in step.
+create function {{.schema}}_api._set_run_and_tasks(p_run_id bigint, p_run_status text, p_from text, p_to text)
+returns void
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+as $$
+declare
+    v_ids bigint[];
+begin
+    update runs r set status = p_run_status where r.id = p_run_id;
+    with moved as (
+        update tasks t set status = p_to where t.run_id = p_run_id and t.status = p_from returning t.id
+    )
+    select array_agg(moved.id) into v_ids from moved;
+    perform _queue_sync(v_ids);
+end
+$$;
+
 -- pause_run stops dispatch of a running run: its pending tasks become paused
 -- (dispatched and running tasks carry on). Other states refuse (OK409).
 create function {{.schema}}_api.pause_run(p_run_id bigint)
@@ -82,17 +102,11 @@ set jit = off
 as $$
 declare
     v_status text := _lock_run(p_run_id);
-    v_ids bigint[];
 begin
     if v_status <> 'running' then
         raise exception using errcode = 'OK409', message = format('run %s is %s and cannot be paused', p_run_id, v_status);
     end if;
-    update runs r set status = 'paused' where r.id = p_run_id;
-    with paused as (
-        update tasks t set status = 'paused' where t.run_id = p_run_id and t.status = 'pending' returning t.id
-    )
-    select array_agg(paused.id) into v_ids from paused;
-    perform _queue_sync(v_ids);
+    perform _set_run_and_tasks(p_run_id, 'paused', 'pending', 'paused');
 end
 $$;
 
@@ -106,17 +120,11 @@ set jit = off
 as $$
 declare
     v_status text := _lock_run(p_run_id);
-    v_ids bigint[];
 begin
     if v_status <> 'paused' then
         raise exception using errcode = 'OK409', message = format('run %s is %s, not paused', p_run_id, v_status);
     end if;
-    update runs r set status = 'running' where r.id = p_run_id;
-    with resumed as (
-        update tasks t set status = 'pending' where t.run_id = p_run_id and t.status = 'paused' returning t.id
-    )
-    select array_agg(resumed.id) into v_ids from resumed;
-    perform _queue_sync(v_ids);
+    perform _set_run_and_tasks(p_run_id, 'running', 'paused', 'pending');
     perform _notify('tasks_ready');
 end
 $$;
