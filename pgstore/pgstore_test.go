@@ -494,11 +494,7 @@ func TestUpdateRunStatus(t *testing.T) {
 	wantErr(t, b.s.UpdateRunStatus(b.ctx, r.ID, orkstate.RunPending, ""), orkstate.ErrInvalidTransition)
 	noErr(t, b.s.UpdateRunStatus(b.ctx, r.ID, orkstate.RunPaused, ""))
 	noErr(t, b.s.UpdateRunStatus(b.ctx, r.ID, orkstate.RunRunning, ""))
-	conn, err := b.s.Pool().Acquire(b.ctx)
-	noErr(t, err)
-	defer conn.Release()
-	_, err = conn.Exec(b.ctx, "listen "+pgx.Identifier{b.s.Schema() + "_runs"}.Sanitize())
-	noErr(t, err)
+	conn := listen(t, b.s, "_runs")
 	noErr(t, b.s.UpdateRunStatus(b.ctx, r.ID, orkstate.RunFailed, "operator says no"))
 	waitCtx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
@@ -755,11 +751,7 @@ func TestDeferredJobs(t *testing.T) {
 	id := b.task(t, r.ID, 0, "a", "running", nil, 0)
 	done := b.task(t, r.ID, 1, "b", "success", nil, 0)
 
-	conn, err := b.s.Pool().Acquire(b.ctx)
-	noErr(t, err)
-	defer conn.Release()
-	_, err = conn.Exec(b.ctx, "listen "+pgx.Identifier{b.s.Schema() + "_deferred_jobs"}.Sanitize())
-	noErr(t, err)
+	conn := listen(t, b.s, "_deferred_jobs")
 
 	jobs, err := b.s.CreateDeferredJobs(b.ctx, id, []orkstate.NewDeferredJob{
 		{ServiceType: "bigquery", JobID: "job-1", JobData: json.RawMessage(`{"location":"EU"}`)},
