@@ -180,16 +180,9 @@ func (f fixture) finish(ctx context.Context) error {
 		_, err := f.pool.Exec(ctx, f.sql(`vacuum analyze {ork}.tasks, {ork}.runs`))
 		return err
 	}
-	// Rows written directly bypass the functions: index them in task_queue as the
-	// functions would have (the same rule as migration 002's carry-over).
-	if _, err := f.pool.Exec(ctx, f.sql(`
-		insert into {ork}.task_queue (task_id, state, executor_type, ready_at, lease_expires_at, timeout_at)
-		select t.id, case t.status when 'pending' then 'ready' else t.status end, t.executor_type,
-		       case when t.status = 'pending' then t.retry_at end,
-		       case when t.status = 'dispatched' then t.lease_expires_at end, t.timeout_at
-		from {ork}.tasks t
-		where (t.status = 'pending' and t.unmet_deps = 0) or t.status in ('dispatched', 'running')
-		on conflict (task_id) do nothing`)); err != nil {
+	// Rows written directly bypass the functions: file them for the claim and the
+	// sweeps as the functions would have (the rule of _queue_sync).
+	if _, err := f.pool.Exec(ctx, f.sql(`select {ork}_api._queue_sync(array(select t.id from {ork}.tasks t))`)); err != nil {
 		return err
 	}
 	_, err := f.pool.Exec(ctx, f.sql(`vacuum analyze {ork}.tasks, {ork}.runs, {ork}.task_queue`))

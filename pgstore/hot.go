@@ -212,7 +212,27 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 	if err != nil {
 		return nil, wrap(err, "pgstore: claim tasks")
 	}
-	claimed, err := pgx.CollectRows(rows, pgx.RowToStructByName[orkstate.ClaimedTask])
+	claimed := make([]orkstate.ClaimedTask, 0, p.Limit)
+	var c orkstate.ClaimedTask
+	var lease, dispatched time.Time
+	var upstream []byte
+	// Scanned by position: claim_tasks' row, which leaves out what every claimed task
+	// has in common (filled in below).
+	_, err = pgx.ForEachRow(rows, []any{&c.ID, &c.RunID, &c.TaskIndex, &c.TaskName, &c.ExecutorType, &c.DependsOn,
+		&c.ExecutionName, &c.Params, &c.Output, &c.Error, &c.Attempt, &c.MaxRetries, &c.TimeoutSeconds,
+		&lease, &c.CreatedAt, &dispatched, &c.WorkflowID, &c.WorkflowName, &c.JobName, &c.Project, &c.Region,
+		&upstream}, func() error {
+		k, l, d := c, lease, dispatched
+		k.Status, k.ClaimedBy, k.Attempts = orkstate.TaskDispatched, p.Claimer, c.Attempt
+		k.LeaseExpiresAt, k.DispatchedAt = &l, &d
+		if err := json.Unmarshal(upstream, &k.UpstreamOutputs); err != nil {
+			return fmt.Errorf("upstream outputs of task %d: %w", c.ID, err)
+		}
+		claimed = append(claimed, k)
+		// Empty slices and maps for the next row, so no two tasks share one.
+		c = orkstate.ClaimedTask{}
+		return nil
+	})
 	if err != nil {
 		return nil, wrap(err, "pgstore: claim tasks")
 	}

@@ -210,21 +210,32 @@ func TestExpiredLeaseFencesOldClaimer(t *testing.T) {
 	}
 }
 
-// queueMismatches lists the tasks whose task_queue row disagrees with the rule of
-// migration 002: a row exactly for pending tasks with no unmet dependency (ready),
-// and for dispatched and running tasks (with the task's lease and timeout).
+// queueMismatches lists the tasks that the claim and sweep tables misfile, by the rule
+// of migration 003: a task_queue row exactly for pending tasks with no unmet dependency
+// (with ready_at = retry_at); a task_deadlines row exactly for dispatched and running
+// tasks with a timeout_at (the same time); and every dispatched task named by a
+// task_leases row due no later than its lease.
 func queueMismatches(t testing.TB, s *pgstore.Store) []string {
 	t.Helper()
 	rows, err := s.Pool().Query(context.Background(), strings.NewReplacer("{ork}", s.Schema()).Replace(`
 		select coalesce(t.id, q.task_id)::text || ': task ' || coalesce(t.status, 'none') || '/' ||
-		       coalesce(t.unmet_deps::text, '-') || ', queue ' || coalesce(q.state, 'none')
+		       coalesce(t.unmet_deps::text, '-') || ', queue ' || case when q.task_id is null then 'none' else 'ready' end
 		from {ork}.tasks t
 		full join {ork}.task_queue q on q.task_id = t.id
-		where (q.task_id is null) <> not ((t.status = 'pending' and t.unmet_deps = 0) or t.status in ('dispatched', 'running'))
-		   or q.state is distinct from case when t.status = 'pending' then 'ready' else t.status end and q.task_id is not null
-		   or (q.task_id is not null and t.status = 'pending' and q.ready_at is distinct from t.retry_at)
-		   or (q.task_id is not null and t.status = 'dispatched' and q.lease_expires_at is distinct from t.lease_expires_at)
-		   or (q.task_id is not null and q.timeout_at is distinct from t.timeout_at)
+		where (q.task_id is not null) <> coalesce(t.status = 'pending' and t.unmet_deps = 0, false)
+		   or (q.task_id is not null and q.ready_at is distinct from t.retry_at)
+		union all
+		select coalesce(t.id, d.task_id)::text || ': task ' || coalesce(t.status, 'none') || ' timeout ' ||
+		       coalesce(t.timeout_at::text, '-') || ', deadline ' || coalesce(d.timeout_at::text, 'none')
+		from {ork}.tasks t
+		full join {ork}.task_deadlines d on d.task_id = t.id
+		where (d.task_id is not null) <> coalesce(t.status in ('dispatched', 'running') and t.timeout_at is not null, false)
+		   or d.timeout_at is distinct from t.timeout_at and d.task_id is not null
+		union all
+		select t.id::text || ': dispatched with no lease row due by ' || coalesce(t.lease_expires_at::text, '-')
+		from {ork}.tasks t
+		where t.status = 'dispatched'
+		  and not exists (select 1 from {ork}.task_leases l where t.id = any(l.task_ids) and l.expires_at <= t.lease_expires_at)
 		order by 1`))
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +247,8 @@ func queueMismatches(t testing.TB, s *pgstore.Store) []string {
 	return got
 }
 
-// Every path that moves a task keeps task_queue in step with tasks.
+// Every path that moves a task keeps task_queue, task_deadlines and task_leases in
+// step with tasks.
 func TestTaskQueueFollowsTasks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -244,16 +256,17 @@ func TestTaskQueueFollowsTasks(t *testing.T) {
 	run, _ := startRun(t, s, []orkstate.TaskSpec{
 		{Name: "a", MaxRetries: 1}, {Name: "b", DependsOn: []string{"a"}}, {Name: "c", DependsOn: []string{"a"}, TimeoutSeconds: 30},
 		{Name: "d", DependsOn: []string{"b", "c"}}, {Name: "e"}, {Name: "f", DependsOn: []string{"e"}}, {Name: "g"},
+		{Name: "h", TimeoutSeconds: 30}, {Name: "i", TimeoutSeconds: 30}, {Name: "j"},
 	})
 	check := func(step string) {
 		t.Helper()
 		if bad := queueMismatches(t, s); len(bad) > 0 {
-			t.Fatalf("after %s, task_queue disagrees with tasks: %v", step, bad)
+			t.Fatalf("after %s, the queue, deadline or lease tables disagree with tasks: %v", step, bad)
 		}
 	}
 	check("start")
 	claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "q", Limit: 10})
-	if err != nil || len(claimed) != 3 {
+	if err != nil || len(claimed) != 6 {
 		t.Fatalf("claim: %d %v", len(claimed), err)
 	}
 	check("claim")
@@ -266,10 +279,28 @@ func TestTaskQueueFollowsTasks(t *testing.T) {
 		{TaskID: ids["e"], Status: orkstate.TaskRunning},
 		{TaskID: ids["e"], Status: orkstate.TaskSuccess},
 		{TaskID: ids["g"], Status: orkstate.TaskPending}, // requeue
+		{TaskID: ids["h"], Status: orkstate.TaskRunning}, // the deadline moves to started_at
 	}); err != nil {
 		t.Fatal(err)
 	}
 	check("retry, success, requeue")
+	// The sweeps: i's timeout and j's lease end now.
+	b := &testBundle{ctx: ctx, s: s}
+	b.exec(t, `update {ork}.tasks set timeout_at = now() - interval '1 second' where id = $1`, ids["i"])
+	b.exec(t, `update {ork}.task_deadlines set timeout_at = now() - interval '1 second' where task_id = $1`, ids["i"])
+	b.exec(t, `update {ork}.task_leases set expires_at = now() - interval '1 second' where $1 = any(task_ids)`, ids["j"])
+	b.exec(t, `update {ork}.tasks set lease_expires_at = now() - interval '1 second' where id = $1`, ids["j"])
+	if out, err := s.FailTimedOutTasks(ctx, 10); err != nil || len(out) != 1 || out[0].TaskID != ids["i"] {
+		t.Fatalf("timeout sweep: %+v %v", out, err)
+	}
+	check("timeout sweep")
+	if out, err := s.ExpireTaskLeases(ctx, 10); err != nil || len(out) != 1 || out[0].TaskID != ids["j"] {
+		t.Fatalf("lease sweep: %+v %v", out, err)
+	}
+	check("lease sweep")
+	if n := b.count(t, `select count(*) from {ork}.task_leases where expires_at <= now()`); n != 0 {
+		t.Fatalf("%d due lease rows left after the sweep, want 0", n)
+	}
 	if err := s.PauseRun(ctx, run.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +317,10 @@ func TestTaskQueueFollowsTasks(t *testing.T) {
 	for _, c := range more {
 		ids[c.TaskName] = c.ID
 	}
-	if _, err := s.SetTaskStates(ctx, []orkstate.TaskUpdate{{TaskID: ids["f"], Status: orkstate.TaskRunning}}); err != nil {
+	if _, err := s.SetTaskStates(ctx, []orkstate.TaskUpdate{
+		{TaskID: ids["f"], Status: orkstate.TaskRunning},
+		{TaskID: ids["h"], Status: orkstate.TaskSuccess}, // its deadline goes
+	}); err != nil {
 		t.Fatal(err)
 	}
 	check("running")
@@ -368,15 +402,18 @@ func TestOneNotificationPerStatement(t *testing.T) {
 }
 
 // taskShapes describes a run's tasks by name: status, unmet_deps, downstream names,
-// timeout_at and the task_queue row, for comparing a run with its import.
+// timeout_at, the task_queue row and the deadline, for comparing a run with its import.
 func taskShapes(t testing.TB, s *pgstore.Store, runID int64) []string {
 	t.Helper()
 	rows, err := s.Pool().Query(context.Background(), strings.NewReplacer("{ork}", s.Schema()).Replace(`
 		select t.task_name || ' ' || t.status || ' unmet=' || t.unmet_deps || ' down=' ||
 		       coalesce((select string_agg(d.task_name, ',' order by d.task_name) from {ork}.tasks d where d.id = any(t.downstream)), '') ||
-		       ' timeout=' || coalesce(t.timeout_at::text, '-') || ' queue=' || coalesce(q.state, '-') || '/' ||
-		       coalesce(q.ready_at::text, '-') || '/' || coalesce(q.lease_expires_at::text, '-')
-		from {ork}.tasks t left join {ork}.task_queue q on q.task_id = t.id
+		       ' timeout=' || coalesce(t.timeout_at::text, '-') ||
+		       ' queue=' || case when q.task_id is null then '-' else 'ready/' || coalesce(q.ready_at::text, '-') end ||
+		       ' deadline=' || coalesce(dl.timeout_at::text, '-')
+		from {ork}.tasks t
+		left join {ork}.task_queue q on q.task_id = t.id
+		left join {ork}.task_deadlines dl on dl.task_id = t.id
 		where t.run_id = $1 order by t.task_name`), runID)
 	if err != nil {
 		t.Fatal(err)

@@ -70,8 +70,9 @@ func usecPtr(t *time.Time) *time.Time {
 // its status, error, timestamps and counters (computed from the task statuses), the
 // tasks under ids drawn first (so each downstream array is written with its task)
 // with unmet_deps recomputed and timeout_at derived like a claim or a running
-// report would, then _queue_sync puts the ready and in-flight ones in task_queue (with a
-// tasks_ready notification when one is ready);
+// report would, then _queue_sync files them for the claim and the sweeps: ready ones
+// in task_queue (with a tasks_ready notification), dispatched ones in a lease row, and
+// in-flight ones with a timeout in task_deadlines;
 // logs go in as one chunk per task, deferred jobs with all their columns.
 func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate.ImportedRun, error) {
 	if err := in.Validate(); err != nil {

@@ -213,13 +213,14 @@ func TestDeleteWorkflowCascades(t *testing.T) {
 	noErr(t, err)
 	kr := b.run(t, keep.ID)
 	b.task(t, kr.ID, 0, "k", "pending", nil, 0)
+	b.exec(t, `update {ork}.tasks set timeout_seconds = 30, timeout_at = now() + interval '30 seconds' where id = $1`, tid)
 	b.exec(t, `select {api}._queue_sync(array(select id from {ork}.tasks))`)
-	if n := b.count(t, `select count(*) from {ork}.task_queue`); n != 2 {
-		t.Fatalf("task_queue has %d rows before the delete, want 2", n)
+	if n := b.count(t, `select (select count(*) from {ork}.task_queue) + (select count(*) from {ork}.task_deadlines)`); n != 2 {
+		t.Fatalf("task_queue and task_deadlines have %d rows before the delete, want 2 (k ready, a's deadline)", n)
 	}
 
 	noErr(t, b.s.DeleteWorkflow(b.ctx, w.ID))
-	for _, table := range []string{"workflow_tasks", "workflow_snapshots", "runs", "tasks", "task_logs", "task_log_sizes", "deferred_jobs", "task_queue"} {
+	for _, table := range []string{"workflow_tasks", "workflow_snapshots", "runs", "tasks", "task_logs", "task_log_sizes", "deferred_jobs", "task_queue", "task_deadlines"} {
 		want := map[string]int{"runs": 1, "tasks": 1, "task_queue": 1}[table]
 		if n := b.count(t, `select count(*) from {ork}.`+table); n != want {
 			t.Errorf("%s: %d rows after delete, want %d", table, n, want)
@@ -853,45 +854,53 @@ func TestSimpleProtocol(t *testing.T) {
 	noErr(t, s.UpdateRunStatus(b.ctx, r.ID, orkstate.RunSuccess, ""))
 }
 
-// Migration 002 rolls back to version 1 and forward again without losing a task's
-// place: the queue is rebuilt from the tasks on the way up.
+// Migrations 002 and 003 roll back and forward again without losing a task's place:
+// the queue, the leases and the deadlines are rebuilt from the tasks on the way up.
 func TestTaskQueueMigrationKeepsWork(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	schema, pool := b.s.Schema(), b.s.Pool()
-	w := b.workflow(t, "queue")
-	_, err := b.s.ReplaceWorkflowTasks(b.ctx, w.ID, []orkstate.TaskSpec{{Name: "a"}, {Name: "b", DependsOn: []string{"a"}}, {Name: "c"}})
-	noErr(t, err)
-	r := b.run(t, w.ID)
-	_, err = b.s.StartPendingRuns(b.ctx, 1)
-	noErr(t, err)
-	claimed, err := b.s.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "m", Limit: 1})
-	noErr(t, err)
-	if len(claimed) != 1 || claimed[0].TaskName != "a" {
-		t.Fatalf("claimed %v, want a", claimed)
-	}
+	for _, to := range []int32{2, 1} {
+		t.Run(fmt.Sprintf("down to %d", to), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			schema, pool := b.s.Schema(), b.s.Pool()
+			w := b.workflow(t, "queue")
+			_, err := b.s.ReplaceWorkflowTasks(b.ctx, w.ID, []orkstate.TaskSpec{
+				{Name: "a", TimeoutSeconds: 60}, {Name: "b", DependsOn: []string{"a"}}, {Name: "c"}})
+			noErr(t, err)
+			r := b.run(t, w.ID)
+			_, err = b.s.StartPendingRuns(b.ctx, 1)
+			noErr(t, err)
+			claimed, err := b.s.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "m", Limit: 1})
+			noErr(t, err)
+			if len(claimed) != 1 || claimed[0].TaskName != "a" {
+				t.Fatalf("claimed %v, want a", claimed)
+			}
 
-	noErr(t, pgstore.MigrateTo(b.ctx, pool, schema, 1))
-	if n := b.count(t, `select count(*) from pg_class where relname = 'task_queue' and relnamespace = $1::regnamespace`, schema); n != 0 {
-		t.Fatalf("task_queue survived the rollback to version 1")
-	}
-	noErr(t, pgstore.Migrate(b.ctx, pool, schema))
+			noErr(t, pgstore.MigrateTo(b.ctx, pool, schema, to))
+			if n := b.count(t, `select count(*) from pg_class where relname = 'task_leases' and relnamespace = $1::regnamespace`, schema); n != 0 {
+				t.Fatalf("task_leases survived the rollback to version %d", to)
+			}
+			noErr(t, pgstore.Migrate(b.ctx, pool, schema))
 
-	// a is still dispatched to m, c is ready, b waits for a.
-	if n := b.count(t, `select count(*) from {ork}.task_queue`); n != 2 {
-		t.Fatalf("task_queue has %d rows after the round trip, want 2 (a dispatched, c ready)", n)
-	}
-	next, err := b.s.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "m", Limit: 10})
-	noErr(t, err)
-	if len(next) != 1 || next[0].TaskName != "c" {
-		t.Fatalf("claimed %v after the round trip, want c", next)
-	}
-	_, err = b.s.UpdateTaskStatus(b.ctx, orkstate.TaskUpdate{TaskID: claimed[0].ID, Status: orkstate.TaskSuccess, Attempt: claimed[0].Attempt})
-	noErr(t, err)
-	last, err := b.s.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "m", Limit: 10})
-	noErr(t, err)
-	if len(last) != 1 || last[0].TaskName != "b" || last[0].RunID != r.ID {
-		t.Fatalf("claimed %v after a succeeded, want b", last)
+			// a is still dispatched to m (leased, with its deadline), c is ready, b waits for a.
+			if bad := queueMismatches(t, b.s); len(bad) > 0 {
+				t.Fatalf("after the round trip: %v", bad)
+			}
+			if n := b.count(t, `select count(*) from {ork}.task_queue`); n != 1 {
+				t.Fatalf("task_queue has %d rows after the round trip, want 1 (c ready)", n)
+			}
+			next, err := b.s.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "m", Limit: 10})
+			noErr(t, err)
+			if len(next) != 1 || next[0].TaskName != "c" {
+				t.Fatalf("claimed %v after the round trip, want c", next)
+			}
+			_, err = b.s.UpdateTaskStatus(b.ctx, orkstate.TaskUpdate{TaskID: claimed[0].ID, Status: orkstate.TaskSuccess, Attempt: claimed[0].Attempt})
+			noErr(t, err)
+			last, err := b.s.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "m", Limit: 10})
+			noErr(t, err)
+			if len(last) != 1 || last[0].TaskName != "b" || last[0].RunID != r.ID {
+				t.Fatalf("claimed %v after a succeeded, want b", last)
+			}
+		})
 	}
 }
 

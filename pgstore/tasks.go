@@ -64,17 +64,18 @@ func (s *Store) PendingTasks(ctx context.Context, limit int) ([]orkstate.Task, e
 	return s.listTasks(ctx, "pending tasks", limit, `{ork}.tasks t where t.status = 'pending'`)
 }
 
-// RunningTasks reads the in-flight part of task_queue.
+// RunningTasks scans tasks in id order, like PendingTasks: in-flight tasks have no
+// index either (migration 003 keeps only ready tasks in task_queue, so that a claim
+// deletes its queue rows instead of rewriting them); this is not a hot path.
 func (s *Store) RunningTasks(ctx context.Context, limit int) ([]orkstate.Task, error) {
-	return s.listTasks(ctx, "running tasks", limit,
-		`{ork}.task_queue q join {ork}.tasks t on t.id = q.task_id where q.state in ('dispatched', 'running')`)
+	return s.listTasks(ctx, "running tasks", limit, `{ork}.tasks t where t.status in ('dispatched', 'running')`)
 }
 
-// DispatchableTasks uses the claim's predicate and its index (task_queue_ready_idx).
+// DispatchableTasks uses the claim's predicate and its index (task_queue's key).
 func (s *Store) DispatchableTasks(ctx context.Context, limit int) ([]orkstate.Task, error) {
 	return s.listTasks(ctx, "dispatchable tasks", limit,
 		`{ork}.task_queue q join {ork}.tasks t on t.id = q.task_id
-		where q.state = 'ready' and (q.ready_at is null or q.ready_at <= now())`)
+		where q.ready_at is null or q.ready_at <= now()`)
 }
 
 // listTasks returns up to limit tasks (alias t) of from (constant SQL), in id order.

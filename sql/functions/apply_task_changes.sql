@@ -88,9 +88,9 @@ end
 $$;
 
 -- _apply_task_changes applies status reports to distinct tasks (set_task_states splits
--- repeated ids into rounds) and returns one outcome per input ordinal. It is the single
--- implementation of the task state machine: reports, lease expiry, timeouts and
--- deferred-job outcomes all come through here.
+-- repeated ids into rounds) and returns one outcome per input ordinal, in ordinal
+-- order. It is the single implementation of the task state machine: reports, lease
+-- expiry, timeouts and deferred-job outcomes all come through here.
 create function {{.schema}}_api._apply_task_changes(
     p_ords integer[],
     p_task_ids bigint[],
@@ -111,7 +111,7 @@ declare
     v_ids bigint[];
     v_outcomes text[];
     v_statuses text[];
-    v_success bigint[];
+    v_down bigint[];
     v_failed bigint[];
     v_cancelled bigint[];
     v_ended bigint[];
@@ -120,85 +120,93 @@ declare
     v_requeued boolean;
     v_ready boolean := false;
     v_dep_runs bigint[];
-    v_changed bigint[];
 begin
-    -- Lock in id order (so concurrent batches cannot deadlock on tasks), decide each
-    -- row's outcome from the locked, current row, and apply — one statement.
+    -- Lock in id order first, so concurrent batches cannot deadlock on tasks whatever
+    -- order the update below visits them in.
+    perform 1 from tasks t where t.id = any(p_task_ids) order by t.id for no key update;
+
+    -- One statement decides and applies: the guard in the WHERE clause is the §3
+    -- transition table plus attempt fencing, read from the locked, current row; a row
+    -- it refuses is left alone and classified afterwards. The same statement keeps the
+    -- queue (only ready tasks have a row) and the deadlines (only tasks with a timeout)
+    -- in step, and hands back the successes' dependents.
     with input as (
         select i.ord, i.task_id, i.status, i.execution_name, i.error, i.output, i.attempt
         from unnest(p_ords, p_task_ids, p_statuses, p_execution_names, p_errors, p_outputs, p_attempts)
             as i(ord, task_id, status, execution_name, error, output, attempt)
-    ), locked as (
-        select t.id, t.status, t.attempts, t.max_retries
-        from tasks t
-        where t.id in (select input.task_id from input)
-        order by t.id
-        for no key update
-    ), decided as (
-        select i.*, l.status as old_status,
-            case
-                when l.id is null then 'not_found'
-                when coalesce(i.attempt, 0) <> 0 and i.attempt <> l.attempts then 'stale'
-                when i.status = l.status then 'ignored'
-                when not _task_transition_allowed(l.status, i.status) then 'invalid'
-                when i.status = 'failed' and greatest(l.attempts, 1) <= l.max_retries then 'retrying'
-                else 'applied'
-            end as outcome
-        from input i
-        left join locked l on l.id = i.task_id
     ), updated as (
         update tasks t
-        set status = case when d.outcome = 'retrying' then 'pending' else d.status end,
-            execution_name = coalesce(nullif(d.execution_name, ''), t.execution_name),
-            error = coalesce(nullif(d.error, ''), t.error),
-            output = coalesce(d.output, t.output),
-            retry_at = case when d.outcome = 'retrying' then now() + _retry_backoff(greatest(t.attempts, 1)) end,
-            dispatched_at = case when d.outcome = 'retrying' or d.status = 'pending' then null else t.dispatched_at end,
+        set status = case when i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries then 'pending'
+                          else i.status end,
+            execution_name = coalesce(nullif(i.execution_name, ''), t.execution_name),
+            error = coalesce(nullif(i.error, ''), t.error),
+            output = coalesce(i.output, t.output),
+            retry_at = case when i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries
+                            then now() + _retry_backoff(greatest(t.attempts, 1)) end,
+            dispatched_at = case
+                when i.status = 'pending' or (i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries) then null
+                else t.dispatched_at end,
             started_at = case
-                when d.outcome = 'retrying' or d.status = 'pending' then null
-                when d.status = 'running' then coalesce(t.started_at, now())
+                when i.status = 'pending' or (i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries) then null
+                when i.status = 'running' then coalesce(t.started_at, now())
                 else t.started_at end,
             finished_at = case
-                when d.outcome = 'applied' and d.status in ('success', 'failed', 'cancelled') then now() end,
-            claimed_by = case when d.outcome = 'applied' and d.status = 'running' then t.claimed_by else '' end,
+                when i.status in ('success', 'cancelled')
+                     or (i.status = 'failed' and greatest(t.attempts, 1) > t.max_retries) then now() end,
+            claimed_by = case when i.status = 'running' then t.claimed_by else '' end,
             lease_expires_at = null,
             timeout_at = case
-                when d.outcome = 'applied' and d.status = 'running' and t.timeout_seconds > 0
+                when i.status = 'running' and t.timeout_seconds > 0
                 then coalesce(t.started_at, now()) + make_interval(secs => t.timeout_seconds) end
-        from decided d
-        where t.id = d.task_id and d.outcome in ('applied', 'retrying')
-        returning t.id, t.run_id, t.status
+        from input i
+        where t.id = i.task_id
+          and (coalesce(i.attempt, 0) = 0 or i.attempt = t.attempts)
+          and i.status <> t.status
+          and _task_transition_allowed(t.status, i.status)
+        returning i.ord, t.id, t.run_id, t.status, t.unmet_deps, t.executor_type, t.retry_at,
+                  t.timeout_seconds, t.timeout_at, t.downstream,
+                  case when i.status = 'failed' and t.status = 'pending' then 'retrying' else 'applied' end as outcome
+    ), queued as (
+        insert into task_queue as q (task_id, executor_type, ready_at)
+        select u.id, u.executor_type, u.retry_at
+        from updated u
+        where u.status = 'pending' and u.unmet_deps = 0
+        on conflict (task_id) do update set executor_type = excluded.executor_type, ready_at = excluded.ready_at
+    ), dequeued as (
+        -- A probe per task: only a task reported straight from pending has a row.
+        delete from task_queue q
+        where q.task_id = any(array(select u.id from updated u where not (u.status = 'pending' and u.unmet_deps = 0)))
+    ), timed as (
+        insert into task_deadlines as d (task_id, timeout_at)
+        select u.id, u.timeout_at
+        from updated u
+        where u.timeout_seconds > 0 and u.timeout_at is not null
+        on conflict (task_id) do update set timeout_at = excluded.timeout_at
+    ), untimed as (
+        delete from task_deadlines d
+        where d.task_id = any(array(select u.id from updated u where u.timeout_seconds > 0 and u.timeout_at is null))
     )
-    select array_agg(d.ord order by d.ord),
-           array_agg(d.task_id order by d.ord),
-           array_agg(d.outcome order by d.ord),
-           array_agg(coalesce(u.status, d.old_status) order by d.ord),
-           array_agg(u.id) filter (where d.outcome = 'applied' and u.status = 'success'),
-           array_agg(u.id) filter (where d.outcome = 'applied' and u.status = 'failed'),
-           array_agg(u.id) filter (where d.outcome = 'applied' and u.status = 'cancelled'),
-           array_agg(u.id) filter (where u.id is not null
-                and (u.status in ('success', 'failed', 'cancelled')
-                     or (u.status = 'pending' and d.old_status in ('dispatched', 'running')))),
+    select array_agg(u.ord order by u.ord),
+           array_agg(u.id order by u.ord),
+           array_agg(u.outcome order by u.ord),
+           array_agg(u.status order by u.ord),
+           array_agg(u.id) filter (where u.status = 'failed'),
+           array_agg(u.id) filter (where u.status = 'cancelled'),
+           array_agg(u.id) filter (where u.status in ('success', 'failed', 'cancelled', 'pending')),
            array_agg(u.run_id) filter (where u.status in ('success', 'failed', 'cancelled')),
            array_agg(u.status) filter (where u.status in ('success', 'failed', 'cancelled')),
-           coalesce(bool_or(d.outcome = 'applied' and u.status = 'pending'), false),
-           array_agg(u.id) filter (where u.id is not null)
-    into v_ords, v_ids, v_outcomes, v_statuses, v_success, v_failed, v_cancelled, v_ended,
-         v_fin_runs, v_fin_statuses, v_requeued, v_changed
-    from decided d
-    left join updated u on u.id = d.task_id;
-
-    perform _queue_sync(v_changed);
+           coalesce(bool_or(u.status = 'pending'), false),
+           (select array_agg(dn.id) from updated s cross join unnest(s.downstream) as dn(id) where s.status = 'success')
+    into v_ords, v_ids, v_outcomes, v_statuses, v_failed, v_cancelled, v_ended,
+         v_fin_runs, v_fin_statuses, v_requeued, v_down
+    from updated u;
 
     -- Push readiness: each success decrements its dependents' unmet counters, and the
     -- dependents that reach zero join the queue in the same statement (they had unmet
     -- dependencies, so they had no queue row: a plain insert).
-    if v_success is not null then
+    if v_down is not null then
         with dec as (
-            select dn.id, count(*)::integer as n
-            from tasks s cross join unnest(s.downstream) as dn(id)
-            where s.id = any(v_success)
-            group by dn.id
+            select dn.id, count(*)::integer as n from unnest(v_down) as dn(id) group by dn.id
         ), locked as (
             -- id order, so concurrent batches decrementing shared dependents cannot deadlock
             select t.id, dec.n from tasks t join dec on dec.id = t.id
@@ -212,8 +220,8 @@ begin
             where t.id = locked.id
             returning t.id, t.unmet_deps, t.status, t.executor_type, t.retry_at
         ), queued as (
-            insert into task_queue (task_id, state, executor_type, ready_at)
-            select upd.id, 'ready', upd.executor_type, upd.retry_at
+            insert into task_queue (task_id, executor_type, ready_at)
+            select upd.id, upd.executor_type, upd.retry_at
             from upd
             where upd.unmet_deps = 0 and upd.status = 'pending'
             returning 1
@@ -243,7 +251,24 @@ begin
         perform _notify('tasks_ready');
     end if;
 
-    return query select * from unnest(v_ords, v_ids, v_outcomes, v_statuses);
+    if coalesce(cardinality(v_ords), 0) = cardinality(p_ords) then
+        return query select * from unnest(v_ords, v_ids, v_outcomes, v_statuses);
+        return;
+    end if;
+    -- Some rows were refused: classify them from the task's row as it is now (this
+    -- statement's snapshot includes whatever a concurrent change the update waited for).
+    return query
+    select i.ord, i.task_id,
+           coalesce(a.outcome,
+                    case when t.id is null then 'not_found'
+                         when coalesce(i.attempt, 0) <> 0 and i.attempt <> t.attempts then 'stale'
+                         when i.status = t.status then 'ignored'
+                         else 'invalid' end),
+           coalesce(a.status, t.status)
+    from unnest(p_ords, p_task_ids, p_statuses, p_attempts) as i(ord, task_id, status, attempt)
+    left join unnest(v_ords, v_outcomes, v_statuses) as a(ord, outcome, status) on a.ord = i.ord
+    left join tasks t on t.id = i.task_id
+    order by i.ord;
 end
 $$;
 

@@ -222,8 +222,8 @@ begin
             order by s.idx
             returning tasks.id, tasks.status, tasks.unmet_deps, tasks.executor_type
         ), queued as (
-            insert into task_queue (task_id, state, executor_type)
-            select ins.id, 'ready', ins.executor_type from ins where ins.status = 'pending' and ins.unmet_deps = 0
+            insert into task_queue (task_id, executor_type)
+            select ins.id, ins.executor_type from ins where ins.status = 'pending' and ins.unmet_deps = 0
             returning 1
         )
         select (select count(*) from ins), exists (select 1 from queued)

@@ -15,21 +15,32 @@ declare
 begin
     perform _check_limit(p_limit);
     -- Locked here and fenced by attempt below: a report racing the expiry wins or loses whole.
+    -- The lease rows that are due name the candidates; the task's own row decides.
     select array_agg(x.id order by x.id), array_agg(x.attempts order by x.id) into v_ids, v_attempts
     from (
         select t.id, t.attempts
-        from task_queue q join tasks t on t.id = q.task_id
-        where q.state = 'dispatched' and q.lease_expires_at <= now()
-        order by q.lease_expires_at
+        from tasks t
+        where t.id = any(array(
+                select l_id.id
+                from task_leases l cross join unnest(l.task_ids) as l_id(id)
+                where l.expires_at <= now()))
+          and t.status = 'dispatched' and t.lease_expires_at <= now()
+        order by t.lease_expires_at, t.id
         limit p_limit
         for no key update skip locked
     ) x;
     n := coalesce(cardinality(v_ids), 0);
-    if n = 0 then
-        return;
+    if n > 0 then
+        return query select * from _change_tasks(
+            v_ids, array_fill('pending'::text, array[n]), array_fill('lease expired'::text, array[n]), v_attempts);
     end if;
-    return query select * from _change_tasks(
-        v_ids, array_fill('pending'::text, array[n]), array_fill('lease expired'::text, array[n]), v_attempts);
+    -- A due lease row is done once none of its tasks is still dispatched under an ended
+    -- lease (one left over by p_limit, or locked by a reporter, keeps the row).
+    delete from task_leases l
+    where l.expires_at <= now()
+      and not exists (
+          select 1 from tasks t
+          where t.id = any(l.task_ids) and t.status = 'dispatched' and t.lease_expires_at <= now());
 end
 $$;
 
@@ -55,16 +66,23 @@ begin
     into v_ids, v_attempts, v_errors
     from (
         select t.id, t.attempts, t.timeout_seconds
-        from task_queue q join tasks t on t.id = q.task_id
-        where q.timeout_at <= now() and q.state in ('dispatched', 'running')
-        order by q.timeout_at
+        from task_deadlines d join tasks t on t.id = d.task_id
+        where d.timeout_at <= now()
+          and t.status in ('dispatched', 'running') and t.timeout_at <= now()
+        order by d.timeout_at
         limit p_limit
-        for no key update skip locked
+        for no key update of t skip locked
     ) x;
     n := coalesce(cardinality(v_ids), 0);
-    if n = 0 then
-        return;
+    if n > 0 then
+        return query select * from _change_tasks(v_ids, array_fill('failed'::text, array[n]), v_errors, v_attempts);
     end if;
-    return query select * from _change_tasks(v_ids, array_fill('failed'::text, array[n]), v_errors, v_attempts);
+    -- The state machine removes a finished task's deadline; this clears any row that
+    -- outlived its task all the same, so no due row is read twice.
+    delete from task_deadlines d
+    where d.timeout_at <= now()
+      and not exists (
+          select 1 from tasks t
+          where t.id = d.task_id and t.status in ('dispatched', 'running') and t.timeout_at is not null);
 end
 $$;

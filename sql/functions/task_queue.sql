@@ -1,8 +1,15 @@
--- _queue_sync makes task_queue agree with the given tasks' rows: a row for each task that
--- is pending with every dependency met (ready, ready_at = retry_at), dispatched (with its
--- lease) or running, and none for the others. Every function that changes a task's
--- status or unmet_deps calls it for the tasks it changed (claim_tasks keeps its own
--- rows), so the invariant lives here. Callers hold the tasks' row locks.
+-- _queue_sync makes the sweep tables agree with the given tasks' rows (callers hold
+-- their row locks):
+--   task_queue      a row exactly while the task is pending with every dependency met
+--                   (ready_at = retry_at);
+--   task_deadlines  a row exactly while the task is dispatched or running with a
+--                   timeout_at;
+--   task_leases     a dispatched task is named by a row due no later than its lease.
+-- Every function that changes a task's status or unmet_deps outside the hot paths
+-- calls it for the tasks it changed; claim_tasks and _apply_task_changes keep the
+-- tables themselves, by the same rule. A lease row is written for each dispatched task
+-- given, so pass only tasks that just became dispatched (an import): a spare row is
+-- harmless (the sweep checks the task) but costs a little.
 create function {{.schema}}_api._queue_sync(p_task_ids bigint[])
 returns void
 language plpgsql
@@ -10,36 +17,55 @@ set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
 as $$
 declare
-    v_drop bigint[];
+    v_ready bigint[];
+    v_not_ready bigint[];
+    v_timed bigint[];
+    v_dispatched boolean;
 begin
     if coalesce(cardinality(p_task_ids), 0) = 0 then
         return;
     end if;
     -- Array-driven statements: each is an index probe per task whatever the planner
-    -- believes about a young queue's size.
-    select array_agg(t.id) into v_drop
+    -- believes about a young table's size.
+    select array_agg(t.id) filter (where t.status = 'pending' and t.unmet_deps = 0),
+           array_agg(t.id) filter (where not (t.status = 'pending' and t.unmet_deps = 0)),
+           array_agg(t.id) filter (where t.timeout_seconds > 0 or t.timeout_at is not null),
+           coalesce(bool_or(t.status = 'dispatched'), false)
+    into v_ready, v_not_ready, v_timed, v_dispatched
     from tasks t
-    where t.id = any(p_task_ids)
-      and not ((t.status = 'pending' and t.unmet_deps = 0) or t.status in ('dispatched', 'running'));
-    if v_drop is not null then
-        delete from task_queue q where q.task_id = any(v_drop);
+    where t.id = any(p_task_ids);
+
+    if v_not_ready is not null then
+        delete from task_queue q where q.task_id = any(v_not_ready);
     end if;
-    if v_drop is null or cardinality(v_drop) < cardinality(p_task_ids) then
-        insert into task_queue as q (task_id, state, executor_type, ready_at, lease_expires_at, timeout_at)
-        select t.id,
-               case t.status when 'pending' then 'ready' else t.status end,
-               t.executor_type,
-               case when t.status = 'pending' then t.retry_at end,
-               case when t.status = 'dispatched' then t.lease_expires_at end,
-               t.timeout_at
+    if v_ready is not null then
+        insert into task_queue as q (task_id, executor_type, ready_at)
+        select t.id, t.executor_type, t.retry_at
         from tasks t
-        where t.id = any(p_task_ids)
-          and ((t.status = 'pending' and t.unmet_deps = 0) or t.status in ('dispatched', 'running'))
+        where t.id = any(v_ready)
         on conflict (task_id) do update
-        set state = excluded.state, ready_at = excluded.ready_at,
-            lease_expires_at = excluded.lease_expires_at, timeout_at = excluded.timeout_at
-        where (q.state, q.ready_at, q.lease_expires_at, q.timeout_at)
-              is distinct from (excluded.state, excluded.ready_at, excluded.lease_expires_at, excluded.timeout_at);
+        set executor_type = excluded.executor_type, ready_at = excluded.ready_at
+        where (q.executor_type, q.ready_at) is distinct from (excluded.executor_type, excluded.ready_at);
+    end if;
+    if v_timed is not null then
+        delete from task_deadlines d
+        using tasks t
+        where d.task_id = any(v_timed) and t.id = d.task_id
+          and not (t.status in ('dispatched', 'running') and t.timeout_at is not null);
+        insert into task_deadlines as d (task_id, timeout_at)
+        select t.id, t.timeout_at
+        from tasks t
+        where t.id = any(v_timed) and t.status in ('dispatched', 'running') and t.timeout_at is not null
+        on conflict (task_id) do update
+        set timeout_at = excluded.timeout_at
+        where d.timeout_at is distinct from excluded.timeout_at;
+    end if;
+    if v_dispatched then
+        insert into task_leases (expires_at, task_ids)
+        select t.lease_expires_at, array_agg(t.id order by t.id)
+        from tasks t
+        where t.id = any(p_task_ids) and t.status = 'dispatched' and t.lease_expires_at is not null
+        group by t.lease_expires_at;
     end if;
 end
 $$;
