@@ -446,3 +446,90 @@ func listen(t testing.TB, s *pgstore.Store, suffixes ...string) *pgxpool.Conn {
 	}
 	return conn
 }
+
+// The first run of a snapshot compiles it; later runs insert their tasks from the
+// compiled rows. Both paths must give a run the same tasks, counters, dependents,
+// queue rows and columns, and the compiled run must run to success.
+func TestCompiledSnapshotRunsMatchTheFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testdb.Store(t)
+	b := &testBundle{ctx: ctx, s: s}
+	w, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "compiled", JobName: "job"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.CreateSnapshot(ctx, w.ID, []orkstate.TaskSpec{
+		{Name: "root", ExecutorType: "x", Params: json.RawMessage(`{"k": 1}`), MaxRetries: 2, TimeoutSeconds: 9},
+		{Name: "left", DependsOn: []string{"root"}}, {Name: "right", DependsOn: []string{"root", "root"}},
+		{Name: "sink", DependsOn: []string{"right", "left"}}, {Name: "alone"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetCurrentSnapshot(ctx, w.ID, snap.ID); err != nil {
+		t.Fatal(err)
+	}
+	start := func() int64 {
+		t.Helper()
+		run, err := s.CreateRun(ctx, w.ID, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		started, err := s.StartPendingRuns(ctx, 10)
+		if err != nil || len(started) != 1 || started[0].Status != orkstate.RunRunning || started[0].TasksCreated != 5 {
+			t.Fatalf("StartPendingRuns = %+v, %v; want one running run of 5 tasks", started, err)
+		}
+		return run.ID
+	}
+	first := start()
+	if n := b.count(t, `select count(*) from {ork}.snapshot_tasks where snapshot_id = $1`, snap.ID); n != 5 {
+		t.Fatalf("the first run compiled %d rows, want 5", n)
+	}
+	second := start()
+	if orig, compiled := taskShapes(t, s, first), taskShapes(t, s, second); !reflect.DeepEqual(orig, compiled) {
+		t.Fatalf("compiled run differs:\n first  %v\n second %v", orig, compiled)
+	}
+	columns := func(run int64) []string {
+		tasks, err := s.ListTasks(ctx, run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, k := range tasks {
+			out = append(out, fmt.Sprintf("%d %s %s %v %s %d %d %s", k.TaskIndex, k.TaskName, k.ExecutorType, k.DependsOn,
+				k.Params, k.MaxRetries, k.TimeoutSeconds, k.Status))
+		}
+		return out
+	}
+	if a, c := columns(first), columns(second); !reflect.DeepEqual(a, c) {
+		t.Fatalf("compiled run's columns differ:\n first  %v\n second %v", a, c)
+	}
+	if bad := queueMismatches(t, s); len(bad) > 0 {
+		t.Fatalf("queue after the compiled start: %v", bad)
+	}
+	run, err := s.GetRun(ctx, second)
+	if err != nil || run.Status != orkstate.RunRunning || run.StartedAt == nil {
+		t.Fatalf("compiled run = %+v, %v", run, err)
+	}
+	// Drive both runs to the end.
+	for done := 0; done < 10; {
+		claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "c", Limit: 100})
+		if err != nil || len(claimed) == 0 {
+			t.Fatalf("claim after %d done: %d %v", done, len(claimed), err)
+		}
+		ups := make([]orkstate.TaskUpdate, len(claimed))
+		for i, c := range claimed {
+			ups[i] = orkstate.TaskUpdate{TaskID: c.ID, Status: orkstate.TaskSuccess, Attempt: c.Attempt}
+		}
+		if _, err := s.SetTaskStates(ctx, ups); err != nil {
+			t.Fatal(err)
+		}
+		done += len(claimed)
+	}
+	for _, id := range []int64{first, second} {
+		if run, err := s.GetRun(ctx, id); err != nil || run.Status != orkstate.RunSuccess {
+			t.Fatalf("run %d = %+v, %v; want success", id, run, err)
+		}
+	}
+}

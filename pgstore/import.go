@@ -264,7 +264,8 @@ func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate
 // drawIDs takes n ids from the identity sequence of {ork}.<table> (a constant name).
 func (s *Store) drawIDs(ctx context.Context, table string, n int) ([]int64, error) {
 	rows, err := s.db.Query(ctx, s.sql(`
-		select nextval(pg_get_serial_sequence('{ork}.`+table+`', 'id')) from generate_series(1, $1)`), n)
+		select nextval(q.seq)
+		from (select pg_get_serial_sequence('{ork}.`+table+`', 'id')::regclass as seq) q, generate_series(1, $1)`), n)
 	if err != nil {
 		return nil, err
 	}

@@ -65,6 +65,8 @@ declare
     v_status text;
     v_inserted integer := 0;
     v_ready boolean;
+    -- the sequence is looked up once: per row, the lookup cost as much as the insert
+    v_seq regclass := pg_get_serial_sequence('{{.schema}}.tasks', 'id')::regclass;
 begin
     if p_specs is null or jsonb_typeof(p_specs) <> 'array' then
         raise exception using errcode = 'OK422', column = 'tasks', message = 'task specs must be a JSON array';
@@ -186,7 +188,7 @@ begin
         end if;
 
         -- Ids are drawn first so each task's downstream array is written with the task.
-        v_ids := array(select nextval(pg_get_serial_sequence('{{.schema}}.tasks', 'id')) from generate_series(1, n));
+        v_ids := array(select nextval(v_seq) from generate_series(1, n));
         v_status := case when v_run_status = 'paused' then 'paused' else 'pending' end;
         select coalesce(array_agg(t.task_name), '{}') into v_succeeded
         from tasks t where t.run_id = p_run_id and t.status = 'success';

@@ -33,9 +33,83 @@ as $$
     where r.id = p_run_id
 $$;
 
+-- _compile_snapshot stores the tasks a run just created from snapshot p_snapshot_id as
+-- the snapshot's compiled rows (snapshot_tasks): position (id order: ids are drawn in
+-- spec order), the task's columns, its unmet-dependency count and its dependents by
+-- position. Two runs compiling one snapshot at once write the same rows; the second
+-- insert does nothing.
+create function {{.schema}}_api._compile_snapshot(p_snapshot_id bigint, p_run_id bigint)
+returns void
+language sql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+as $$
+    with m as (
+        select t.*, row_number() over (order by t.id)::integer as pos
+        from tasks t
+        where t.run_id = p_run_id
+    )
+    insert into snapshot_tasks (snapshot_id, pos, task_index, task_name, executor_type, depends_on, params,
+                                max_retries, timeout_seconds, unmet_deps, downstream_pos)
+    select p_snapshot_id, m.pos, m.task_index, m.task_name, m.executor_type, m.depends_on, m.params,
+           m.max_retries, m.timeout_seconds, m.unmet_deps,
+           array(select d_m.pos from unnest(m.downstream) with ordinality as d(id, o)
+                 join m as d_m on d_m.id = d.id order by d.o)
+    from m
+    on conflict (snapshot_id, pos) do nothing
+$$;
+
+-- _create_compiled_tasks creates the tasks of a run that has none from its snapshot's
+-- compiled rows (see _compile_snapshot): one insert, ids drawn in position order, each
+-- downstream array mapped from positions to the new ids. Returns how many it created.
+create function {{.schema}}_api._create_compiled_tasks(p_run_id bigint, p_snapshot_id bigint)
+returns integer
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+as $$
+declare
+    v_ids bigint[];
+    v_inserted integer;
+    v_ready boolean;
+    -- the sequence is looked up once: per row, the lookup cost as much as the insert
+    v_seq regclass := pg_get_serial_sequence('{{.schema}}.tasks', 'id')::regclass;
+begin
+    v_ids := array(select nextval(v_seq) from snapshot_tasks c where c.snapshot_id = p_snapshot_id order by c.pos);
+    with ins as (
+        insert into tasks (id, run_id, task_index, task_name, executor_type, depends_on, status, params,
+                           max_retries, timeout_seconds, unmet_deps, downstream)
+        overriding system value
+        select v_ids[c.pos], p_run_id, c.task_index, c.task_name, c.executor_type, c.depends_on, 'pending', c.params,
+               c.max_retries, c.timeout_seconds, c.unmet_deps,
+               array(select v_ids[d] from unnest(c.downstream_pos) as d)
+        from snapshot_tasks c
+        where c.snapshot_id = p_snapshot_id
+        order by c.task_index
+        returning tasks.id, tasks.unmet_deps, tasks.executor_type
+    ), queued as (
+        insert into task_queue (task_id, executor_type)
+        select ins.id, ins.executor_type from ins where ins.unmet_deps = 0
+        returning 1
+    )
+    select (select count(*) from ins), exists (select 1 from queued)
+    into v_inserted, v_ready;
+
+    update runs r
+    set tasks_total = r.tasks_total + v_inserted, status = 'running', started_at = coalesce(r.started_at, now())
+    where r.id = p_run_id;
+    if v_ready then
+        perform _notify('tasks_ready');
+    end if;
+    return v_inserted;
+end
+$$;
+
 -- _start_run creates the tasks of a locked pending run and marks it running; a run
 -- whose DAG is invalid (unknown dependency, cycle, no tasks) fails with an error
 -- naming why. Returns the run's status, how many tasks it created and the error.
+-- A run of a snapshot that an earlier run compiled takes the compiled path; the first
+-- run of a snapshot goes through _create_tasks (which checks the DAG) and compiles it.
 create function {{.schema}}_api._start_run(p_run_id bigint, out status text, out tasks_created integer, out error text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
@@ -43,13 +117,28 @@ set jit = off
 as $$
 #variable_conflict use_column
 declare
-    v_specs jsonb := _run_task_specs(p_run_id);
+    v_snapshot bigint;
+    v_fresh boolean;
+    v_specs jsonb;
 begin
+    select r.snapshot_id, not exists (select 1 from tasks t where t.run_id = r.id)
+    into v_snapshot, v_fresh
+    from runs r where r.id = p_run_id;
+    if v_snapshot is not null and v_fresh
+       and exists (select 1 from snapshot_tasks c where c.snapshot_id = v_snapshot) then
+        tasks_created := _create_compiled_tasks(p_run_id, v_snapshot);
+        status := 'running';
+        return;
+    end if;
+    v_specs := _run_task_specs(p_run_id);
     begin
         if jsonb_array_length(v_specs) = 0 then
             raise exception using errcode = 'OK422', message = 'run has no tasks';
         end if;
         tasks_created := _create_tasks(p_run_id, v_specs);
+        if v_snapshot is not null and v_fresh and tasks_created = jsonb_array_length(v_specs) then
+            perform _compile_snapshot(v_snapshot, p_run_id);
+        end if;
         -- create_tasks starts the run when it inserts; this covers a run whose tasks all existed.
         update runs r set status = 'running', started_at = coalesce(r.started_at, now())
         where r.id = p_run_id and r.status = 'pending';

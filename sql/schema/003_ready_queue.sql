@@ -1,4 +1,5 @@
--- orkstate schema, version 3: task_queue holds only ready tasks.
+-- orkstate schema, version 3: task_queue holds only ready tasks; snapshots are compiled
+-- once for their runs (snapshot_tasks, at the end of this file's create part).
 --
 -- In version 2 a claim updated each task's queue row from ready to dispatched. That
 -- update moved the row from the ready index into the lease index, so it could not be
@@ -66,7 +67,29 @@ begin
 end
 $$;
 
+-- A snapshot's DAG compiled once, by the first run that starts from it: one row per
+-- task with its unmet-dependency count and its dependents by position. Later runs of
+-- the snapshot insert their tasks straight from these rows — no JSON to parse, no DAG
+-- to check again (snapshots are immutable: created, or found by content hash, never
+-- changed).
+create table {{.schema}}.snapshot_tasks (
+    snapshot_id bigint not null references {{.schema}}.workflow_snapshots on delete cascade,
+    pos integer not null,
+    task_index integer not null,
+    task_name text not null,
+    executor_type text not null,
+    depends_on text[] not null,
+    params jsonb,
+    max_retries integer not null,
+    timeout_seconds integer not null,
+    unmet_deps integer not null,
+    downstream_pos integer[] not null,
+    primary key (snapshot_id, pos)
+);
+
 ---- create above / drop below ----
+
+drop table {{.schema}}.snapshot_tasks;
 
 create or replace function {{.schema}}.task_queue_forget_deleted_tasks()
 returns trigger
