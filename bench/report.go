@@ -107,12 +107,12 @@ func checkTargets(results []Result) []Target {
 				add("e2e DAG ("+r.Variant+") vs ork-v1", v, "≥ 30×", v >= 30, "")
 			}
 		case "batch_status":
-			add("batch success with propagation, transitions/s", r.Throughput, "≥ 100000", r.Throughput >= 100000, "issue 3")
+			add("batch success with propagation ("+r.Variant+"), transitions/s", r.Throughput, "≥ 100000", r.Throughput >= 100000, "issue 3")
 			if v, ok := r.Ratios["x ork-v1"]; ok {
-				add("batch status updates vs ork-v1", v, "≥ 30×", v >= 30, "")
+				add("batch status updates ("+r.Variant+") vs ork-v1", v, "≥ 30×", v >= 30, "")
 			}
 			if v, ok := r.Ratios["x raw"]; ok {
-				add("batch status updates: raw ceiling ÷ orkstate", 1/v, "≤ 3×", 1/v <= 3, "")
+				add("batch status updates ("+r.Variant+"): raw ceiling ÷ orkstate", 1/v, "≤ 3×", 1/v <= 3, "")
 			}
 		case "wakeup":
 			if r.Variant == "NOTIFY" {

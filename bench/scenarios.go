@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -21,138 +22,166 @@ func chainLayout(n, batch int) (runs, perRun, links int) {
 }
 
 // runBatchStatus: tasks in chains reported success level by level in batches;
-// each success decrements the next link's counter (pending → ready).
+// each success decrements the next link's counter (pending → ready). It runs with
+// one reporter, and with two reporters at once (one per core: a single caller keeps
+// one backend, so one core, busy), each reporting its own chains; the raw ceiling is
+// measured the same two ways.
 func runBatchStatus(ctx context.Context, r *runner) error {
 	sz := r.sizes
 	const sc = "batch_status"
-	runs, perRun, links := chainLayout(sz.BatchTasks, sz.BatchSize)
-	w := runs * perRun
-	n := w * links
-	variant := fmt.Sprintf("chains, batch %d", w)
+	for _, k := range []int{1, 2} {
+		runs, perRun, links := chainLayout(sz.BatchTasks, sz.BatchSize*k)
+		w := runs * perRun
+		n := w * links
+		variant := fmt.Sprintf("chains, batch %d", sz.BatchSize)
+		if k > 1 {
+			variant += fmt.Sprintf(", %d reporters", k)
+		}
 
-	// orkstate: set_task_states
-	err := func() error {
-		s, drop, err := r.install(ctx)
-		if err != nil {
-			return err
-		}
-		defer drop()
-		f := fixture{pool: r.pool, schema: s.Schema()}
-		first, err := f.chains(ctx, runs, perRun, links, "pending", 0)
-		if err != nil {
-			return err
-		}
-		var lat []time.Duration
-		notApplied := 0
-		start := time.Now()
-		for l := 0; l < links; l++ {
-			ups := make([]orkstate.TaskUpdate, w)
-			for i, id := range idRange(first+int64(l*w), w) {
-				ups[i] = orkstate.TaskUpdate{TaskID: id, Status: orkstate.TaskSuccess}
-			}
-			t := time.Now()
-			out, err := s.SetTaskStates(ctx, ups)
+		// orkstate: set_task_states
+		err := func() error {
+			s, drop, err := r.install(ctx)
 			if err != nil {
 				return err
 			}
-			lat = append(lat, time.Since(t))
-			for _, o := range out {
-				if o.Outcome != orkstate.OutcomeApplied {
-					notApplied++
+			defer drop()
+			f := fixture{pool: r.pool, schema: s.Schema()}
+			first, err := f.chains(ctx, runs, perRun, links, "pending", 0)
+			if err != nil {
+				return err
+			}
+			var notApplied atomic.Int64
+			lat, secs, err := reportLevels(ctx, k, links, w, first, func(ctx context.Context, ids []int64) error {
+				ups := make([]orkstate.TaskUpdate, len(ids))
+				for i, id := range ids {
+					ups[i] = orkstate.TaskUpdate{TaskID: id, Status: orkstate.TaskSuccess}
 				}
-			}
-		}
-		secs := time.Since(start).Seconds()
-		lost, unfinishedRuns, err := countUnfinished(ctx, r, s.Schema(), "success")
-		if err != nil {
-			return err
-		}
-		p50, p99 := percentiles(lat)
-		res := Result{Scenario: sc, Variant: variant, System: SystemOrkstate, Items: n, Unit: "transitions",
-			Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("set_task_states call of %d", w),
-			Duplicates: notApplied, Losses: lost}
-		if unfinishedRuns > 0 {
-			res.Note = fmt.Sprintf("%d runs not finished", unfinishedRuns)
-		}
-		r.add(res)
-		return nil
-	}()
-	if err != nil {
-		r.add(Result{Scenario: sc, Variant: variant, System: SystemOrkstate, Error: err.Error()})
-	}
-
-	// raw ceiling: the same rows, a bare bulk UPDATE per batch.
-	err = func() error {
-		s, drop, err := r.install(ctx)
-		if err != nil {
-			return err
-		}
-		defer drop()
-		f := fixture{pool: r.pool, schema: s.Schema()}
-		first, err := f.chains(ctx, runs, perRun, links, "pending", 0)
-		if err != nil {
-			return err
-		}
-		q := f.sql(`update {ork}.tasks set status = 'success' where id = any($1)`)
-		var lat []time.Duration
-		done := 0
-		start := time.Now()
-		for l := 0; l < links; l++ {
-			t := time.Now()
-			tag, err := r.pool.Exec(ctx, q, idRange(first+int64(l*w), w))
+				out, err := s.SetTaskStates(ctx, ups)
+				for _, o := range out {
+					if o.Outcome != orkstate.OutcomeApplied {
+						notApplied.Add(1)
+					}
+				}
+				return err
+			})
 			if err != nil {
 				return err
 			}
-			lat = append(lat, time.Since(t))
-			done += int(tag.RowsAffected())
-		}
-		secs := time.Since(start).Seconds()
-		p50, p99 := percentiles(lat)
-		r.add(Result{Scenario: sc, Variant: variant, System: SystemRaw, Items: n, Unit: "transitions",
-			Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("UPDATE of %d", w), Losses: n - done})
-		return nil
-	}()
-	if err != nil {
-		r.add(Result{Scenario: sc, Variant: variant, System: SystemRaw, Error: err.Error()})
-	}
-
-	// ork-v1: one UPDATE per row in a transaction, then the follow-ups per row.
-	err = func() error {
-		v, drop, err := r.newOrkV1(ctx)
-		if err != nil {
-			return err
-		}
-		defer drop()
-		vLinks := max(1, sz.BatchV1Tasks/w)
-		vn := w * vLinks
-		first, err := v.fixture().chains(ctx, runs, perRun, vLinks, "pending", 0)
-		if err != nil {
-			return err
-		}
-		var lat []time.Duration
-		start := time.Now()
-		for l := 0; l < vLinks; l++ {
-			t := time.Now()
-			if err := v.report(ctx, idRange(first+int64(l*w), w), orkstate.TaskSuccess); err != nil {
+			lost, unfinishedRuns, err := countUnfinished(ctx, r, s.Schema(), "success")
+			if err != nil {
 				return err
 			}
-			lat = append(lat, time.Since(t))
+			p50, p99 := percentiles(lat)
+			res := Result{Scenario: sc, Variant: variant, System: SystemOrkstate, Items: n, Unit: "transitions",
+				Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("set_task_states call of %d", sz.BatchSize),
+				Duplicates: int(notApplied.Load()), Losses: lost}
+			if unfinishedRuns > 0 {
+				res.Note = fmt.Sprintf("%d runs not finished", unfinishedRuns)
+			}
+			r.add(res)
+			return nil
+		}()
+		if err != nil {
+			r.add(Result{Scenario: sc, Variant: variant, System: SystemOrkstate, Error: err.Error()})
 		}
-		secs := time.Since(start).Seconds()
-		var lost int
-		if err := r.pool.QueryRow(ctx, v.sql(`select count(*) from {ork}.tasks where status <> 'success'`)).Scan(&lost); err != nil {
-			return err
+
+		// raw ceiling: the same rows, a bare bulk UPDATE per batch.
+		err = func() error {
+			s, drop, err := r.install(ctx)
+			if err != nil {
+				return err
+			}
+			defer drop()
+			f := fixture{pool: r.pool, schema: s.Schema()}
+			first, err := f.chains(ctx, runs, perRun, links, "pending", 0)
+			if err != nil {
+				return err
+			}
+			q := f.sql(`update {ork}.tasks set status = 'success' where id = any($1)`)
+			var done atomic.Int64
+			lat, secs, err := reportLevels(ctx, k, links, w, first, func(ctx context.Context, ids []int64) error {
+				tag, err := r.pool.Exec(ctx, q, ids)
+				done.Add(tag.RowsAffected())
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			p50, p99 := percentiles(lat)
+			r.add(Result{Scenario: sc, Variant: variant, System: SystemRaw, Items: n, Unit: "transitions",
+				Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("UPDATE of %d", sz.BatchSize),
+				Losses: n - int(done.Load())})
+			return nil
+		}()
+		if err != nil {
+			r.add(Result{Scenario: sc, Variant: variant, System: SystemRaw, Error: err.Error()})
 		}
-		p50, p99 := percentiles(lat)
-		r.add(Result{Scenario: sc, Variant: variant, System: SystemOrkV1, Items: vn, Unit: "transitions",
-			Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("report of %d with follow-ups", w), Losses: lost,
-			Note: fmt.Sprintf("%d tasks (fewer: it is slow)", vn)})
-		return nil
-	}()
-	if err != nil {
-		r.add(Result{Scenario: sc, Variant: variant, System: SystemOrkV1, Error: err.Error()})
+
+		// ork-v1: one UPDATE per row in a transaction, then the follow-ups per row.
+		err = func() error {
+			v, drop, err := r.newOrkV1(ctx)
+			if err != nil {
+				return err
+			}
+			defer drop()
+			vLinks := max(1, sz.BatchV1Tasks/w)
+			vn := w * vLinks
+			first, err := v.fixture().chains(ctx, runs, perRun, vLinks, "pending", 0)
+			if err != nil {
+				return err
+			}
+			lat, secs, err := reportLevels(ctx, k, vLinks, w, first, func(ctx context.Context, ids []int64) error {
+				return v.report(ctx, ids, orkstate.TaskSuccess)
+			})
+			if err != nil {
+				return err
+			}
+			var lost int
+			if err := r.pool.QueryRow(ctx, v.sql(`select count(*) from {ork}.tasks where status <> 'success'`)).Scan(&lost); err != nil {
+				return err
+			}
+			p50, p99 := percentiles(lat)
+			r.add(Result{Scenario: sc, Variant: variant, System: SystemOrkV1, Items: vn, Unit: "transitions",
+				Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("report of %d with follow-ups", sz.BatchSize),
+				Losses: lost, Note: fmt.Sprintf("%d tasks (fewer: it is slow)", vn)})
+			return nil
+		}()
+		if err != nil {
+			r.add(Result{Scenario: sc, Variant: variant, System: SystemOrkV1, Error: err.Error()})
+		}
 	}
 	return nil
+}
+
+// reportLevels runs k reporters over the levels of a chains fixture (level l is the w
+// ids first+l*w …): reporter j reports its own slice of every level, level by level,
+// in one call per level, so its chains' successes always come before their next
+// links'. It returns each call's latency and the wall time.
+func reportLevels(ctx context.Context, k, links, w int, first int64, report func(context.Context, []int64) error) ([]time.Duration, float64, error) {
+	per := w / k
+	lats := make([][]time.Duration, k)
+	g, gctx := errgroup.WithContext(ctx)
+	start := time.Now()
+	for j := 0; j < k; j++ {
+		g.Go(func() error {
+			for l := 0; l < links; l++ {
+				ids := idRange(first+int64(l*w+j*per), per)
+				t := time.Now()
+				if err := report(gctx, ids); err != nil {
+					return err
+				}
+				lats[j] = append(lats[j], time.Since(t))
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	secs := time.Since(start).Seconds()
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	return all, secs, err
 }
 
 // countUnfinished counts tasks not in status want and runs that did not finish.

@@ -60,15 +60,17 @@ begin
     if v_bad is not null then
         raise exception using errcode = 'OK422', column = 'task_ids', message = format('task_ids[%s] is null', v_bad);
     end if;
-    select s.i into v_bad
-    from unnest(p_statuses) with ordinality as s(st, i)
-    where s.st is null or s.st not in ('pending', 'paused', 'dispatched', 'running', 'success', 'failed', 'cancelled')
-    limit 1;
-    if found then
+    -- Array operators first (no statement to run when the input is good); the queries
+    -- only find the element to name.
+    if not (p_statuses <@ array['pending', 'paused', 'dispatched', 'running', 'success', 'failed', 'cancelled']) then
+        select s.i into v_bad
+        from unnest(p_statuses) with ordinality as s(st, i)
+        where s.st is null or s.st not in ('pending', 'paused', 'dispatched', 'running', 'success', 'failed', 'cancelled')
+        limit 1;
         raise exception using errcode = 'OK422', column = 'statuses',
             message = format('unknown task status %s at statuses[%s]', coalesce(quote_literal(p_statuses[v_bad]), 'NULL'), v_bad);
     end if;
-    if p_attempts is not null and exists (select 1 from unnest(p_attempts) a where a < 0) then
+    if p_attempts is not null and 0 > any(p_attempts) then
         raise exception using errcode = 'OK422', column = 'attempts', message = 'attempts must not be negative';
     end if;
 
@@ -77,18 +79,18 @@ begin
     p_outputs := coalesce(p_outputs, array_fill(null::jsonb, array[n]));
     p_attempts := coalesce(p_attempts, array_fill(null::integer, array[n]));
 
+    -- Distinct ids (the usual case) are one round.
+    if n = 1 or n = (select count(distinct u.id) from unnest(p_task_ids) as u(id)) then
+        return query select * from _apply_task_changes(
+            array(select generate_series(1, n)), p_task_ids, p_statuses, p_execution_names, p_errors, p_outputs, p_attempts);
+        return;
+    end if;
     -- The occurrence number of each id: round r applies every id's r-th report.
     select array_agg(x.r order by x.o), max(x.r) into v_rank, v_max
     from (
         select u.o, row_number() over (partition by u.id order by u.o)::integer as r
         from unnest(p_task_ids) with ordinality as u(id, o)
     ) x;
-
-    if v_max = 1 then
-        return query select * from _apply_task_changes(
-            array(select generate_series(1, n)), p_task_ids, p_statuses, p_execution_names, p_errors, p_outputs, p_attempts);
-        return;
-    end if;
     for r in 1..v_max loop
         v_ords := array(select o from generate_series(1, n) o where v_rank[o] = r order by o);
         return query select * from _apply_task_changes(
