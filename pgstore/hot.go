@@ -225,7 +225,9 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 		k, l, d := c, lease, dispatched
 		k.Status, k.ClaimedBy, k.Attempts = orkstate.TaskDispatched, p.Claimer, c.Attempt
 		k.LeaseExpiresAt, k.DispatchedAt = &l, &d
-		if err := json.Unmarshal(upstream, &k.UpstreamOutputs); err != nil {
+		if string(upstream) == "{}" { // no dependencies: spare the decoder
+			k.UpstreamOutputs = map[string]json.RawMessage{}
+		} else if err := json.Unmarshal(upstream, &k.UpstreamOutputs); err != nil {
 			return fmt.Errorf("upstream outputs of task %d: %w", c.ID, err)
 		}
 		claimed = append(claimed, k)

@@ -235,7 +235,7 @@ func queueMismatches(t testing.TB, s *pgstore.Store) []string {
 		select t.id::text || ': dispatched with no lease row due by ' || coalesce(t.lease_expires_at::text, '-')
 		from {ork}.tasks t
 		where t.status = 'dispatched'
-		  and not exists (select 1 from {ork}.task_leases l where t.id = any(l.task_ids) and l.expires_at <= t.lease_expires_at)
+		  and not exists (select 1 from {ork}.task_leases l where l.task_ids @> t.id and l.expires_at <= t.lease_expires_at)
 		order by 1`))
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +288,7 @@ func TestTaskQueueFollowsTasks(t *testing.T) {
 	b := &testBundle{ctx: ctx, s: s}
 	b.exec(t, `update {ork}.tasks set timeout_at = now() - interval '1 second' where id = $1`, ids["i"])
 	b.exec(t, `update {ork}.task_deadlines set timeout_at = now() - interval '1 second' where task_id = $1`, ids["i"])
-	b.exec(t, `update {ork}.task_leases set expires_at = now() - interval '1 second' where $1 = any(task_ids)`, ids["j"])
+	b.exec(t, `update {ork}.task_leases set expires_at = now() - interval '1 second' where task_ids @> $1::bigint`, ids["j"])
 	b.exec(t, `update {ork}.tasks set lease_expires_at = now() - interval '1 second' where id = $1`, ids["j"])
 	if out, err := s.FailTimedOutTasks(ctx, 10); err != nil || len(out) != 1 || out[0].TaskID != ids["i"] {
 		t.Fatalf("timeout sweep: %+v %v", out, err)

@@ -19,15 +19,14 @@ begin
     select array_agg(x.id order by x.id), array_agg(x.attempts order by x.id) into v_ids, v_attempts
     from (
         select t.id, t.attempts
-        from tasks t
-        where t.id = any(array(
-                select l_id.id
-                from task_leases l cross join unnest(l.task_ids) as l_id(id)
-                where l.expires_at <= now()))
+        from task_leases l
+        cross join unnest(l.task_ids) as r(ids)
+        join tasks t on t.id >= lower(r.ids) and t.id < upper(r.ids)
+        where l.expires_at <= now()
           and t.status = 'dispatched' and t.lease_expires_at <= now()
         order by t.lease_expires_at, t.id
         limit p_limit
-        for no key update skip locked
+        for no key update of t skip locked
     ) x;
     n := coalesce(cardinality(v_ids), 0);
     if n > 0 then
@@ -39,8 +38,10 @@ begin
     delete from task_leases l
     where l.expires_at <= now()
       and not exists (
-          select 1 from tasks t
-          where t.id = any(l.task_ids) and t.status = 'dispatched' and t.lease_expires_at <= now());
+          select 1
+          from unnest(l.task_ids) as r(ids)
+          join tasks t on t.id >= lower(r.ids) and t.id < upper(r.ids)
+          where t.status = 'dispatched' and t.lease_expires_at <= now());
 end
 $$;
 

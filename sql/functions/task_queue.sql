@@ -62,7 +62,7 @@ begin
     end if;
     if v_dispatched then
         insert into task_leases (expires_at, task_ids)
-        select t.lease_expires_at, array_agg(t.id order by t.id)
+        select t.lease_expires_at, range_agg(int8range(t.id, t.id, '[]'))
         from tasks t
         where t.id = any(p_task_ids) and t.status = 'dispatched' and t.lease_expires_at is not null
         group by t.lease_expires_at;
