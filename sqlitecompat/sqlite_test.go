@@ -44,6 +44,12 @@ func seedTasks(t *testing.T, s *sqlitecompat.Store, n int) map[int64]bool {
 // claimAll claims in small batches until nothing is left, marking each claimed
 // task successful, and returns what it claimed.
 func claimAll(ctx context.Context, s *sqlitecompat.Store, name string, pause time.Duration) ([]int64, error) {
+	return claimAllAfter(ctx, s, name, pause, nil)
+}
+
+// claimAllAfter is claimAll that calls afterFirst (when not nil) once its first
+// claim got work, before reporting it.
+func claimAllAfter(ctx context.Context, s *sqlitecompat.Store, name string, pause time.Duration, afterFirst func() error) ([]int64, error) {
 	var got []int64
 	for {
 		time.Sleep(pause) // dispatching, outside any transaction
@@ -53,6 +59,11 @@ func claimAll(ctx context.Context, s *sqlitecompat.Store, name string, pause tim
 		}
 		if len(cs) == 0 {
 			return got, nil
+		}
+		if afterFirst != nil && len(got) == 0 {
+			if err := afterFirst(); err != nil {
+				return got, err
+			}
 		}
 		us := make([]orkstate.TaskUpdate, len(cs))
 		for i, c := range cs {
@@ -157,7 +168,23 @@ func TestClaimChild(t *testing.T) {
 			t.Fatal("no start signal")
 		}
 	}
-	ids, err := claimAll(ctx, s, fmt.Sprint("pid", os.Getpid()), time.Millisecond)
+	// Each child holds its first claim until the other has one too, so both always
+	// get work however the machine schedules them (a loaded machine once let one
+	// child take all 400 tasks before the other's first claim).
+	both := func() error {
+		if err := os.WriteFile(fmt.Sprintf("%s.first.%d", path, os.Getpid()), nil, 0o600); err != nil {
+			return err
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+			if first, _ := filepath.Glob(path + ".first.*"); len(first) >= 2 {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the other child never claimed")
+			}
+		}
+	}
+	ids, err := claimAllAfter(ctx, s, fmt.Sprint("pid", os.Getpid()), time.Millisecond, both)
 	for _, id := range ids {
 		fmt.Printf("CLAIMED %d\n", id)
 	}
