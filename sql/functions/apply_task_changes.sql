@@ -49,7 +49,7 @@ begin
         select dn.id from down join tasks s on s.id = down.id cross join unnest(s.downstream) as dn(id)
     ), locked as (
         select t.id from tasks t
-        where t.id in (select down.id from down) and t.status not in ('success', 'failed', 'cancelled')
+        where t.id = any(array(select down.id from down)) and t.status not in ('success', 'failed', 'cancelled')
         order by t.id
         for no key update
     ), hit as (
@@ -159,7 +159,10 @@ begin
                 when i.status = 'running' and t.timeout_seconds > 0
                 then coalesce(t.started_at, now()) + make_interval(secs => t.timeout_seconds) end
         from input i
-        where t.id = i.task_id
+        -- = any(array) keeps tasks an index probe per input row: a custom plan that
+        -- sees the array's real size otherwise hashes the input against a seq scan of
+        -- every task (28 ms per 1,000 at 50,000 tasks).
+        where t.id = any(p_task_ids) and t.id = i.task_id
           and (coalesce(i.attempt, 0) = 0 or i.attempt = t.attempts)
           and i.status <> t.status
           and _task_transition_allowed(t.status, i.status)
@@ -210,7 +213,7 @@ begin
         ), locked as (
             -- id order, so concurrent batches decrementing shared dependents cannot deadlock
             select t.id, dec.n from tasks t join dec on dec.id = t.id
-            where t.status in ('pending', 'paused')
+            where t.id = any(v_down) and t.status in ('pending', 'paused')
             order by t.id
             for no key update of t
         ), upd as (
@@ -267,7 +270,7 @@ begin
            coalesce(a.status, t.status)
     from unnest(p_ords, p_task_ids, p_statuses, p_attempts) as i(ord, task_id, status, attempt)
     left join unnest(v_ords, v_outcomes, v_statuses) as a(ord, outcome, status) on a.ord = i.ord
-    left join tasks t on t.id = i.task_id
+    left join tasks t on t.id = i.task_id and t.id = any(p_task_ids)
     order by i.ord;
 end
 $$;

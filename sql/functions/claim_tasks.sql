@@ -84,9 +84,12 @@ begin
            c.execution_name, c.params, c.output, c.error, c.attempts,
            c.max_retries, c.timeout_seconds, c.lease_expires_at, c.created_at, c.dispatched_at,
            w.id, w.name, w.job_name, w.project, w.region,
+           -- a key probe per dependency: "task_name = any(depends_on)" was planned as a
+           -- bitmap scan per claimed task, 4 ms per 1,000
            case when cardinality(c.depends_on) = 0 then '{}'::jsonb
                 else (select coalesce(jsonb_object_agg(u.task_name, u.output), '{}'::jsonb)
-                      from tasks u where u.run_id = c.run_id and u.task_name = any(c.depends_on)) end
+                      from unnest(c.depends_on) as dep(name)
+                      join tasks u on u.run_id = c.run_id and u.task_name = dep.name) end
     from claimed c
     join runs r on r.id = c.run_id
     join workflows w on w.id = r.workflow_id

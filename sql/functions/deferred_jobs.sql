@@ -101,7 +101,7 @@ begin
     -- reports completing a task's last two jobs then serialise, and the second one's
     -- "all jobs completed" check sees the first one's completion.
     perform 1 from tasks t
-    where t.id in (select j.task_id from deferred_jobs j where j.id = any(p_job_ids))
+    where t.id = any(array(select j.task_id from deferred_jobs j where j.id = any(p_job_ids)))
     order by t.id
     for no key update;
 
@@ -113,7 +113,7 @@ begin
             as i(job_id, result, error, after, attempt, ord)
     ), locked as (
         select j.id, j.task_id, j.status, j.attempts, j.service_type, j.job_id
-        from deferred_jobs j where j.id in (select input.job_id from input)
+        from deferred_jobs j where j.id = any(p_job_ids)
         order by j.id
         for no key update
     ), decided as (
@@ -137,7 +137,7 @@ begin
             finished_at = case when d.result <> 'running' then now() end,
             error = case when d.result = 'failed' then coalesce(nullif(d.error, ''), 'deferred job failed') else j.error end
         from decided d
-        where j.id = d.job_id and d.outcome = 'applied'
+        where j.id = any(p_job_ids) and j.id = d.job_id and d.outcome = 'applied'
         returning j.id, j.status
     )
     select array_agg(d.ord::integer order by d.ord), array_agg(d.job_id order by d.ord),

@@ -40,7 +40,7 @@ begin
     )
     select array_agg(t.id order by t.id) into v_reset
     from tasks t
-    where t.id in (select down.id from down)
+    where t.id = any(array(select down.id from down))
       and t.status in ('failed', 'cancelled') and t.error in ('dependency failed', 'dependency cancelled');
     v_reset := array[p_task_id] || coalesce(v_reset, '{}');
 

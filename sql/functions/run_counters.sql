@@ -28,7 +28,7 @@ begin
     ), before as (
         -- the rows are locked above, so this statement's snapshot holds their current state
         select r.id, r.status in ('success', 'failed', 'cancelled') as was_terminal
-        from runs r where r.id in (select delta.run_id from delta)
+        from runs r where r.id = any(p_run_ids)
     ), counted as (
         update runs r
         set tasks_finished = r.tasks_finished + delta.finished,
@@ -43,7 +43,7 @@ begin
                 when b.was_terminal or r.tasks_finished + delta.finished < r.tasks_total then r.finished_at
                 else now() end
         from delta, before b
-        where r.id = delta.run_id and b.id = delta.run_id
+        where r.id = any(p_run_ids) and r.id = delta.run_id and b.id = delta.run_id
         returning r.id, r.status, b.was_terminal
     )
     select jsonb_agg(jsonb_build_object('id', d.id, 'status', d.status) order by d.id) filter (where d.rn <= 100),
