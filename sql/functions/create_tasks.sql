@@ -16,6 +16,7 @@ returns setof {{.schema}}.tasks
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 begin
     perform _create_tasks(p_run_id, p_specs);
@@ -35,6 +36,7 @@ returns integer
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_run_status text;

@@ -8,6 +8,7 @@ returns setof {{.schema}}.deferred_jobs
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 begin
     perform _check_claim(p_claimer, p_limit, p_lease);
@@ -49,6 +50,7 @@ returns table (ord integer, job_id bigint, outcome text, status text, task_statu
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -137,7 +139,7 @@ begin
             finished_at = case when d.result <> 'running' then now() end,
             error = case when d.result = 'failed' then coalesce(nullif(d.error, ''), 'deferred job failed') else j.error end
         from decided d
-        where j.id = any(p_job_ids) and j.id = d.job_id and d.outcome = 'applied'
+        where j.id = d.job_id and d.outcome = 'applied'
         returning j.id, j.status
     )
     select array_agg(d.ord::integer order by d.ord), array_agg(d.job_id order by d.ord),
@@ -186,6 +188,7 @@ returns text
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_status text;
@@ -226,6 +229,7 @@ returns integer
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_count integer;

@@ -6,6 +6,7 @@ returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 begin
     if (select s.notify_enabled from settings s) then
@@ -21,6 +22,7 @@ returns void
 language sql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
     select _notify('runs', jsonb_build_object('runs', jsonb_build_array(
         jsonb_build_object('id', p_run_id, 'status', p_status)), 'more', false)::text)
@@ -32,6 +34,7 @@ returns void
 language sql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$ select _notify('deferred_jobs') $$;
 
 -- set_notify_enabled turns this install's notifications on or off.
@@ -40,4 +43,5 @@ returns void
 language sql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$ update settings set notify_enabled = p_enabled $$;

@@ -8,6 +8,7 @@ returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_task record;

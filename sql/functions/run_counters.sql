@@ -8,6 +8,7 @@ returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_finished jsonb;
@@ -43,7 +44,7 @@ begin
                 when b.was_terminal or r.tasks_finished + delta.finished < r.tasks_total then r.finished_at
                 else now() end
         from delta, before b
-        where r.id = any(p_run_ids) and r.id = delta.run_id and b.id = delta.run_id
+        where r.id = delta.run_id and b.id = delta.run_id
         returning r.id, r.status, b.was_terminal
     )
     select jsonb_agg(jsonb_build_object('id', d.id, 'status', d.status) order by d.id) filter (where d.rn <= 100),

@@ -4,6 +4,7 @@ returns text
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_status text;
@@ -25,6 +26,7 @@ returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_ids bigint[];
@@ -61,6 +63,7 @@ returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_status text := _lock_run(p_run_id);
@@ -79,6 +82,7 @@ returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_ids bigint[];
@@ -99,6 +103,7 @@ returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_status text := _lock_run(p_run_id);
@@ -117,6 +122,7 @@ returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_status text := _lock_run(p_run_id);
@@ -137,6 +143,7 @@ returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_status text := _lock_run(p_run_id);

@@ -13,6 +13,7 @@ returns setof {{.schema}}.runs
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 begin
     if coalesce(cardinality(p_workflow_ids), 0) <> coalesce(cardinality(p_fire_times), 0)

@@ -7,6 +7,7 @@ language sql
 stable
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
     -- A snapshot or a compiled DAG that exists but is empty is used as it is (and the
     -- run then fails with "run has no tasks"); only their absence falls through.
@@ -43,6 +44,7 @@ returns void
 language sql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
     with m as (
         select t.*, row_number() over (order by t.id)::integer as pos
@@ -67,6 +69,7 @@ returns integer
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_ids bigint[];
@@ -114,6 +117,7 @@ create function {{.schema}}_api._start_run(p_run_id bigint, out status text, out
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -158,6 +162,7 @@ create function {{.schema}}_api.start_run(p_run_id bigint, out status text, out 
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -179,6 +184,7 @@ returns table (run_id bigint, status text, tasks_created integer, error text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare

@@ -15,6 +15,7 @@ returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_ready bigint[];
@@ -50,7 +51,7 @@ begin
     if v_timed is not null then
         delete from task_deadlines d
         using tasks t
-        where d.task_id = any(v_timed) and t.id = any(v_timed) and t.id = d.task_id
+        where d.task_id = any(v_timed) and t.id = d.task_id
           and not (t.status in ('dispatched', 'running') and t.timeout_at is not null);
         insert into task_deadlines as d (task_id, timeout_at)
         select t.id, t.timeout_at
