@@ -58,7 +58,19 @@ func Example_schedulerLoop() {
 // claim means more may be waiting, and the Waker would only add latency.
 func schedule(ctx context.Context, s orkstate.Store, w orkstate.Waker) error {
 	const batch = 100
+	var swept time.Time
 	for {
+		// The sweeps: tasks whose claimer died (lease ended) go back to pending, tasks
+		// past their timeout fail under the retry rule. Any scheduler may run them.
+		if time.Since(swept) >= 10*time.Second {
+			if _, err := s.ExpireTaskLeases(ctx, batch); err != nil {
+				return err
+			}
+			if _, err := s.FailTimedOutTasks(ctx, batch); err != nil {
+				return err
+			}
+			swept = time.Now()
+		}
 		// New runs announce nothing (only their tasks do, once started), so the
 		// poll is what finds them; a run started here sends tasks_ready itself.
 		started, err := s.StartPendingRuns(ctx, batch)

@@ -292,11 +292,22 @@ func runDemo(ctx context.Context, be *demoBackend, stdout io.Writer) error {
 	return nil
 }
 
-// schedulerLoop is what a scheduler process does: start pending runs, claim what
-// is dispatchable, hand each task to an executor, and sleep on the Waker when
-// there is nothing to do.
+// schedulerLoop is what a scheduler process does: sweep expired leases and
+// timeouts, start pending runs, claim what is dispatchable, hand each task to an
+// executor, and sleep on the Waker when there is nothing to do.
 func schedulerLoop(ctx context.Context, s orkstate.Store, name string, waker orkstate.Waker, log *demoLog, executors *sync.WaitGroup) error {
 	for ctx.Err() == nil {
+		expired, err := s.ExpireTaskLeases(ctx, 100)
+		if err != nil {
+			return err
+		}
+		timedOut, err := s.FailTimedOutTasks(ctx, 100)
+		if err != nil {
+			return err
+		}
+		if n := len(expired) + len(timedOut); n > 0 {
+			log.printf(name, "swept %d expired leases and %d timeouts", len(expired), len(timedOut))
+		}
 		started, err := s.StartPendingRuns(ctx, 10)
 		if err != nil {
 			return err
