@@ -166,6 +166,64 @@ func TestClaimerBackendTerminated(t *testing.T) {
 	}
 }
 
+// One lease row names a claim's tasks; the sweep keeps it while any of them is still
+// dispatched under the ended lease (here: left over by the limit, or finished, or
+// claimed again under a new lease), and deletes it once it has dealt with them all.
+func TestLeaseRowOutlivesAPartialSweep(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testdb.Store(t)
+	b := &testBundle{ctx: ctx, s: s}
+	startRun(t, s, []orkstate.TaskSpec{{Name: "a"}, {Name: "b"}, {Name: "c"}, {Name: "d"}, {Name: "e"}})
+	claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "gone", Limit: 10, Lease: time.Hour})
+	if err != nil || len(claimed) != 5 {
+		t.Fatalf("claim: %d %v", len(claimed), err)
+	}
+	if n := b.count(t, `select count(*) from {ork}.task_leases`); n != 1 {
+		t.Fatalf("%d lease rows for one claim, want 1", n)
+	}
+	// a finished before its lease ended: the sweep must leave it alone.
+	if _, err := s.UpdateTaskStatus(ctx, orkstate.TaskUpdate{TaskID: claimed[0].ID, Status: orkstate.TaskSuccess, Attempt: claimed[0].Attempt}); err != nil {
+		t.Fatal(err)
+	}
+	b.exec(t, `update {ork}.task_leases set expires_at = now() - interval '1 minute'`)
+	b.exec(t, `update {ork}.tasks set lease_expires_at = now() - interval '1 minute' where status = 'dispatched'`)
+
+	first, err := s.ExpireTaskLeases(ctx, 2)
+	if err != nil || len(first) != 2 {
+		t.Fatalf("first sweep: %+v %v", first, err)
+	}
+	if n := b.count(t, `select count(*) from {ork}.task_leases`); n != 1 {
+		t.Fatalf("the lease row went with two of its tasks still expired (%d rows)", n)
+	}
+	// One expired task is claimed again: its new lease row is not due, the old one still is.
+	again, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "next", Limit: 1, Lease: time.Hour})
+	if err != nil || len(again) != 1 || again[0].Attempt != 2 {
+		t.Fatalf("claim again: %+v %v", again, err)
+	}
+	rest, err := s.ExpireTaskLeases(ctx, 10)
+	if err != nil || len(rest) != 2 {
+		t.Fatalf("second sweep: %+v %v", rest, err)
+	}
+	for _, o := range append(first, rest...) {
+		if o.Outcome != orkstate.OutcomeApplied || o.Status != orkstate.TaskPending || o.TaskID == claimed[0].ID {
+			t.Fatalf("sweep outcome %+v", o)
+		}
+	}
+	if n := b.count(t, `select count(*) from {ork}.task_leases where expires_at <= now()`); n != 0 {
+		t.Fatalf("%d due lease rows left after every task was dealt with", n)
+	}
+	if n := b.count(t, `select count(*) from {ork}.task_leases`); n != 1 {
+		t.Fatalf("%d lease rows, want the re-claim's", n)
+	}
+	if none, err := s.ExpireTaskLeases(ctx, 10); err != nil || len(none) != 0 {
+		t.Fatalf("third sweep: %+v %v", none, err)
+	}
+	if bad := queueMismatches(t, s); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+}
+
 // A claimer that lost its lease cannot overwrite the new claimer's state.
 func TestExpiredLeaseFencesOldClaimer(t *testing.T) {
 	t.Parallel()
