@@ -3,6 +3,8 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -196,6 +198,98 @@ func (s *suite) testConcurrency(t *testing.T) {
 			equal(t, fmt.Sprintf("job %d claimed", id), n, 1)
 			isTrue(t, "known job", want[id])
 		}
+	})
+
+	s.test(t, "ConcurrentOverlappingReports", func(t *testing.T, b *bundle) {
+		requireCapability(t, "ConcurrentClaimers", b.caps.ConcurrentClaimers)
+		// Several reporters send the same 300 tasks at once, each in its own shuffled
+		// order (a scheduler retrying a report, a lease sweep racing a late report):
+		// no deadlock, each transition applied exactly once, the rest ignored.
+		const n, reporters = 300, 6
+		r, _ := b.legacyRun(n)
+		cs, err := b.store.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: claimer, Limit: n})
+		noErr(t, "ClaimTasks", err)
+		equal(t, "claimed", len(cs), n)
+		ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
+		defer cancel()
+		for _, st := range []orkstate.TaskStatus{orkstate.TaskRunning, orkstate.TaskSuccess} {
+			applied := make([]int, reporters)
+			errs := make([]error, reporters)
+			parallel(reporters, func(i int) {
+				rng := rand.New(rand.NewPCG(uint64(i), 7))
+				us := make([]orkstate.TaskUpdate, n)
+				for k, c := range cs {
+					us[k] = upd(c.ID, st, c.Attempt)
+				}
+				rng.Shuffle(n, func(a, b int) { us[a], us[b] = us[b], us[a] })
+				out, err := b.store.SetTaskStates(ctx, us)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				for _, o := range out {
+					switch o.Outcome {
+					case orkstate.OutcomeApplied:
+						applied[i]++
+					case orkstate.OutcomeIgnored:
+					default:
+						errs[i] = fmt.Errorf("task %d: outcome %s", o.TaskID, o.Outcome)
+						return
+					}
+				}
+			})
+			total := 0
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("%s: reporter %d: %v", st, i, err)
+				}
+				total += applied[i]
+			}
+			equal(t, string(st)+" transitions applied", total, n)
+		}
+		equal(t, "run", b.runStatus(r.ID), orkstate.RunSuccess)
+	})
+
+	s.test(t, "ConcurrentDecrementsOfSharedDependents", func(t *testing.T, b *bundle) {
+		requireCapability(t, "ConcurrentClaimers", b.caps.ConcurrentClaimers)
+		// Every sink depends on every root, and each root's success is reported by its
+		// own reporter at once: all of them decrement the same 60 sinks. No deadlock,
+		// and the sinks become dispatchable exactly when the last root succeeds.
+		const roots, sinks = 12, 60
+		var specs []orkstate.NewTask
+		var rootNames []string
+		for i := 0; i < roots; i++ {
+			name := fmt.Sprintf("root%02d", i)
+			rootNames = append(rootNames, name)
+			specs = append(specs, nt(name))
+		}
+		for i := 0; i < sinks; i++ {
+			specs = append(specs, nt(fmt.Sprintf("sink%02d", i), rootNames...))
+		}
+		r, ts := b.dagRun(specs...)
+		cs, err := b.store.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: claimer, Limit: 100})
+		noErr(t, "ClaimTasks", err)
+		equal(t, "claimed roots", len(cs), roots)
+		ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
+		defer cancel()
+		errs := make([]error, roots)
+		parallel(roots, func(i int) {
+			_, errs[i] = b.store.SetTaskStates(ctx, []orkstate.TaskUpdate{upd(cs[i].ID, orkstate.TaskSuccess, cs[i].Attempt)})
+		})
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("reporter %d: %v", i, err)
+			}
+		}
+		want := make([]int64, 0, sinks)
+		for i := 0; i < sinks; i++ {
+			id := ts.id(fmt.Sprintf("sink%02d", i))
+			equal(t, "sink unmet", b.getTask(id).UnmetDeps, 0)
+			want = append(want, id)
+		}
+		slices.Sort(want)
+		deepEqual(t, "dispatchable", b.dispatchable(), want)
+		equal(t, "run", b.runStatus(r.ID), orkstate.RunRunning)
 	})
 
 	s.test(t, "ConcurrentReportsCompleteRunOnce", func(t *testing.T, b *bundle) {
