@@ -212,7 +212,7 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 	if err != nil {
 		return nil, wrap(err, "pgstore: claim tasks")
 	}
-	claimed := make([]orkstate.ClaimedTask, 0, p.Limit)
+	claimed := make([]orkstate.ClaimedTask, 0, min(p.Limit, 256))
 	var c orkstate.ClaimedTask
 	var lease, dispatched time.Time
 	var upstream []byte
