@@ -205,11 +205,13 @@ begin
         delete from task_deadlines d
         where d.task_id = any(array(select u.id from updated u where u.timeout_seconds > 0 and u.timeout_at is null))
     )
-    select array_agg(u.ord order by u.ord),
-           array_agg(u.k order by u.ord),
-           array_agg(u.id order by u.ord),
-           array_agg(u.outcome order by u.ord),
-           array_agg(u.status order by u.ord),
+    -- The arrays are in update order, all alike; only the result is sorted (by ord),
+    -- once, at the end: an ORDER BY in each array_agg cost 1 ms per 1,000.
+    select array_agg(u.ord),
+           array_agg(u.k),
+           array_agg(u.id),
+           array_agg(u.outcome),
+           array_agg(u.status),
            array_agg(u.id) filter (where u.status = 'failed'),
            array_agg(u.id) filter (where u.status = 'cancelled'),
            array_agg(u.id) filter (where u.status in ('success', 'failed', 'cancelled', 'pending')),
@@ -267,7 +269,8 @@ begin
     end if;
 
     if coalesce(cardinality(v_ords), 0) = cardinality(p_ords) then
-        return query select * from unnest(v_ords, v_ids, v_outcomes, v_statuses);
+        return query select * from unnest(v_ords, v_ids, v_outcomes, v_statuses) as r(ord, task_id, outcome, status)
+                     order by r.ord;
         return;
     end if;
     -- Some rows were refused: classify them from the task's row as it is now (this
