@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/orkstate/orkstate"
 	"github.com/orkstate/orkstate/internal/testdb"
@@ -218,6 +221,109 @@ func TestLeaseRowOutlivesAPartialSweep(t *testing.T) {
 	}
 	if none, err := s.ExpireTaskLeases(ctx, 10); err != nil || len(none) != 0 {
 		t.Fatalf("third sweep: %+v %v", none, err)
+	}
+	if bad := queueMismatches(t, s); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+}
+
+// Claimers with leases shorter than their work, a sweeper expiring them meanwhile, and
+// late reports: every task ends successful with exactly one applied success, late
+// reports are refused as stale, and the queue, lease and deadline tables agree with
+// the tasks at the end.
+func TestLeaseChurn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testdb.Store(t)
+	specs := make([]orkstate.TaskSpec, 400)
+	for i := range specs {
+		specs[i] = orkstate.TaskSpec{Name: fmt.Sprintf("t%03d", i), TimeoutSeconds: 60}
+	}
+	run, _ := startRun(t, s, specs)
+
+	var mu sync.Mutex
+	history := map[int64][]string{}
+	applied := map[int64]int{}
+	stale := 0
+	done := make(chan struct{})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { // the sweeper
+		for {
+			select {
+			case <-done:
+				return nil
+			case <-time.After(2 * time.Millisecond):
+			}
+			if _, err := s.ExpireTaskLeases(gctx, 50); err != nil {
+				return fmt.Errorf("sweep: %w", err)
+			}
+		}
+	})
+	var claimers sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		claimers.Add(1)
+		g.Go(func() error {
+			defer claimers.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 1))
+			for idle := 0; idle < 50; {
+				got, err := s.ClaimTasks(gctx, orkstate.ClaimParams{Claimer: fmt.Sprint("c", i), Limit: 20, Lease: 5 * time.Millisecond})
+				if err != nil {
+					return fmt.Errorf("claim: %w", err)
+				}
+				if len(got) == 0 {
+					idle++
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				idle = 0
+				mu.Lock()
+				for _, c := range got {
+					history[c.ID] = append(history[c.ID], fmt.Sprintf("%v c%d claimed attempt %d", time.Now().Format("05.000000"), i, c.Attempt))
+				}
+				mu.Unlock()
+				time.Sleep(time.Duration(rng.IntN(8)) * time.Millisecond) // sometimes past the lease
+				ups := make([]orkstate.TaskUpdate, len(got))
+				for k, c := range got {
+					ups[k] = orkstate.TaskUpdate{TaskID: c.ID, Status: orkstate.TaskSuccess, Attempt: c.Attempt}
+				}
+				out, err := s.SetTaskStates(gctx, ups)
+				if err != nil {
+					return fmt.Errorf("report: %w", err)
+				}
+				mu.Lock()
+				for _, o := range out {
+					switch o.Outcome {
+					case orkstate.OutcomeApplied:
+						applied[o.TaskID]++
+						history[o.TaskID] = append(history[o.TaskID], fmt.Sprintf("%v c%d applied", time.Now().Format("05.000000"), i))
+					case orkstate.OutcomeStale:
+						stale++
+					default:
+						mu.Unlock()
+						return fmt.Errorf("task %d: outcome %s", o.TaskID, o.Outcome)
+					}
+				}
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	claimers.Wait()
+	close(done)
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if len(applied) != len(specs) {
+		t.Fatalf("%d tasks got an applied success, want %d", len(applied), len(specs))
+	}
+	for id, n := range applied {
+		if n != 1 {
+			t.Fatalf("task %d: %d applied successes: %v", id, n, history[id])
+		}
+	}
+	t.Logf("%d late reports refused as stale", stale)
+	if r, err := s.GetRun(ctx, run.ID); err != nil || r.Status != orkstate.RunSuccess {
+		t.Fatalf("run = %+v, %v; want success", r, err)
 	}
 	if bad := queueMismatches(t, s); len(bad) > 0 {
 		t.Fatal(bad)

@@ -133,15 +133,22 @@ declare
     v_fin_runs bigint[];
     v_fin_statuses text[];
     v_requeued boolean;
-    v_ready boolean := false;
+    v_became_ready boolean := false;
     v_dep_runs bigint[];
+    v_ready bigint[];
+    v_ready_types text[];
+    v_ready_at timestamptz[];
+    v_unready bigint[];
+    v_timed bigint[];
+    v_timed_at timestamptz[];
+    v_untimed bigint[];
 begin
     -- One statement decides and applies: the guard in the WHERE clause is the §3
     -- transition table plus attempt fencing, evaluated on the current row once the
     -- update holds it (READ COMMITTED re-checks a row a concurrent change waited for);
-    -- a row it refuses is left alone and classified afterwards. The same statement keeps
-    -- the queue (only ready tasks have a row) and the deadlines (only tasks with a
-    -- timeout) in step, and hands back the successes' dependents.
+    -- a row it refuses is left alone and classified afterwards. It hands back what the
+    -- queue (only ready tasks have a row), the deadlines (only tasks with a timeout) and
+    -- the successes' dependents need.
     --
     -- Lock order without a separate locking pass (which cost 1 ms and 60 kB of WAL per
     -- 1,000 tasks): the input is sorted by id and this function allows only nested loops
@@ -185,25 +192,6 @@ begin
         returning i.k, i.ord, t.id, t.run_id, t.status, t.unmet_deps, t.executor_type, t.retry_at,
                   t.timeout_seconds, t.timeout_at, t.downstream,
                   case when i.status = 'failed' and t.status = 'pending' then 'retrying' else 'applied' end as outcome
-    ), queued as (
-        insert into task_queue as q (task_id, executor_type, ready_at)
-        select u.id, u.executor_type, u.retry_at
-        from updated u
-        where u.status = 'pending' and u.unmet_deps = 0
-        on conflict (task_id) do update set executor_type = excluded.executor_type, ready_at = excluded.ready_at
-    ), dequeued as (
-        -- A probe per task: only a task reported straight from pending has a row.
-        delete from task_queue q
-        where q.task_id = any(array(select u.id from updated u where not (u.status = 'pending' and u.unmet_deps = 0)))
-    ), timed as (
-        insert into task_deadlines as d (task_id, timeout_at)
-        select u.id, u.timeout_at
-        from updated u
-        where u.timeout_seconds > 0 and u.timeout_at is not null
-        on conflict (task_id) do update set timeout_at = excluded.timeout_at
-    ), untimed as (
-        delete from task_deadlines d
-        where d.task_id = any(array(select u.id from updated u where u.timeout_seconds > 0 and u.timeout_at is null))
     )
     -- The arrays are in update order, all alike; only the result is sorted (by ord),
     -- once, at the end: an ORDER BY in each array_agg cost 1 ms per 1,000.
@@ -218,10 +206,42 @@ begin
            array_agg(u.run_id) filter (where u.status in ('success', 'failed', 'cancelled')),
            array_agg(u.status) filter (where u.status in ('success', 'failed', 'cancelled')),
            coalesce(bool_or(u.status = 'pending'), false),
-           (select array_agg(dn.id) from updated s cross join unnest(s.downstream) as dn(id) where s.status = 'success')
+           (select array_agg(dn.id) from updated s cross join unnest(s.downstream) as dn(id) where s.status = 'success'),
+           array_agg(u.id) filter (where u.status = 'pending' and u.unmet_deps = 0),
+           array_agg(u.executor_type) filter (where u.status = 'pending' and u.unmet_deps = 0),
+           array_agg(u.retry_at) filter (where u.status = 'pending' and u.unmet_deps = 0),
+           array_agg(u.id) filter (where not (u.status = 'pending' and u.unmet_deps = 0)),
+           array_agg(u.id) filter (where u.timeout_seconds > 0 and u.timeout_at is not null),
+           array_agg(u.timeout_at) filter (where u.timeout_seconds > 0 and u.timeout_at is not null),
+           array_agg(u.id) filter (where u.timeout_seconds > 0 and u.timeout_at is null)
     into v_ords, v_pos, v_ids, v_outcomes, v_statuses, v_failed, v_cancelled, v_ended,
-         v_fin_runs, v_fin_statuses, v_requeued, v_down
+         v_fin_runs, v_fin_statuses, v_requeued, v_down,
+         v_ready, v_ready_types, v_ready_at, v_unready, v_timed, v_timed_at, v_untimed
     from updated u;
+
+    -- The queue and the deadlines follow in statements of their own. Each takes its
+    -- snapshot after the update above has waited for every transaction that held one
+    -- of these tasks, so it sees the rows those wrote. (Inside the update's statement,
+    -- a lease sweep's queue row for a task the update then finished was invisible to
+    -- the delete: the row outlived the task's success and the task was claimed again.
+    -- TestLeaseChurn found it.)
+    if v_unready is not null then
+        -- a probe per task: only a task reported straight from pending has a row
+        delete from task_queue q where q.task_id = any(v_unready);
+    end if;
+    if v_ready is not null then
+        insert into task_queue as q (task_id, executor_type, ready_at)
+        select * from unnest(v_ready, v_ready_types, v_ready_at)
+        on conflict (task_id) do update set executor_type = excluded.executor_type, ready_at = excluded.ready_at;
+    end if;
+    if v_timed is not null then
+        insert into task_deadlines as d (task_id, timeout_at)
+        select * from unnest(v_timed, v_timed_at)
+        on conflict (task_id) do update set timeout_at = excluded.timeout_at;
+    end if;
+    if v_untimed is not null then
+        delete from task_deadlines d where d.task_id = any(v_untimed);
+    end if;
 
     -- Push readiness: each success decrements its dependents' unmet counters, and the
     -- dependents that reach zero join the queue in the same statement (they had unmet
@@ -243,7 +263,7 @@ begin
             where upd.unmet_deps = 0 and upd.status = 'pending'
             returning 1
         )
-        select exists (select 1 from queued) into v_ready;
+        select exists (select 1 from queued) into v_became_ready;
     end if;
 
     -- A final failure or a cancellation finishes every transitive dependent.
@@ -264,7 +284,7 @@ begin
 
     perform _end_deferred_jobs(v_ended);
     perform _count_finished(v_fin_runs, v_fin_statuses);
-    if v_ready or v_requeued then
+    if v_became_ready or v_requeued then
         perform _notify('tasks_ready');
     end if;
 
