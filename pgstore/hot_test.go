@@ -330,6 +330,133 @@ func TestLeaseChurn(t *testing.T) {
 	}
 }
 
+// Everything at once over chains of tasks: claimers with short leases, reports that
+// succeed or fail (with retries), a lease sweeper, and runs paused, resumed and
+// cancelled under them. Afterwards no task has two applied successes, the run
+// counters match the tasks, and the queue, lease and deadline tables match the rule.
+func TestMixedChurn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testdb.Store(t)
+	b := &testBundle{ctx: ctx, s: s}
+	var runs []int64
+	for r := 0; r < 8; r++ {
+		var specs []orkstate.TaskSpec
+		for c := 0; c < 5; c++ {
+			for l := 0; l < 6; l++ {
+				sp := orkstate.TaskSpec{Name: fmt.Sprintf("c%d_%d", c, l), MaxRetries: 1, TimeoutSeconds: 60}
+				if l > 0 {
+					sp.DependsOn = []string{fmt.Sprintf("c%d_%d", c, l-1)}
+				}
+				specs = append(specs, sp)
+			}
+		}
+		run, _ := startRun(t, s, specs)
+		runs = append(runs, run.ID)
+	}
+
+	var mu sync.Mutex
+	successes := map[int64]int{}
+	stop := make(chan struct{})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { // sweeper
+		for {
+			select {
+			case <-stop:
+				return nil
+			case <-time.After(3 * time.Millisecond):
+			}
+			if _, err := s.ExpireTaskLeases(gctx, 50); err != nil {
+				return fmt.Errorf("sweep: %w", err)
+			}
+		}
+	})
+	g.Go(func() error { // an operator pausing, resuming and cancelling runs
+		rng := rand.New(rand.NewPCG(99, 1))
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return nil
+			case <-time.After(4 * time.Millisecond):
+			}
+			id := runs[rng.IntN(len(runs))]
+			var err error
+			switch {
+			case k == 20 || k == 40:
+				err = s.CancelRun(gctx, id)
+			case k%2 == 0:
+				err = s.PauseRun(gctx, id)
+			default:
+				err = s.ResumeRun(gctx, id)
+			}
+			// Pausing a paused run or resuming a running one is refused: that is fine here.
+			if err != nil && !errors.Is(err, orkstate.ErrInvalidTransition) {
+				return fmt.Errorf("operator: %w", err)
+			}
+		}
+	})
+	var workers sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		workers.Add(1)
+		g.Go(func() error {
+			defer workers.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 2))
+			for idle := 0; idle < 100; {
+				got, err := s.ClaimTasks(gctx, orkstate.ClaimParams{Claimer: fmt.Sprint("w", i), Limit: 10, Lease: 5 * time.Millisecond})
+				if err != nil {
+					return fmt.Errorf("claim: %w", err)
+				}
+				if len(got) == 0 {
+					idle++
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				idle = 0
+				time.Sleep(time.Duration(rng.IntN(7)) * time.Millisecond)
+				ups := make([]orkstate.TaskUpdate, len(got))
+				for k, c := range got {
+					st := orkstate.TaskSuccess
+					if rng.IntN(5) == 0 {
+						st = orkstate.TaskFailed
+					}
+					ups[k] = orkstate.TaskUpdate{TaskID: c.ID, Status: st, Attempt: c.Attempt}
+				}
+				out, err := s.SetTaskStates(gctx, ups)
+				if err != nil {
+					return fmt.Errorf("report: %w", err)
+				}
+				mu.Lock()
+				for k, o := range out {
+					if o.Outcome == orkstate.OutcomeApplied && ups[k].Status == orkstate.TaskSuccess {
+						successes[o.TaskID]++
+					}
+				}
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	workers.Wait()
+	close(stop)
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for id, n := range successes {
+		if n > 1 {
+			t.Fatalf("task %d: %d applied successes", id, n)
+		}
+	}
+	if bad := queueMismatches(t, s); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+	if n := b.count(t, `select count(*) from {ork}.runs r where r.tasks_finished <> (select count(*) from {ork}.tasks t
+		where t.run_id = r.id and t.status in ('success', 'failed', 'cancelled'))
+		or (r.status in ('success', 'failed', 'cancelled')) <> (r.tasks_finished = r.tasks_total)`); n != 0 {
+		t.Fatalf("%d runs whose counters or status disagree with their tasks", n)
+	}
+	t.Logf("%d tasks succeeded", len(successes))
+}
+
 // A claimer that lost its lease cannot overwrite the new claimer's state.
 func TestExpiredLeaseFencesOldClaimer(t *testing.T) {
 	t.Parallel()
