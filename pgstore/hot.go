@@ -304,20 +304,28 @@ func (s *Store) StartPendingRuns(ctx context.Context, limit int) ([]orkstate.Sta
 
 // CancelRun cancels a run with its unfinished tasks and their deferred jobs.
 func (s *Store) CancelRun(ctx context.Context, id int64) error {
-	_, err := s.db.Exec(ctx, s.sql(`select {api}.cancel_run($1)`), id)
-	return wrap(err, "pgstore: cancel run %d", id)
+	return wrap(s.runOp(ctx, "cancel_run", id), "pgstore: cancel run %d", id)
 }
 
 // PauseRun stops dispatch of a run's tasks.
 func (s *Store) PauseRun(ctx context.Context, id int64) error {
-	_, err := s.db.Exec(ctx, s.sql(`select {api}.pause_run($1)`), id)
-	return wrap(err, "pgstore: pause run %d", id)
+	return wrap(s.runOp(ctx, "pause_run", id), "pgstore: pause run %d", id)
 }
 
 // ResumeRun undoes PauseRun.
 func (s *Store) ResumeRun(ctx context.Context, id int64) error {
-	_, err := s.db.Exec(ctx, s.sql(`select {api}.resume_run($1)`), id)
-	return wrap(err, "pgstore: resume run %d", id)
+	return wrap(s.runOp(ctx, "resume_run", id), "pgstore: resume run %d", id)
+}
+
+// runOp calls a run-wide function (a constant name). It locks the run's tasks and
+// then the run, the order reporters use; a reporter can still hold a task it merely
+// re-checked (READ COMMITTED keeps that lock) while waiting for one the operation
+// holds, so a deadlock is rare but possible, and retried like a report's.
+func (s *Store) runOp(ctx context.Context, fn string, id int64) error {
+	return s.retryDeadlock(ctx, func() error {
+		_, err := s.db.Exec(ctx, s.sql(`select {api}.`+fn+`($1)`), id)
+		return err
+	})
 }
 
 // FireDueSchedules fires every due schedule once (fire_schedules' compare-and-set).

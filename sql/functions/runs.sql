@@ -17,6 +17,23 @@ begin
 end
 $$;
 
+-- _lock_run_tasks locks, in id order, the tasks of run p_run_id in the given statuses.
+-- The run-wide operations call it before _lock_run: reporters hold their tasks and then
+-- lock the runs they finish (_count_finished), so taking a run before its tasks
+-- deadlocked a pause, cancel or finish against a concurrent report (TestMixedChurn).
+create function {{.schema}}_api._lock_run_tasks(p_run_id bigint, p_statuses text[])
+returns void
+language sql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+set plan_cache_mode = force_generic_plan
+as $$
+    select from tasks t
+    where t.run_id = p_run_id and t.status = any(p_statuses)
+    order by t.id
+    for no key update
+$$;
+
 -- _end_run ends a locked run with p_status: its unfinished tasks (pending, paused,
 -- dispatched, running) are cancelled with p_task_error, with their deferred jobs,
 -- and the counts follow. A non-empty p_run_error replaces the run's error. The run's
@@ -66,8 +83,11 @@ set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
 declare
-    v_status text := _lock_run(p_run_id);
+    v_status text;
 begin
+    -- tasks first, then the run: the order reporters take them in
+    perform _lock_run_tasks(p_run_id, array['pending', 'paused', 'dispatched', 'running']);
+    v_status := _lock_run(p_run_id);
     if v_status in ('success', 'failed', 'cancelled') then
         raise exception using errcode = 'OK409', message = format('run %s is %s and cannot be cancelled', p_run_id, v_status);
     end if;
@@ -106,8 +126,11 @@ set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
 declare
-    v_status text := _lock_run(p_run_id);
+    v_status text;
 begin
+    -- tasks first, then the run: the order reporters take them in
+    perform _lock_run_tasks(p_run_id, array['pending']);
+    v_status := _lock_run(p_run_id);
     if v_status <> 'running' then
         raise exception using errcode = 'OK409', message = format('run %s is %s and cannot be paused', p_run_id, v_status);
     end if;
@@ -125,8 +148,11 @@ set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
 declare
-    v_status text := _lock_run(p_run_id);
+    v_status text;
 begin
+    -- tasks first, then the run: the order reporters take them in
+    perform _lock_run_tasks(p_run_id, array['paused']);
+    v_status := _lock_run(p_run_id);
     if v_status <> 'paused' then
         raise exception using errcode = 'OK409', message = format('run %s is %s, not paused', p_run_id, v_status);
     end if;
@@ -146,8 +172,11 @@ set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
 declare
-    v_status text := _lock_run(p_run_id);
+    v_status text;
 begin
+    -- tasks first, then the run: the order reporters take them in
+    perform _lock_run_tasks(p_run_id, array['pending', 'paused', 'dispatched', 'running']);
+    v_status := _lock_run(p_run_id);
     if p_status is null or p_status not in ('success', 'failed') then
         raise exception using errcode = 'OK422', column = 'status',
             message = format('finish_run takes success or failed, not %s', coalesce(quote_literal(p_status), 'NULL'));
