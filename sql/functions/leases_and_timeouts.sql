@@ -1,29 +1,51 @@
 -- expire_task_leases returns up to p_limit dispatched tasks whose lease ran out to
 -- pending (the attempt is not counted as a failure; the next claim increments it, so
 -- the old claimer's late report is stale). Returns one row per task, like set_task_states.
+--
+-- It works through the due lease rows, oldest first, at most 200 per call (about
+-- 200,000 task probes at worst), skipping rows another sweeper holds; the rows it
+-- finishes with are deleted. Most due rows only name finished tasks (nothing is written
+-- when a claimed task finishes), so a deployment that claims more than 200 batches
+-- between two sweeps should sweep more often.
 create function {{.schema}}_api.expire_task_leases(p_limit integer)
 returns table (ord integer, task_id bigint, outcome text, status text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
 set plan_cache_mode = force_generic_plan
+-- Each range must be a key range scan of tasks: a generic plan otherwise scanned all of
+-- tasks once per lease row (355 ms for 50 rows at 50,000 tasks; 25 ms with these).
+set enable_seqscan = off
+set enable_hashjoin = off
+set enable_mergejoin = off
+set enable_bitmapscan = off
 as $$
 #variable_conflict use_column
 declare
+    v_rows bigint[];
     v_ids bigint[];
     v_attempts integer[];
     n integer;
 begin
     perform _check_limit(p_limit);
-    -- Locked here and fenced by attempt below: a report racing the expiry wins or loses whole.
-    -- The lease rows that are due name the candidates; the task's own row decides.
+    v_rows := array(
+        select l.id from task_leases l
+        where l.expires_at <= now()
+        order by l.expires_at
+        limit 200
+        for update skip locked);
+    if cardinality(v_rows) = 0 then
+        return;
+    end if;
+    -- The rows name the candidates; the task's own row decides. Locked here and fenced
+    -- by attempt below: a report racing the expiry wins or loses whole.
     select array_agg(x.id order by x.id), array_agg(x.attempts order by x.id) into v_ids, v_attempts
     from (
         select t.id, t.attempts
         from task_leases l
         cross join unnest(l.task_ids) as r(ids)
         join tasks t on t.id >= lower(r.ids) and t.id < upper(r.ids)
-        where l.expires_at <= now()
+        where l.id = any(v_rows)
           and t.status = 'dispatched' and t.lease_expires_at <= now()
         order by t.lease_expires_at, t.id
         limit p_limit
@@ -34,10 +56,10 @@ begin
         return query select * from _change_tasks(
             v_ids, array_fill('pending'::text, array[n]), array_fill('lease expired'::text, array[n]), v_attempts);
     end if;
-    -- A due lease row is done once none of its tasks is still dispatched under an ended
+    -- A lease row is done once none of its tasks is still dispatched under an ended
     -- lease (one left over by p_limit, or locked by a reporter, keeps the row).
     delete from task_leases l
-    where l.expires_at <= now()
+    where l.id = any(v_rows)
       and not exists (
           select 1
           from unnest(l.task_ids) as r(ids)
@@ -55,6 +77,11 @@ language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
 set plan_cache_mode = force_generic_plan
+-- the due deadlines drive key probes of tasks, never a scan of all of tasks
+set enable_seqscan = off
+set enable_hashjoin = off
+set enable_mergejoin = off
+set enable_bitmapscan = off
 as $$
 #variable_conflict use_column
 declare
