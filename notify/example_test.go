@@ -61,8 +61,9 @@ func schedule(ctx context.Context, s orkstate.Store, w orkstate.Waker) error {
 	var swept time.Time
 	for {
 		// The sweeps: tasks whose claimer died (lease ended) go back to pending, tasks
-		// past their timeout fail under the retry rule. Any scheduler may run them.
-		if time.Since(swept) >= 10*time.Second {
+		// past their timeout fail under the retry rule. Any scheduler may run them; a
+		// sweep with nothing due is one index probe, so every second is cheap.
+		if time.Since(swept) >= time.Second {
 			if _, err := s.ExpireTaskLeases(ctx, batch); err != nil {
 				return err
 			}
