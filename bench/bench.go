@@ -364,3 +364,11 @@ func percentiles(ds []time.Duration) (p50, p99 float64) {
 	}
 	return at(0.50), at(0.99)
 }
+
+// try runs one measurement; an error becomes the result of that scenario, variant and
+// system, and the other measurements still run.
+func (r *runner) try(scenario, variant, system string, measure func() error) {
+	if err := measure(); err != nil {
+		r.add(Result{Scenario: scenario, Variant: variant, System: system, Error: err.Error()})
+	}
+}

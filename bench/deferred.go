@@ -56,7 +56,7 @@ func deferredDone(ctx context.Context, r *runner, schema string, start time.Time
 func runDeferred(ctx context.Context, r *runner) error {
 	sz := r.sizes
 	const sc = "deferred"
-	err := func() error {
+	r.try(sc, "completed on first poll", SystemOrkstate, func() error {
 		s, drop, err := r.install(ctx)
 		if err != nil {
 			return err
@@ -116,13 +116,10 @@ func runDeferred(ctx context.Context, r *runner) error {
 		}
 		r.add(res)
 		return nil
-	}()
-	if err != nil {
-		r.add(Result{Scenario: sc, Variant: "completed on first poll", System: SystemOrkstate, Error: err.Error()})
-	}
+	})
 
 	// The triggerer: one River job per deferred job, polled by a River client.
-	err = func() error {
+	r.try(sc, "completed on first poll", SystemRiver, func() error {
 		s, drop, err := r.install(ctx)
 		if err != nil {
 			return err
@@ -195,9 +192,6 @@ func runDeferred(ctx context.Context, r *runner) error {
 		}
 		r.add(res)
 		return nil
-	}()
-	if err != nil {
-		r.add(Result{Scenario: sc, Variant: "completed on first poll", System: SystemRiver, Error: err.Error()})
-	}
+	})
 	return nil
 }

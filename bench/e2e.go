@@ -195,7 +195,7 @@ func pgWaiters(l *notify.Listener, poll time.Duration) waiterFactory {
 func runE2E(ctx context.Context, r *runner) error {
 	sz := r.sizes
 	for _, shape := range []dagShape{chainsShape(), fanShape()} {
-		err := func() error {
+		r.try("e2e", shape.name, SystemOrkstate, func() error {
 			s, drop, err := r.install(ctx)
 			if err != nil {
 				return err
@@ -215,12 +215,9 @@ func runE2E(ctx context.Context, r *runner) error {
 			}
 			r.add(e2eResult(SystemOrkstate, shape.name, o, sz.Schedulers))
 			return nil
-		}()
-		if err != nil {
-			r.add(Result{Scenario: "e2e", Variant: shape.name, System: SystemOrkstate, Error: err.Error()})
-		}
+		})
 
-		err = func() error {
+		r.try("e2e", shape.name, SystemOrkV1, func() error {
 			v, drop, err := r.newOrkV1(ctx)
 			if err != nil {
 				return err
@@ -234,10 +231,7 @@ func runE2E(ctx context.Context, r *runner) error {
 			res.Note += fmt.Sprintf("; %d runs (fewer: it is slow)", sz.E2EV1Runs)
 			r.add(res)
 			return nil
-		}()
-		if err != nil {
-			r.add(Result{Scenario: "e2e", Variant: shape.name, System: SystemOrkV1, Error: err.Error()})
-		}
+		})
 	}
 	r.add(runRiverNoop(ctx, r, "e2e", sz.E2ERuns*100))
 	return nil

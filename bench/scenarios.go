@@ -39,17 +39,12 @@ func runBatchStatus(ctx context.Context, r *runner) error {
 		}
 
 		// orkstate: set_task_states
-		err := func() error {
-			s, drop, err := r.install(ctx)
+		r.try(sc, variant, SystemOrkstate, func() error {
+			s, first, drop, err := r.installChains(ctx, runs, perRun, links)
 			if err != nil {
 				return err
 			}
 			defer drop()
-			f := fixture{pool: r.pool, schema: s.Schema()}
-			first, err := f.chains(ctx, runs, perRun, links, "pending", 0)
-			if err != nil {
-				return err
-			}
 			var notApplied atomic.Int64
 			lat, secs, err := reportLevels(ctx, k, links, w, first, func(ctx context.Context, ids []int64) error {
 				ups := make([]orkstate.TaskUpdate, len(ids))
@@ -80,24 +75,16 @@ func runBatchStatus(ctx context.Context, r *runner) error {
 			}
 			r.add(res)
 			return nil
-		}()
-		if err != nil {
-			r.add(Result{Scenario: sc, Variant: variant, System: SystemOrkstate, Error: err.Error()})
-		}
+		})
 
 		// raw ceiling: the same rows, a bare bulk UPDATE per batch.
-		err = func() error {
-			s, drop, err := r.install(ctx)
+		r.try(sc, variant, SystemRaw, func() error {
+			s, first, drop, err := r.installChains(ctx, runs, perRun, links)
 			if err != nil {
 				return err
 			}
 			defer drop()
-			f := fixture{pool: r.pool, schema: s.Schema()}
-			first, err := f.chains(ctx, runs, perRun, links, "pending", 0)
-			if err != nil {
-				return err
-			}
-			q := f.sql(`update {ork}.tasks set status = 'success' where id = any($1)`)
+			q := fixture{schema: s.Schema()}.sql(`update {ork}.tasks set status = 'success' where id = any($1)`)
 			var done atomic.Int64
 			lat, secs, err := reportLevels(ctx, k, links, w, first, func(ctx context.Context, ids []int64) error {
 				tag, err := r.pool.Exec(ctx, q, ids)
@@ -112,13 +99,10 @@ func runBatchStatus(ctx context.Context, r *runner) error {
 				Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("UPDATE of %d", sz.BatchSize),
 				Losses: n - int(done.Load())})
 			return nil
-		}()
-		if err != nil {
-			r.add(Result{Scenario: sc, Variant: variant, System: SystemRaw, Error: err.Error()})
-		}
+		})
 
 		// ork-v1: one UPDATE per row in a transaction, then the follow-ups per row.
-		err = func() error {
+		r.try(sc, variant, SystemOrkV1, func() error {
 			v, drop, err := r.newOrkV1(ctx)
 			if err != nil {
 				return err
@@ -145,12 +129,24 @@ func runBatchStatus(ctx context.Context, r *runner) error {
 				Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("report of %d with follow-ups", sz.BatchSize),
 				Losses: lost, Note: fmt.Sprintf("%d tasks (fewer: it is slow)", vn)})
 			return nil
-		}()
-		if err != nil {
-			r.add(Result{Scenario: sc, Variant: variant, System: SystemOrkV1, Error: err.Error()})
-		}
+		})
 	}
 	return nil
+}
+
+// installChains installs a fresh schema holding a chains fixture of pending tasks and
+// returns the store, the first task id and the drop of the install.
+func (r *runner) installChains(ctx context.Context, runs, perRun, links int) (*pgstore.Store, int64, func(), error) {
+	s, drop, err := r.install(ctx)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	first, err := fixture{pool: r.pool, schema: s.Schema()}.chains(ctx, runs, perRun, links, "pending", 0)
+	if err != nil {
+		drop()
+		return nil, 0, nil, err
+	}
+	return s, first, drop, nil
 }
 
 // reportLevels runs k reporters over the levels of a chains fixture (level l is the w
@@ -250,7 +246,7 @@ func runClaims(ctx context.Context, r *runner) error {
 	n := sz.ClaimTasks
 	for _, k := range sz.Claimers {
 		variant := fmt.Sprintf("%d claimers", k)
-		err := func() error {
+		r.try(sc, variant, SystemOrkstate, func() error {
 			s, drop, err := r.install(ctx)
 			if err != nil {
 				return err
@@ -271,14 +267,11 @@ func runClaims(ctx context.Context, r *runner) error {
 				Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("claim_tasks call of %d", sz.ClaimBatch),
 				Duplicates: dups, Losses: lost})
 			return nil
-		}()
-		if err != nil {
-			r.add(Result{Scenario: sc, Variant: variant, System: SystemOrkstate, Error: err.Error()})
-		}
+		})
 	}
 
 	// raw ceiling: the same rows set to dispatched by a bare bulk UPDATE per batch.
-	err := func() error {
+	r.try(sc, "1 writer", SystemRaw, func() error {
 		s, drop, err := r.install(ctx)
 		if err != nil {
 			return err
@@ -308,16 +301,13 @@ func runClaims(ctx context.Context, r *runner) error {
 		r.add(Result{Scenario: sc, Variant: "1 writer", System: SystemRaw, Items: n, Unit: "tasks", Seconds: secs,
 			P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("UPDATE of %d", sz.ClaimBatch), Losses: n - done})
 		return nil
-	}()
-	if err != nil {
-		r.add(Result{Scenario: sc, Variant: "1 writer", System: SystemRaw, Error: err.Error()})
-	}
+	})
 
 	// ork-v1: its dispatch poll, by k schedulers at once.
 	vn := sz.ClaimV1Tasks
 	for _, k := range sz.Claimers {
 		variant := fmt.Sprintf("%d claimers", k)
-		err := func() error {
+		r.try(sc, variant, SystemOrkV1, func() error {
 			v, drop, err := r.newOrkV1(ctx)
 			if err != nil {
 				return err
@@ -363,10 +353,7 @@ func runClaims(ctx context.Context, r *runner) error {
 				P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("dispatch poll of %d", sz.ClaimBatch),
 				Duplicates: dups, Losses: lost, Note: fmt.Sprintf("%d tasks; no SKIP LOCKED", vn)})
 			return nil
-		}()
-		if err != nil {
-			r.add(Result{Scenario: sc, Variant: variant, System: SystemOrkV1, Error: err.Error()})
-		}
+		})
 	}
 	return nil
 }
@@ -378,7 +365,7 @@ func runClaimLatency(ctx context.Context, r *runner) error {
 	const sc = "claim_latency"
 	for _, blocked := range sz.Blocked {
 		variant := fmt.Sprintf("%s blocked", humanCount(blocked))
-		err := func() error {
+		r.try(sc, variant, SystemOrkstate, func() error {
 			s, drop, err := r.install(ctx)
 			if err != nil {
 				return err
@@ -400,12 +387,9 @@ func runClaimLatency(ctx context.Context, r *runner) error {
 				Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("claim_tasks call of %d", sz.ClaimBatch),
 				Duplicates: dups, Losses: lost})
 			return nil
-		}()
-		if err != nil {
-			r.add(Result{Scenario: sc, Variant: variant, System: SystemOrkstate, Error: err.Error()})
-		}
+		})
 
-		err = func() error {
+		r.try(sc, variant, SystemOrkV1, func() error {
 			v, drop, err := r.newOrkV1(ctx)
 			if err != nil {
 				return err
@@ -432,10 +416,7 @@ func runClaimLatency(ctx context.Context, r *runner) error {
 				Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("dispatch poll of %d", sz.ClaimBatch),
 				Note: fmt.Sprintf("%d polls", sz.V1Polls)})
 			return nil
-		}()
-		if err != nil {
-			r.add(Result{Scenario: sc, Variant: variant, System: SystemOrkV1, Error: err.Error()})
-		}
+		})
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 func runSQLiteE2E(ctx context.Context, r *runner) error {
 	sz := r.sizes
 	for _, shape := range []dagShape{chainsShape(), fanShape()} {
-		err := func() error {
+		r.try("e2e", shape.name, SystemSQLite, func() error {
 			dir, err := os.MkdirTemp("", "orkstate-bench-*")
 			if err != nil {
 				return err
@@ -40,10 +40,7 @@ func runSQLiteE2E(ctx context.Context, r *runner) error {
 			res.Note += "; file in a temp dir"
 			r.add(res)
 			return nil
-		}()
-		if err != nil {
-			r.add(Result{Scenario: "e2e", Variant: shape.name, System: SystemSQLite, Error: err.Error()})
-		}
+		})
 	}
 	return nil
 }
