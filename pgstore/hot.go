@@ -270,9 +270,8 @@ func (s *Store) sweep(ctx context.Context, fn string, limit int) ([]orkstate.Tas
 	return out, nil
 }
 
-// RetryTask is an operator's retry of a finished task (retry_task). It locks the run
-// before the dependents it re-blocks, the reverse of a reporter, so a deadlock with a
-// concurrent report is possible and retried (see runOp).
+// RetryTask is an operator's retry of a finished task (retry_task); a deadlock with a
+// concurrent report is retried as for the run-wide calls (see runOp).
 func (s *Store) RetryTask(ctx context.Context, id int64) error {
 	return wrap(s.runOp(ctx, "retry_task", id), "pgstore: retry task %d", id)
 }
@@ -318,10 +317,10 @@ func (s *Store) ResumeRun(ctx context.Context, id int64) error {
 	return wrap(s.runOp(ctx, "resume_run", id), "pgstore: resume run %d", id)
 }
 
-// runOp calls a run-wide function (a constant name) on one id. The run functions lock
-// the run's tasks and then the run, the order reporters use; a reporter can still hold
-// a task it merely re-checked (READ COMMITTED keeps that lock) while waiting for one
-// the operation holds, so a deadlock is rare but possible, and retried like a report's.
+// runOp calls a run-wide function (a constant name) on one id. Those lock the run's
+// tasks and then the run, the order reporters use; a reporter can still hold a task it
+// merely re-checked (READ COMMITTED keeps that lock) while waiting for one the
+// operation holds, so a deadlock is rare but possible, and retried like a report's.
 func (s *Store) runOp(ctx context.Context, fn string, id int64) error {
 	return s.retryDeadlock(ctx, func() error {
 		_, err := s.db.Exec(ctx, s.sql(`select {api}.`+fn+`($1)`), id)

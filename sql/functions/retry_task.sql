@@ -23,7 +23,8 @@ begin
     if not found then
         raise exception using errcode = 'OK404', message = format('task %s not found', p_task_id);
     end if;
-    v_run_status := _lock_run(v_task.run_id);
+    -- the dependents it may block again (pending, paused) before the run, as reporters do
+    v_run_status := _lock_run(v_task.run_id, array['pending', 'paused']);
     perform 1 from tasks t where t.id = p_task_id for no key update;
     select t.status into v_task.status from tasks t where t.id = p_task_id;
     if v_task.status not in ('success', 'failed', 'cancelled') then

@@ -1,5 +1,8 @@
--- _lock_run locks a run and returns its status; unknown runs raise OK404.
-create function {{.schema}}_api._lock_run(p_run_id bigint)
+-- _lock_run locks a run and returns its status; unknown runs raise OK404. The run's
+-- tasks in p_task_statuses are locked first, in id order: reporters hold their tasks
+-- and then lock the runs they finish (_count_finished), so an operation that took a
+-- run before its tasks deadlocked against a concurrent report (TestMixedChurn).
+create function {{.schema}}_api._lock_run(p_run_id bigint, p_task_statuses text[] default '{}')
 returns text
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
@@ -9,29 +12,18 @@ as $$
 declare
     v_status text;
 begin
+    if cardinality(p_task_statuses) > 0 then
+        perform 1 from tasks t
+        where t.run_id = p_run_id and t.status = any(p_task_statuses)
+        order by t.id
+        for no key update;
+    end if;
     select r.status into v_status from runs r where r.id = p_run_id for no key update;
     if not found then
         raise exception using errcode = 'OK404', message = format('run %s not found', p_run_id);
     end if;
     return v_status;
 end
-$$;
-
--- _lock_run_tasks locks, in id order, the tasks of run p_run_id in the given statuses.
--- The run-wide operations call it before _lock_run: reporters hold their tasks and then
--- lock the runs they finish (_count_finished), so taking a run before its tasks
--- deadlocked a pause, cancel or finish against a concurrent report (TestMixedChurn).
-create function {{.schema}}_api._lock_run_tasks(p_run_id bigint, p_statuses text[])
-returns void
-language sql
-set search_path = {{.schema}}, {{.schema}}_api, pg_temp
-set jit = off
-set plan_cache_mode = force_generic_plan
-as $$
-    select from tasks t
-    where t.run_id = p_run_id and t.status = any(p_statuses)
-    order by t.id
-    for no key update
 $$;
 
 -- _end_run ends a locked run with p_status: its unfinished tasks (pending, paused,
@@ -83,11 +75,8 @@ set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
 declare
-    v_status text;
+    v_status text := _lock_run(p_run_id, array['pending', 'paused', 'dispatched', 'running']);
 begin
-    -- tasks first, then the run: the order reporters take them in
-    perform _lock_run_tasks(p_run_id, array['pending', 'paused', 'dispatched', 'running']);
-    v_status := _lock_run(p_run_id);
     if v_status in ('success', 'failed', 'cancelled') then
         raise exception using errcode = 'OK409', message = format('run %s is %s and cannot be cancelled', p_run_id, v_status);
     end if;
@@ -95,9 +84,10 @@ begin
 end
 $$;
 
--- _set_run_and_tasks gives a locked run p_run_status and moves its tasks in p_from to
--- p_to (pause: pending → paused; resume: paused → pending), keeping task_queue in step.
-create function {{.schema}}_api._set_run_and_tasks(p_run_id bigint, p_run_status text, p_from text, p_to text)
+-- _move_run is pause and resume: the run must be p_expect (else OK409 with p_refusal);
+-- it becomes p_run_status and its tasks in p_from move to p_to, with the queue in step.
+create function {{.schema}}_api._move_run(p_run_id bigint, p_expect text, p_refusal text,
+                                           p_run_status text, p_from text, p_to text)
 returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
@@ -105,8 +95,12 @@ set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
 declare
+    v_status text := _lock_run(p_run_id, array[p_from]);
     v_ids bigint[];
 begin
+    if v_status <> p_expect then
+        raise exception using errcode = 'OK409', message = format(p_refusal, p_run_id, v_status);
+    end if;
     update runs r set status = p_run_status where r.id = p_run_id;
     with moved as (
         update tasks t set status = p_to where t.run_id = p_run_id and t.status = p_from returning t.id
@@ -120,45 +114,25 @@ $$;
 -- (dispatched and running tasks carry on). Other states refuse (OK409).
 create function {{.schema}}_api.pause_run(p_run_id bigint)
 returns void
-language plpgsql
+language sql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
-declare
-    v_status text;
-begin
-    -- tasks first, then the run: the order reporters take them in
-    perform _lock_run_tasks(p_run_id, array['pending']);
-    v_status := _lock_run(p_run_id);
-    if v_status <> 'running' then
-        raise exception using errcode = 'OK409', message = format('run %s is %s and cannot be paused', p_run_id, v_status);
-    end if;
-    perform _set_run_and_tasks(p_run_id, 'paused', 'pending', 'paused');
-end
+    select _move_run(p_run_id, 'running', 'run %s is %s and cannot be paused', 'paused', 'pending', 'paused')
 $$;
 
 -- resume_run undoes pause_run: paused tasks become pending again and the run goes
 -- back to running. Other states refuse (OK409).
 create function {{.schema}}_api.resume_run(p_run_id bigint)
 returns void
-language plpgsql
+language sql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
-declare
-    v_status text;
-begin
-    -- tasks first, then the run: the order reporters take them in
-    perform _lock_run_tasks(p_run_id, array['paused']);
-    v_status := _lock_run(p_run_id);
-    if v_status <> 'paused' then
-        raise exception using errcode = 'OK409', message = format('run %s is %s, not paused', p_run_id, v_status);
-    end if;
-    perform _set_run_and_tasks(p_run_id, 'running', 'paused', 'pending');
-    perform _notify('tasks_ready');
-end
+    select _move_run(p_run_id, 'paused', 'run %s is %s, not paused', 'running', 'paused', 'pending');
+    select _notify('tasks_ready');
 $$;
 
 -- finish_run is an operator's verdict: the run ends with p_status (success or failed)
@@ -174,13 +148,11 @@ as $$
 declare
     v_status text;
 begin
-    -- tasks first, then the run: the order reporters take them in
-    perform _lock_run_tasks(p_run_id, array['pending', 'paused', 'dispatched', 'running']);
-    v_status := _lock_run(p_run_id);
     if p_status is null or p_status not in ('success', 'failed') then
         raise exception using errcode = 'OK422', column = 'status',
             message = format('finish_run takes success or failed, not %s', coalesce(quote_literal(p_status), 'NULL'));
     end if;
+    v_status := _lock_run(p_run_id, array['pending', 'paused', 'dispatched', 'running']);
     if v_status in ('success', 'failed', 'cancelled') then
         raise exception using errcode = 'OK409', message = format('run %s is %s and cannot change', p_run_id, v_status);
     end if;
