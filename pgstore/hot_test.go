@@ -227,6 +227,62 @@ func TestLeaseRowOutlivesAPartialSweep(t *testing.T) {
 	}
 }
 
+// churnWorker claims with a 5 ms lease until it has found nothing idle times in a row;
+// it holds each batch for a random 0…maxHold ms (sometimes past the lease), then
+// reports every task with the status pick chooses and hands the call to record.
+func churnWorker(ctx context.Context, s *pgstore.Store, name string, rng *rand.Rand, limit, idle int, maxHold time.Duration,
+	pick func(*rand.Rand) orkstate.TaskStatus,
+	record func([]orkstate.ClaimedTask, []orkstate.TaskUpdate, []orkstate.TaskOutcome) error) error {
+	for found := 0; found < idle; {
+		got, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: name, Limit: limit, Lease: 5 * time.Millisecond})
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		if len(got) == 0 {
+			found++
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		found = 0
+		time.Sleep(time.Duration(rng.Int64N(int64(maxHold))))
+		ups := make([]orkstate.TaskUpdate, len(got))
+		for k, c := range got {
+			ups[k] = orkstate.TaskUpdate{TaskID: c.ID, Status: pick(rng), Attempt: c.Attempt}
+		}
+		out, err := s.SetTaskStates(ctx, ups)
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		if err := record(got, ups, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// every runs fn every period until stop is closed.
+func every(ctx context.Context, stop <-chan struct{}, period time.Duration, fn func(context.Context) error) error {
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-time.After(period):
+		}
+		if err := fn(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+func sweepLeases(s *pgstore.Store) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if _, err := s.ExpireTaskLeases(ctx, 50); err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+		return nil
+	}
+}
+
 // Claimers with leases shorter than their work, a sweeper expiring them meanwhile, and
 // late reports: every task ends successful with exactly one applied success, late
 // reports are refused as stale, and the queue, lease and deadline tables agree with
@@ -245,71 +301,36 @@ func TestLeaseChurn(t *testing.T) {
 	history := map[int64][]string{}
 	applied := map[int64]int{}
 	stale := 0
-	done := make(chan struct{})
+	stop := make(chan struct{})
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { // the sweeper
-		for {
-			select {
-			case <-done:
-				return nil
-			case <-time.After(2 * time.Millisecond):
-			}
-			if _, err := s.ExpireTaskLeases(gctx, 50); err != nil {
-				return fmt.Errorf("sweep: %w", err)
-			}
-		}
-	})
+	g.Go(func() error { return every(gctx, stop, 2*time.Millisecond, sweepLeases(s)) })
 	var claimers sync.WaitGroup
 	for i := 0; i < 4; i++ {
 		claimers.Add(1)
 		g.Go(func() error {
 			defer claimers.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), 1))
-			for idle := 0; idle < 50; {
-				got, err := s.ClaimTasks(gctx, orkstate.ClaimParams{Claimer: fmt.Sprint("c", i), Limit: 20, Lease: 5 * time.Millisecond})
-				if err != nil {
-					return fmt.Errorf("claim: %w", err)
-				}
-				if len(got) == 0 {
-					idle++
-					time.Sleep(time.Millisecond)
-					continue
-				}
-				idle = 0
-				mu.Lock()
-				for _, c := range got {
-					history[c.ID] = append(history[c.ID], fmt.Sprintf("%v c%d claimed attempt %d", time.Now().Format("05.000000"), i, c.Attempt))
-				}
-				mu.Unlock()
-				time.Sleep(time.Duration(rng.IntN(8)) * time.Millisecond) // sometimes past the lease
-				ups := make([]orkstate.TaskUpdate, len(got))
-				for k, c := range got {
-					ups[k] = orkstate.TaskUpdate{TaskID: c.ID, Status: orkstate.TaskSuccess, Attempt: c.Attempt}
-				}
-				out, err := s.SetTaskStates(gctx, ups)
-				if err != nil {
-					return fmt.Errorf("report: %w", err)
-				}
-				mu.Lock()
-				for _, o := range out {
-					switch o.Outcome {
-					case orkstate.OutcomeApplied:
-						applied[o.TaskID]++
-						history[o.TaskID] = append(history[o.TaskID], fmt.Sprintf("%v c%d applied", time.Now().Format("05.000000"), i))
-					case orkstate.OutcomeStale:
-						stale++
-					default:
-						mu.Unlock()
-						return fmt.Errorf("task %d: outcome %s", o.TaskID, o.Outcome)
+			success := func(*rand.Rand) orkstate.TaskStatus { return orkstate.TaskSuccess }
+			return churnWorker(gctx, s, fmt.Sprint("c", i), rand.New(rand.NewPCG(uint64(i), 1)), 20, 50, 8*time.Millisecond, success,
+				func(got []orkstate.ClaimedTask, _ []orkstate.TaskUpdate, out []orkstate.TaskOutcome) error {
+					mu.Lock()
+					defer mu.Unlock()
+					for k, o := range out {
+						history[o.TaskID] = append(history[o.TaskID], fmt.Sprintf("c%d attempt %d: %s", i, got[k].Attempt, o.Outcome))
+						switch o.Outcome {
+						case orkstate.OutcomeApplied:
+							applied[o.TaskID]++
+						case orkstate.OutcomeStale:
+							stale++
+						default:
+							return fmt.Errorf("task %d: outcome %s", o.TaskID, o.Outcome)
+						}
 					}
-				}
-				mu.Unlock()
-			}
-			return nil
+					return nil
+				})
 		})
 	}
 	claimers.Wait()
-	close(done)
+	close(stop)
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -359,81 +380,51 @@ func TestMixedChurn(t *testing.T) {
 	successes := map[int64]int{}
 	stop := make(chan struct{})
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { // sweeper
-		for {
-			select {
-			case <-stop:
-				return nil
-			case <-time.After(3 * time.Millisecond):
-			}
-			if _, err := s.ExpireTaskLeases(gctx, 50); err != nil {
-				return fmt.Errorf("sweep: %w", err)
-			}
-		}
-	})
+	g.Go(func() error { return every(gctx, stop, 3*time.Millisecond, sweepLeases(s)) })
+	rng := rand.New(rand.NewPCG(99, 1))
+	k := 0
 	g.Go(func() error { // an operator pausing, resuming and cancelling runs
-		rng := rand.New(rand.NewPCG(99, 1))
-		for k := 0; ; k++ {
-			select {
-			case <-stop:
-				return nil
-			case <-time.After(4 * time.Millisecond):
-			}
+		return every(gctx, stop, 4*time.Millisecond, func(ctx context.Context) error {
 			id := runs[rng.IntN(len(runs))]
 			var err error
 			switch {
 			case k == 20 || k == 40:
-				err = s.CancelRun(gctx, id)
+				err = s.CancelRun(ctx, id)
 			case k%2 == 0:
-				err = s.PauseRun(gctx, id)
+				err = s.PauseRun(ctx, id)
 			default:
-				err = s.ResumeRun(gctx, id)
+				err = s.ResumeRun(ctx, id)
 			}
+			k++
 			// Pausing a paused run or resuming a running one is refused: that is fine here.
 			if err != nil && !errors.Is(err, orkstate.ErrInvalidTransition) {
 				return fmt.Errorf("operator: %w", err)
 			}
-		}
+			return nil
+		})
 	})
 	var workers sync.WaitGroup
 	for i := 0; i < 3; i++ {
 		workers.Add(1)
 		g.Go(func() error {
 			defer workers.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), 2))
-			for idle := 0; idle < 100; {
-				got, err := s.ClaimTasks(gctx, orkstate.ClaimParams{Claimer: fmt.Sprint("w", i), Limit: 10, Lease: 5 * time.Millisecond})
-				if err != nil {
-					return fmt.Errorf("claim: %w", err)
+			successOrFailure := func(rng *rand.Rand) orkstate.TaskStatus {
+				if rng.IntN(5) == 0 {
+					return orkstate.TaskFailed
 				}
-				if len(got) == 0 {
-					idle++
-					time.Sleep(time.Millisecond)
-					continue
-				}
-				idle = 0
-				time.Sleep(time.Duration(rng.IntN(7)) * time.Millisecond)
-				ups := make([]orkstate.TaskUpdate, len(got))
-				for k, c := range got {
-					st := orkstate.TaskSuccess
-					if rng.IntN(5) == 0 {
-						st = orkstate.TaskFailed
-					}
-					ups[k] = orkstate.TaskUpdate{TaskID: c.ID, Status: st, Attempt: c.Attempt}
-				}
-				out, err := s.SetTaskStates(gctx, ups)
-				if err != nil {
-					return fmt.Errorf("report: %w", err)
-				}
-				mu.Lock()
-				for k, o := range out {
-					if o.Outcome == orkstate.OutcomeApplied && ups[k].Status == orkstate.TaskSuccess {
-						successes[o.TaskID]++
-					}
-				}
-				mu.Unlock()
+				return orkstate.TaskSuccess
 			}
-			return nil
+			return churnWorker(gctx, s, fmt.Sprint("w", i), rand.New(rand.NewPCG(uint64(i), 2)), 10, 100, 7*time.Millisecond, successOrFailure,
+				func(_ []orkstate.ClaimedTask, ups []orkstate.TaskUpdate, out []orkstate.TaskOutcome) error {
+					mu.Lock()
+					defer mu.Unlock()
+					for k, o := range out {
+						if o.Outcome == orkstate.OutcomeApplied && ups[k].Status == orkstate.TaskSuccess {
+							successes[o.TaskID]++
+						}
+					}
+					return nil
+				})
 		})
 	}
 	workers.Wait()
