@@ -30,6 +30,27 @@ begin
 end
 $$;
 
+-- _tasks_added counts p_inserted new tasks into their run, starts a pending run, and
+-- announces tasks_ready when p_ready (some new task is dispatchable at once).
+create function {{.schema}}_api._tasks_added(p_run_id bigint, p_inserted integer, p_ready boolean)
+returns void
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+set plan_cache_mode = force_generic_plan
+as $$
+begin
+    update runs r
+    set tasks_total = r.tasks_total + p_inserted,
+        status = case when r.status = 'pending' then 'running' else r.status end,
+        started_at = coalesce(r.started_at, now())
+    where r.id = p_run_id;
+    if p_ready then
+        perform _notify('tasks_ready');
+    end if;
+end
+$$;
+
 -- _create_tasks does create_tasks' work and returns how many tasks it inserted.
 create function {{.schema}}_api._create_tasks(p_run_id bigint, p_specs jsonb)
 returns integer
@@ -233,14 +254,7 @@ begin
         select (select count(*) from ins), exists (select 1 from queued)
         into v_inserted, v_ready;
 
-        update runs r
-        set tasks_total = r.tasks_total + v_inserted,
-            status = case when r.status = 'pending' then 'running' else r.status end,
-            started_at = coalesce(r.started_at, now())
-        where r.id = p_run_id;
-        if v_ready then
-            perform _notify('tasks_ready');
-        end if;
+        perform _tasks_added(p_run_id, v_inserted, v_ready);
     end if;
 
     return v_inserted;

@@ -98,12 +98,7 @@ begin
     select (select count(*) from ins), exists (select 1 from queued)
     into v_inserted, v_ready;
 
-    update runs r
-    set tasks_total = r.tasks_total + v_inserted, status = 'running', started_at = coalesce(r.started_at, now())
-    where r.id = p_run_id;
-    if v_ready then
-        perform _notify('tasks_ready');
-    end if;
+    perform _tasks_added(p_run_id, v_inserted, v_ready);
     return v_inserted;
 end
 $$;
