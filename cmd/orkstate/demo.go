@@ -296,17 +296,21 @@ func runDemo(ctx context.Context, be *demoBackend, stdout io.Writer) error {
 // timeouts, start pending runs, claim what is dispatchable, hand each task to an
 // executor, and sleep on the Waker when there is nothing to do.
 func schedulerLoop(ctx context.Context, s orkstate.Store, name string, waker orkstate.Waker, log *demoLog, executors *sync.WaitGroup) error {
+	var swept time.Time
 	for ctx.Err() == nil {
-		expired, err := s.ExpireTaskLeases(ctx, 100)
-		if err != nil {
-			return err
-		}
-		timedOut, err := s.FailTimedOutTasks(ctx, 100)
-		if err != nil {
-			return err
-		}
-		if n := len(expired) + len(timedOut); n > 0 {
-			log.printf(name, "swept %d expired leases and %d timeouts", len(expired), len(timedOut))
+		if time.Since(swept) >= time.Second { // the sweeps, once a second as in notify's example
+			expired, err := s.ExpireTaskLeases(ctx, 100)
+			if err != nil {
+				return err
+			}
+			timedOut, err := s.FailTimedOutTasks(ctx, 100)
+			if err != nil {
+				return err
+			}
+			if len(expired)+len(timedOut) > 0 {
+				log.printf(name, "swept %d expired leases and %d timeouts", len(expired), len(timedOut))
+			}
+			swept = time.Now()
 		}
 		started, err := s.StartPendingRuns(ctx, 10)
 		if err != nil {
