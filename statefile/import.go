@@ -167,7 +167,9 @@ func (s *docStore) ListTasks(_ context.Context, runID int64) ([]orkstate.Task, e
 	return s.tasks[runID], nil
 }
 
-func (s *docStore) TaskLog(_ context.Context, taskID int64) (string, error) { return s.logs[taskID], nil }
+func (s *docStore) TaskLog(_ context.Context, taskID int64) (string, error) {
+	return s.logs[taskID], nil
+}
 
 func (s *docStore) DeferredJobsForTask(_ context.Context, taskID int64) ([]orkstate.DeferredJob, error) {
 	return s.jobs[taskID], nil
