@@ -23,15 +23,15 @@ func Import(ctx context.Context, d *Document, dst orkstate.Store, progress Progr
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
-	return Transfer(ctx, newDocStore(d), dst, d.Counts().Runs, progress)
+	return transfer(ctx, newDocStore(d), dst, d.Counts().Runs, progress)
 }
 
-// Transfer copies src into dst with storecopy.Copy, with Import's checks and
+// transfer copies src into dst with storecopy.Copy, with Import's checks and
 // clean-up: dst must implement orkstate.RunImporter (so nothing is replayed and
 // every status, attempt and timestamp is kept), src's workflow names must be free
 // in dst, and a failed copy deletes the workflows it created. runs is the number
 // of runs in src, for progress (0 when unknown).
-func Transfer(ctx context.Context, src, dst orkstate.Store, runs int, progress Progress) (*storecopy.Result, error) {
+func transfer(ctx context.Context, src, dst orkstate.Store, runs int, progress Progress) (*storecopy.Result, error) {
 	imp, ok := dst.(orkstate.RunImporter)
 	if !ok {
 		return nil, fmt.Errorf("statefile: %w: the destination cannot import runs as they are (orkstate.RunImporter)", orkstate.ErrUnsupported)

@@ -285,7 +285,8 @@ func TestSQLiteMigrateAndStatus(t *testing.T) {
 }
 
 // TestWatch follows a run while it is driven to its end: on PostgreSQL woken by
-// NOTIFY, on SQLite by polling. Exit 0 on success, 6 on failure.
+// NOTIFY (the poll is set to an hour, so only a notification can wake it), on
+// SQLite by polling. Exit 0 on success, 6 on failure.
 func TestWatch(t *testing.T) {
 	t.Parallel()
 	forEachTarget(t, func(t *testing.T, tg *target) {
@@ -305,7 +306,11 @@ func TestWatch(t *testing.T) {
 			}
 			var out syncBuffer
 			done := make(chan result, 1)
-			go func() { done <- runCLI(t, tg, opts{stdout: &out}, "run", itoa(r.ID), "--watch", "--json") }()
+			o := opts{stdout: &out}
+			if tg.name == "postgres" {
+				o.pollInterval = time.Hour
+			}
+			go func() { done <- runCLI(t, tg, o, "run", itoa(r.ID), "--watch", "--json") }()
 			waitFor(t, func() bool { return strings.Contains(out.String(), `"status":"pending"`) })
 			if _, err := st.StartPendingRuns(ctx, 10); err != nil {
 				t.Fatal(err)

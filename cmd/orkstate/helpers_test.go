@@ -63,6 +63,8 @@ type opts struct {
 	outTerminal, errTerminal bool
 	ctx                      context.Context
 	stdout                   *syncBuffer
+	// pollInterval of --watch and --follow; defaults to 20ms.
+	pollInterval time.Duration
 }
 
 // runCLI runs the entry point with args as a user would, against tg's store.
@@ -92,6 +94,9 @@ func runCLI(t *testing.T, tg *target, o opts, args ...string) result {
 	a := &app{stdout: out, stderr: &stderr, getenv: func(k string) string { return env[k] },
 		now: func() time.Time { return testNow }, outTerminal: o.outTerminal, errTerminal: o.errTerminal,
 		pollInterval: 20 * time.Millisecond}
+	if o.pollInterval != 0 {
+		a.pollInterval = o.pollInterval
+	}
 	code := a.run(ctx, args)
 	return result{stdout: out.String(), stderr: stderr.String(), code: code}
 }
