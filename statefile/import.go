@@ -86,7 +86,8 @@ func (c *countingImporter) ImportRun(ctx context.Context, in orkstate.RunImport)
 // docStore is a document seen as a read-only orkstate.Store, so that storecopy
 // copies it like any other store. Ids are positions in the document. storecopy
 // reads a source through the seven methods below; the embedded Store is nil, so
-// any other call would panic — TestRoundTrip fails if storecopy ever makes one.
+// any other call would panic, and the round-trip tests (TestExportImportRoundTrip,
+// TestImportFailureLeavesNothing) would fail if storecopy ever made one.
 type docStore struct {
 	orkstate.Store
 	workflows []orkstate.Workflow
