@@ -276,9 +276,18 @@ func (v *runView) print(w io.Writer) error {
 	for i, t := range v.tasks {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.TaskName, t.Status, t.Attempts, t.MaxRetries+1,
 			offset(r.StartedAt, t.StartedAt), offset(r.StartedAt, t.FinishedAt), took(t.StartedAt, t.FinishedAt),
-			dash(strings.Join(v.waits[i], ", ")), dash(oneLine(t.Error, 60)))
+			dash(strings.Join(v.waits[i], ", ")), dash(oneLine(errorNote(t), 60)))
 	}
 	return tw.Flush()
+}
+
+// errorNote is a task's error as a table shows it: the error of a task that did
+// not end failed or cancelled belongs to an earlier attempt.
+func errorNote(t orkstate.Task) string {
+	if t.Error == "" || t.Status == orkstate.TaskFailed || t.Status == orkstate.TaskCancelled {
+		return t.Error
+	}
+	return "earlier attempt: " + t.Error
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -417,7 +426,7 @@ func (a *app) printTask(ctx context.Context, st orkstate.Store, t *orkstate.Task
 	if t.TimeoutSeconds > 0 {
 		row("timeout", (time.Duration(t.TimeoutSeconds) * time.Second).String())
 	}
-	row("error", dash(t.Error))
+	row("error", dash(errorNote(*t)))
 	row("output", dash(string(t.Output)))
 	for _, j := range jobs {
 		row("deferred job", fmt.Sprintf("%d %s %s: %s, %d polls%s", j.ID, j.ServiceType, j.JobID, j.Status, j.Attempts,

@@ -30,7 +30,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 not found, 4 invalid input,
   orkstate copy --from ork.db --to postgres://admin@db.example/app`,
 	}
 	root.PersistentFlags().StringVar(&a.db, "db", "", "the store: postgres://… or a SQLite file (default $DATABASE_URL)")
-	root.PersistentFlags().StringVar(&a.schema, "schema", a.defaultSchema(), "PostgreSQL install schema (default $ORK_SCHEMA, else ork)")
+	root.PersistentFlags().StringVar(&a.schema, "schema", a.defaultSchema(), "PostgreSQL install schema; defaults to $ORK_SCHEMA when set")
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON for scripts instead of tables")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddGroup(&cobra.Group{ID: "look", Title: "Looking:"}, &cobra.Group{ID: "act", Title: "Acting:"},
