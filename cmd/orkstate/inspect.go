@@ -272,9 +272,10 @@ func (v *runView) print(w io.Writer) error {
 		return nil
 	}
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tTASK\tSTATUS\tATTEMPTS\tSTARTED\tFINISHED\tTOOK\tWAITS FOR\tERROR")
+	fmt.Fprintln(tw, "ID\tTASK\tAFTER\tSTATUS\tATTEMPTS\tSTARTED\tFINISHED\tTOOK\tWAITS FOR\tERROR")
 	for i, t := range v.tasks {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.TaskName, t.Status, t.Attempts, t.MaxRetries+1,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.TaskName, dash(oneLine(strings.Join(t.DependsOn, ","), 40)),
+			t.Status, t.Attempts, t.MaxRetries+1,
 			offset(r.StartedAt, t.StartedAt), offset(r.StartedAt, t.FinishedAt), took(t.StartedAt, t.FinishedAt),
 			dash(strings.Join(v.waits[i], ", ")), dash(oneLine(errorNote(t), 60)))
 	}
@@ -295,8 +296,10 @@ func (a *app) runCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run RUN_ID",
 		Short: "Show a run's DAG: each task's status, attempts, timings, error and what it waits for",
-		Long: `Show a run and its tasks. ATTEMPTS is attempts made / attempts allowed
-(max_retries + 1); STARTED and FINISHED are relative to the run's start.
+		Long: `Show a run and its DAG: each task with the tasks it runs AFTER (its
+dependencies), its status, ATTEMPTS (made / allowed: max_retries + 1), STARTED
+and FINISHED relative to the run's start, how long it TOOK, what it WAITS FOR
+and its error.
 
 --watch follows the run until it finishes (woken by NOTIFY on PostgreSQL, by
 polling on SQLite) and exits 0 if it succeeded, 6 if it failed or was cancelled.`,
