@@ -34,6 +34,7 @@ const (
 // app is one invocation: its streams, environment and global flags. Tests build
 // one with their own buffers, environment and clock.
 type app struct {
+	stdin          io.Reader // nil: os.Stdin
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	now            func() time.Time
@@ -84,6 +85,9 @@ func (a *app) run(ctx context.Context, args []string) int {
 	root.SetArgs(args)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
+	if a.stdin != nil {
+		root.SetIn(a.stdin)
+	}
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK

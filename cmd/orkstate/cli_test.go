@@ -265,6 +265,11 @@ func TestSchemaFromEnvironment(t *testing.T) {
 	if out := cli(t, tg, "status"); !strings.HasPrefix(out, "install "+schema+": schema version ") || !strings.Contains(out, "16  (cancelled 4, failed 4, pending 2, running 1, success 5)") {
 		t.Errorf("status said %q", out)
 	}
+	// DATABASE_URL stands for --db.
+	byEnv := &target{env: map[string]string{"DATABASE_URL": testdb.URL(), "ORK_SCHEMA": schema}}
+	if out := cli(t, byEnv, "runs", "--status", "pending"); !strings.Contains(out, "hourly_report  pending") {
+		t.Errorf("runs by DATABASE_URL and ORK_SCHEMA: %q", out)
+	}
 	// --schema wins over ORK_SCHEMA; an invalid ORK_SCHEMA is refused by name.
 	fails(t, tg, exitNotFound, `install "ork_not_here" is not in`, "--schema", "ork_not_here", "runs")
 	bad := &target{flags: []string{"--db", testdb.URL()}, env: map[string]string{"ORK_SCHEMA": "Ork-Prod"}}

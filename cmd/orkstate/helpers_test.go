@@ -63,6 +63,7 @@ type opts struct {
 	outTerminal, errTerminal bool
 	ctx                      context.Context
 	stdout                   *syncBuffer
+	stdin                    string
 	// pollInterval of --watch and --follow; defaults to 20ms.
 	pollInterval time.Duration
 }
@@ -93,7 +94,7 @@ func runCLI(t *testing.T, tg *target, o opts, args ...string) result {
 	}
 	a := &app{stdout: out, stderr: &stderr, getenv: func(k string) string { return env[k] },
 		now: func() time.Time { return testNow }, outTerminal: o.outTerminal, errTerminal: o.errTerminal,
-		pollInterval: 20 * time.Millisecond}
+		pollInterval: 20 * time.Millisecond, stdin: strings.NewReader(o.stdin)}
 	if o.pollInterval != 0 {
 		a.pollInterval = o.pollInterval
 	}

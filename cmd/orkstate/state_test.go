@@ -248,6 +248,16 @@ func TestImportRefuses(t *testing.T) {
 			}
 		})
 	})
+	t.Run("stdin", func(t *testing.T) {
+		t.Parallel()
+		tg := sqliteTarget(t)
+		if r := runCLI(t, tg, opts{stdin: text[:100]}, "import", "-"); r.code != exitInvalid || !strings.Contains(r.stderr, "import: -: invalid state file: truncated") {
+			t.Errorf("import - of a truncated document: exit %d, %q", r.code, r.stderr)
+		}
+		if r := runCLI(t, tg, opts{stdin: text}, "import", "-"); r.code != 0 || !strings.HasPrefix(r.stdout, "imported 2 workflows") {
+			t.Errorf("import -: exit %d, %q %q", r.code, r.stdout, r.stderr)
+		}
+	})
 	t.Run("missing file", func(t *testing.T) {
 		t.Parallel()
 		fails(t, sqliteTarget(t), exitNotFound, "state file /nonexistent/state.json not found", "import", "/nonexistent/state.json")
