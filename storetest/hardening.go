@@ -147,4 +147,27 @@ func (s *suite) testHardening(t *testing.T) {
 		_, err = b.store.FailDependentTasks(b.ctx, unknownID)
 		errIs(t, "FailDependentTasks of an unknown task", err, orkstate.ErrNotFound)
 	})
+
+	// One sweep call must get past any number of due lease rows of finished tasks:
+	// it used to look at 200 claims' rows per call, find only finished tasks and
+	// report nothing, so a caller that sweeps "while the batch was full" stopped
+	// with an expired task left.
+	s.test(t, "LeaseSweepPastFinishedClaims", func(t *testing.T, b *bundle) {
+		const finished = 300
+		_, ts := b.legacyRun(finished + 1)
+		for i := 0; i < finished; i++ {
+			c, err := b.store.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "quick", Limit: 1, Lease: time.Millisecond})
+			noErr(t, "one-task claim", err)
+			equal(t, "claimed", len(c), 1)
+			b.reportOK(upd(c[0].ID, orkstate.TaskSuccess, c[0].Attempt), orkstate.OutcomeApplied)
+		}
+		lost, err := b.store.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "killed", Limit: 1, Lease: time.Millisecond})
+		noErr(t, "claim of the killed claimer", err)
+		equal(t, "the last task", lost[0].ID, ts[finished].ID)
+		time.Sleep(5 * time.Millisecond)
+		out, err := b.store.ExpireTaskLeases(b.ctx, 10)
+		noErr(t, "ExpireTaskLeases", err)
+		deepEqual(t, "one sweep call expires the lost task", out,
+			[]orkstate.TaskOutcome{{TaskID: lost[0].ID, Outcome: orkstate.OutcomeApplied, Status: orkstate.TaskPending}})
+	})
 }
