@@ -270,13 +270,16 @@ begin
 
         -- Existing dependencies that already failed or were cancelled: the new tasks
         -- that depend on them finish at once, below, as if they had been there then.
-        select array_agg(distinct e.id) filter (where e.status = 'failed'),
-               array_agg(distinct e.id) filter (where e.status = 'cancelled')
-        into v_dead_failed, v_dead_cancelled
-        from unnest(v_deps) as x(deps)
-        cross join unnest(x.deps::text[]) d
-        join tasks e on e.run_id = p_run_id and e.task_name = d
-        where e.status in ('failed', 'cancelled');
+        -- (A run that has none, as every run being started, pays one probe.)
+        if exists (select 1 from tasks t where t.run_id = p_run_id and t.status in ('failed', 'cancelled')) then
+            select array_agg(distinct e.id) filter (where e.status = 'failed'),
+                   array_agg(distinct e.id) filter (where e.status = 'cancelled')
+            into v_dead_failed, v_dead_cancelled
+            from unnest(v_deps) as x(deps)
+            cross join unnest(x.deps::text[]) d
+            join tasks e on e.run_id = p_run_id and e.task_name = d
+            where e.status in ('failed', 'cancelled');
+        end if;
 
         -- New tasks that depend on existing ones join those tasks' downstream arrays
         -- (before the insert, so the join sees only the existing tasks).
