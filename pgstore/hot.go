@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"time"
@@ -123,8 +124,8 @@ func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate
 		if !u.Status.Valid() {
 			return nil, orkstate.Invalid("status", string(u.Status), fmt.Sprintf("unknown task status in update %d (task %d)", i, u.TaskID))
 		}
-		if u.Attempt < 0 {
-			return nil, orkstate.Invalid("attempt", u.Attempt, "must not be negative")
+		if err := checkAttempt(u.Attempt); err != nil {
+			return nil, err
 		}
 		if err := orkstate.ValidJSON("output", u.Output); err != nil {
 			return nil, err
@@ -170,6 +171,15 @@ func (s *Store) UpdateTaskStatus(ctx context.Context, u orkstate.TaskUpdate) (*o
 		return &out[0], fmt.Errorf("pgstore: task %d to %s: %w", u.TaskID, u.Status, err)
 	}
 	return &out[0], nil
+}
+
+// checkAttempt refuses a fencing token the functions' integer cannot hold: narrowed
+// to 32 bits, 7<<32 became 0, "unfenced", and a stale report was applied.
+func checkAttempt(a int) error {
+	if a < 0 || a > math.MaxInt32 {
+		return orkstate.Invalid("attempt", a, fmt.Sprintf("must be between 0 and %d", math.MaxInt32))
+	}
+	return nil
 }
 
 // retryDeadlock runs fn, again after a deadlock or serialization failure, when the
@@ -241,7 +251,10 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 	return claimed, nil
 }
 
-// ExpireTaskLeases returns dispatched tasks whose lease ran out to pending.
+// ExpireTaskLeases returns up to limit dispatched tasks whose lease ran out to
+// pending. Fewer than limit outcomes means no other expired lease is due (tasks a
+// concurrent sweeper or reporter holds locked aside): sweep again while the batch
+// was full to drain a backlog.
 func (s *Store) ExpireTaskLeases(ctx context.Context, limit int) ([]orkstate.TaskOutcome, error) {
 	return s.sweep(ctx, "expire_task_leases", limit)
 }
@@ -412,8 +425,8 @@ func (s *Store) ReportDeferredPolls(ctx context.Context, reports []orkstate.Defe
 		if r.NextPollAfter < 0 {
 			return nil, orkstate.Invalid("next_poll_after", r.NextPollAfter, "must not be negative")
 		}
-		if r.Attempt < 0 {
-			return nil, orkstate.Invalid("attempt", r.Attempt, "must not be negative")
+		if err := checkAttempt(r.Attempt); err != nil {
+			return nil, err
 		}
 		ids[i], results[i], errs[i], attempts[i] = r.JobID, string(r.Result), r.Error, int32(r.Attempt)
 		if r.NextPollAfter > 0 {

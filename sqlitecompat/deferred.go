@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -312,8 +313,8 @@ func validatePolls(reports []orkstate.DeferredPollReport) error {
 		if r.NextPollAfter < 0 {
 			return orkstate.Invalid("next_poll_after", r.NextPollAfter, fmt.Sprintf("must not be negative (row %d)", i))
 		}
-		if r.Attempt < 0 {
-			return orkstate.Invalid("attempt", r.Attempt, fmt.Sprintf("must not be negative (row %d)", i))
+		if r.Attempt < 0 || r.Attempt > math.MaxInt32 {
+			return orkstate.Invalid("attempt", r.Attempt, fmt.Sprintf("must be between 0 and %d (row %d)", math.MaxInt32, i))
 		}
 	}
 	return nil
