@@ -1,0 +1,7 @@
+package pgstore
+
+// InstallFunctions lets tests install another version of the function package.
+var InstallFunctions = installFunctions
+
+// SchemaKeywords is the keyword list ValidateSchemaName refuses.
+var SchemaKeywords = schemaKeywords
