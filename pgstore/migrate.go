@@ -17,8 +17,9 @@ import (
 // DDLSearchPath is the search_path of every connection that migrates or installs:
 // pg_catalog first and nothing a user can create objects in, so a function or an
 // operator planted in public (a public.unnest(bigint[]) is a better match than
-// pg_catalog's unnest(anyarray)) never runs inside a migration. It is a startup
-// parameter of the connection because tern runs RESET ALL after every migration.
+// pg_catalog's unnest(anyarray)) never runs inside a migration. Migrate sets it
+// before each migration, because tern runs RESET ALL after every one; a startup
+// parameter would survive that too, but PgBouncer refuses unknown ones.
 const DDLSearchPath = "pg_catalog, pg_temp"
 
 // ternLockID is the advisory lock tern takes around each step; Migrate holds it for
@@ -42,8 +43,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 // The schema name must pass ValidateSchemaName and the version must be -1 … newest,
 // else a *orkstate.ValidationError is returned before anything is created.
 // Everything runs on one connection of its own (built from the pool's config, with
-// its BeforeConnect hook) whose search_path is DDLSearchPath, under tern's advisory
-// lock, so processes that start at once are safe. Each migration is a transaction.
+// its BeforeConnect hook), with search_path set to DDLSearchPath before every step,
+// under tern's advisory lock, so processes that start at once are safe. Each
+// migration is a transaction. The connection must be a session of its own (direct,
+// or session pooling), as for tern.
 //
 // At the newest version the function package is installed into <schema>_api, in one
 // transaction, so a running scheduler never sees half of it: nothing happens when
@@ -112,7 +115,8 @@ func MigrateTo(ctx context.Context, pool *pgxpool.Pool, schema string, version i
 	return err
 }
 
-// connectForDDL opens a connection like the pool's, with search_path pinned.
+// connectForDDL opens a connection like the pool's: its session settings
+// (search_path) and its advisory lock end with it, not in the pool.
 func connectForDDL(ctx context.Context, pool *pgxpool.Pool) (*pgx.Conn, error) {
 	pcfg := pool.Config()
 	cfg := pcfg.ConnConfig.Copy()
@@ -121,8 +125,13 @@ func connectForDDL(ctx context.Context, pool *pgxpool.Pool) (*pgx.Conn, error) {
 			return nil, err
 		}
 	}
-	cfg.RuntimeParams["search_path"] = DDLSearchPath
 	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// pinSearchPath sets the session's search_path to DDLSearchPath.
+func pinSearchPath(ctx context.Context, conn *pgx.Conn) error {
+	_, err := conn.Exec(ctx, "select pg_catalog.set_config('search_path', $1, false)", DDLSearchPath)
+	return err
 }
 
 // installedVersion is tern's version of the install, 0 when it has no version table.
@@ -157,11 +166,29 @@ func migrateLocked(ctx context.Context, conn *pgx.Conn, schema string, version, 
 	if err := m.LoadMigrations(orksql.Schema()); err != nil {
 		return fmt.Errorf("pgstore: load migrations: %w", err)
 	}
-	if err := m.MigrateTo(ctx, version); err != nil {
-		return fmt.Errorf("pgstore: migrate %s to version %d: %w", schema, version, err)
+	cur, err := m.GetCurrentVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("pgstore: migrate %s: %w", schema, err)
+	}
+	// One step at a time, search_path pinned before each (tern resets it after each).
+	for cur != version {
+		next := cur + 1
+		if version < cur {
+			next = cur - 1
+		}
+		if err := pinSearchPath(ctx, conn); err != nil {
+			return fmt.Errorf("pgstore: migrate %s: %w", schema, err)
+		}
+		if err := m.MigrateTo(ctx, next); err != nil {
+			return fmt.Errorf("pgstore: migrate %s to version %d: %w", schema, version, err)
+		}
+		cur = next
 	}
 	if version != newest {
 		return nil
+	}
+	if err := pinSearchPath(ctx, conn); err != nil {
+		return fmt.Errorf("pgstore: migrate %s: %w", schema, err)
 	}
 	return installFunctions(ctx, conn, schema, orksql.Functions())
 }
