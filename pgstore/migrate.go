@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 
@@ -201,9 +203,47 @@ func installFunctions(ctx context.Context, conn *pgx.Conn, schema string, dir fs
 		return fmt.Errorf("pgstore: load functions: %w", err)
 	}
 	if err := migrate.InstallCodePackage(ctx, conn, map[string]any{"schema": schema}, code); err != nil {
-		return fmt.Errorf("pgstore: install functions into %s_api: %w", schema, err)
+		return fmt.Errorf("pgstore: install functions into %s_api: %w%s", schema, err, packageErrorPlace(err))
 	}
 	return nil
+}
+
+// packageErrorPlace says where in the package an error happened. install.sql runs
+// the package text as one string, so Postgres reports a position inside that string
+// (InternalPosition, in characters) — except for a syntax error in a function body,
+// whose position it maps into the text the client sent (the whole install.sql). The
+// candidate whose text starts with the error's "at or near" token is the right one.
+func packageErrorPlace(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.InternalPosition <= 0 {
+		return ""
+	}
+	candidates := []string{pgErr.InternalQuery}
+	_, token, isSyntax := strings.Cut(pgErr.Message, `at or near "`)
+	token = strings.TrimSuffix(token, `"`)
+	var ternErr migrate.MigrationPgError
+	if isSyntax && errors.As(err, &ternErr) {
+		candidates = append([]string{ternErr.Sql}, candidates...)
+	}
+	for _, q := range candidates {
+		text := []rune(q)
+		pos := int(pgErr.InternalPosition) - 1
+		if pos >= len(text) || !strings.HasPrefix(string(text[pos:]), token) {
+			continue
+		}
+		before, after := string(text[:pos]), string(text[pos:])
+		line := before[strings.LastIndexByte(before, '\n')+1:]
+		if end := strings.IndexByte(after, '\n'); end >= 0 {
+			after = after[:end]
+		}
+		place := fmt.Sprintf(" (at %q", strings.TrimSpace(line+after))
+		if i := strings.LastIndex(before, "create function "); i >= 0 {
+			name, _, _ := strings.Cut(before[i+len("create function "):], "(")
+			place += " in " + name
+		}
+		return place + ")"
+	}
+	return ""
 }
 
 // Migrate installs or upgrades this Store's schema (see the package function).

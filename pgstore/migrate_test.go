@@ -133,6 +133,28 @@ func olderPackage(t *testing.T) fs.FS {
 	return out
 }
 
+// An error inside a function file names the statement and the function it is in:
+// the package runs as one string, whose position Postgres reports.
+func TestInstallErrorNamesThePlace(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, c := range []struct{ after, insert, want string }{
+		{"begin\n", "    selec 1;\n", `(at "selec 1;" in {api}.cancel_run)`},  // in the body
+		{"returns void\n", "strictt\n", `(at "strictt" in {api}.cancel_run)`}, // in the header
+	} {
+		pkg := olderPackage(t).(fstest.MapFS)
+		s := string(pkg["runs.sql"].Data)
+		i := strings.Index(s, "create function {{.schema}}_api.cancel_run(")
+		j := strings.Index(s[i:], c.after) + i + len(c.after)
+		pkg["runs.sql"] = &fstest.MapFile{Data: []byte(s[:j] + c.insert + s[j:])}
+		err := installPackage(t, b.s.Pool(), b.s.Schema(), pkg)
+		want := strings.ReplaceAll(c.want, "{api}", b.s.Schema()+"_api")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("install with %q: %v, want %s", c.insert, err, want)
+		}
+	}
+}
+
 // installPackage installs a function package into an install, as tern code install would.
 func installPackage(t *testing.T, pool *pgxpool.Pool, schema string, dir fs.FS) error {
 	t.Helper()
