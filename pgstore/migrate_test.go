@@ -145,6 +145,9 @@ func TestInstallErrorNamesThePlace(t *testing.T) {
 		pkg := olderPackage(t).(fstest.MapFS)
 		s := string(pkg["runs.sql"].Data)
 		i := strings.Index(s, "create function {{.schema}}_api.cancel_run(")
+		if i < 0 || !strings.Contains(s[i:], c.after) {
+			t.Fatalf("runs.sql has no cancel_run with %q to break", c.after)
+		}
 		j := strings.Index(s[i:], c.after) + i + len(c.after)
 		pkg["runs.sql"] = &fstest.MapFile{Data: []byte(s[:j] + c.insert + s[j:])}
 		err := installPackage(t, b.s.Pool(), b.s.Schema(), pkg)

@@ -8,13 +8,16 @@
 --   - creates {{.schema}}_api, or reuses it only when its comment marks it as this
 --     install's package: a schema of that name that orkstate did not create is refused;
 --   - does nothing when the package text is the one installed last and the functions
---     are still the ones it created (a hash of each, kept in the schema's comment);
+--     are still the ones it created (a hash of each, kept in the schema's comment; such
+--     a call takes ~40 ms, TestReinstallOnlyWhenPackageChanges);
 --   - otherwise drops the package's own routines in one DROP ... RESTRICT (a view or
 --     anything else outside the package that uses one stops the install with the
 --     objects named; nothing is dropped with CASCADE), creates the new ones, and gives
 --     every routine whose signature (or, when it changed, whose unique name) existed
---     before exactly its old privileges. The schema is never dropped, so grants on
---     it and default privileges in it survive; new routines get the default privileges.
+--     before exactly its old privileges; a routine new in this release gets those all
+--     the old ones had in common, plus the owner's default privileges. The schema is
+--     never dropped, so grants on it and default privileges in it survive
+--     (TestGrantsSurviveReinstallAndUpgrade).
 --
 -- So the package may hold only routines, and its files must not use the dollar quotes
 -- $install$, $package$ or $schema$ (the package is one literal inside a DO block).
