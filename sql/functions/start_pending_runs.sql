@@ -52,11 +52,13 @@ as $$
         where t.run_id = p_run_id
     )
     insert into snapshot_tasks (snapshot_id, pos, task_index, task_name, executor_type, depends_on, params,
-                                max_retries, timeout_seconds, unmet_deps, downstream_pos)
+                                max_retries, timeout_seconds, unmet_deps, downstream_pos,
+                                priority, concurrency_key)
     select p_snapshot_id, m.pos, m.task_index, m.task_name, m.executor_type, m.depends_on, m.params,
            m.max_retries, m.timeout_seconds, m.unmet_deps,
            array(select d_m.pos from unnest(m.downstream) with ordinality as d(id, o)
-                 join m as d_m on d_m.id = d.id order by d.o)
+                 join m as d_m on d_m.id = d.id order by d.o),
+           m.priority_override, m.concurrency_key
     from m
     on conflict (snapshot_id, pos) do nothing
 $$;
@@ -75,29 +77,34 @@ declare
     v_ids bigint[];
     v_inserted integer;
     v_ready boolean;
+    v_wf_priority smallint;
     -- the sequence is looked up once: per row, the lookup cost as much as the insert
     v_seq regclass := pg_get_serial_sequence('{{.schema}}.tasks', 'id')::regclass;
 begin
+    select w.priority into v_wf_priority from runs r join workflows w on w.id = r.workflow_id where r.id = p_run_id;
     v_ids := array(select nextval(v_seq) from snapshot_tasks c where c.snapshot_id = p_snapshot_id order by c.pos);
     with ins as (
         insert into tasks (id, run_id, task_index, task_name, executor_type, depends_on, status, params,
-                           max_retries, timeout_seconds, unmet_deps, downstream)
+                           max_retries, timeout_seconds, unmet_deps, downstream,
+                           priority, priority_override, concurrency_key)
         overriding system value
         select v_ids[c.pos], p_run_id, c.task_index, c.task_name, c.executor_type, c.depends_on, 'pending', c.params,
                c.max_retries, c.timeout_seconds, c.unmet_deps,
-               array(select v_ids[d] from unnest(c.downstream_pos) as d)
+               array(select v_ids[d] from unnest(c.downstream_pos) as d),
+               coalesce(c.priority, v_wf_priority), c.priority, c.concurrency_key
         from snapshot_tasks c
         where c.snapshot_id = p_snapshot_id
         order by c.task_index
-        returning tasks.id, tasks.unmet_deps, tasks.executor_type
+        returning tasks.id, tasks.unmet_deps, tasks.executor_type, tasks.priority
     ), queued as (
-        insert into task_queue (task_id, executor_type)
-        select ins.id, ins.executor_type from ins where ins.unmet_deps = 0
+        insert into task_queue (task_id, executor_type, priority)
+        select ins.id, ins.executor_type, ins.priority from ins where ins.unmet_deps = 0
         returning 1
     )
     select (select count(*) from ins), exists (select 1 from queued)
     into v_inserted, v_ready;
 
+    perform _place_run_tasks(p_run_id);
     perform _tasks_added(p_run_id, v_inserted, v_ready);
     return v_inserted;
 end
