@@ -222,9 +222,11 @@ end
 $$;
 
 -- _pick_grouped chooses the tasks a claim of up to p_limit takes when some ready task
--- has a slot group. It locks the pools of the groups that have ready tasks (id order;
--- a claimer holds nothing else yet, and never waits for a task), so racing claimers
--- take slots one after the other. Candidates: the head of the ungrouped list, and of
+-- has a slot group. It locks the pools of the groups that have ready tasks, SKIP
+-- LOCKED: a pool another claimer (or a reporter giving slots back) holds counts as
+-- full for this claim, so racing claimers take a pool's slots one after the other and
+-- a claimer never waits (reporters may take pools in any order across the rounds of a
+-- batch: a waiting claimer could deadlock with them). Candidates: the head of the ungrouped list, and of
 -- each group whose pools all have room as many as the smallest room (a full pool's
 -- tasks are never read); then each pool keeps as many as it has room for, in claim
 -- order. The order is priority, then turn (a fair run's n-th task, or the n-th of
@@ -259,14 +261,17 @@ begin
                                union
                                select g.key_pool from slot_groups g where g.id = any(v_groups)))
         order by p.id
-        for no key update
+        for no key update skip locked
     ) x;
     return array(
         with pool(id, free) as (
             select * from unnest(v_pools, v_free)
         ), grp as (
             select g.id, g.workflow_pool, g.key_pool, g.fair_run,
-                   least(p_limit, coalesce(wp.free, p_limit), coalesce(kp.free, p_limit)) as room
+                   -- a pool this claim could not lock has no room for it
+                   least(p_limit,
+                         case when g.workflow_pool = 0 then p_limit else coalesce(wp.free, 0) end,
+                         case when g.key_pool = 0 then p_limit else coalesce(kp.free, 0) end) as room
             from slot_groups g
             left join pool wp on wp.id = g.workflow_pool
             left join pool kp on kp.id = g.key_pool

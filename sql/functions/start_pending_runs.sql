@@ -20,7 +20,8 @@ as $$
         (select jsonb_agg(jsonb_build_object(
                     'task_index', wt.task_index, 'task_name', wt.task_name, 'executor_type', wt.executor_type,
                     'depends_on', to_jsonb(wt.depends_on), 'params', wt.params,
-                    'max_retries', wt.max_retries, 'timeout_seconds', wt.timeout_seconds) order by wt.task_index)
+                    'max_retries', wt.max_retries, 'timeout_seconds', wt.timeout_seconds,
+                    'priority', wt.priority, 'concurrency_key', wt.concurrency_key) order by wt.task_index)
          from workflow_tasks wt where wt.workflow_id = r.workflow_id)
         else coalesce((select jsonb_agg(jsonb_build_object(
                     'task_index', i, 'task_name', 'task_' || i, 'executor_type', w.executor_type,
@@ -179,6 +180,8 @@ $$;
 
 -- start_pending_runs claims up to p_limit pending runs, oldest first (SKIP LOCKED, so
 -- two schedulers never start one run twice), creates their tasks and marks them running.
+-- A workflow's max_active_runs leaves its runs pending while that many of its runs are
+-- running or paused (they start, in order, as runs finish).
 -- A run whose DAG is invalid (unknown dependency, cycle, no tasks) fails with an error
 -- naming why. Returns one row per run: run_id, status, tasks_created, error.
 create function {{.schema}}_api.start_pending_runs(p_limit integer)
@@ -191,14 +194,29 @@ as $$
 #variable_conflict use_column
 declare
     v_run record;
+    v_max integer;
+    v_started integer := 0;
 begin
     perform _check_limit(p_limit);
+    -- No LIMIT: runs of a workflow at its max_active_runs are passed over (and stay
+    -- locked, so racing callers pass them too); the loop ends after p_limit starts.
     for v_run in
-        select r.id from runs r where r.status = 'pending' order by r.id limit p_limit for no key update skip locked
+        select r.id, r.workflow_id from runs r where r.status = 'pending' order by r.id for no key update skip locked
     loop
+        select w.max_active_runs into v_max from workflows w where w.id = v_run.workflow_id;
+        if v_max is not null then
+            -- One starter per limited workflow at a time: the count, a statement after
+            -- the lock, sees every run another caller started and committed meanwhile.
+            perform pg_advisory_xact_lock(hashtext('{{.schema}}.max_active_runs'),
+                                          (v_run.workflow_id % 2147483647)::integer);
+            continue when (select count(*) from runs r
+                           where r.workflow_id = v_run.workflow_id and r.status in ('running', 'paused')) >= v_max;
+        end if;
         run_id := v_run.id;
         select s.status, s.tasks_created, s.error into status, tasks_created, error from _start_run(v_run.id) s;
         return next;
+        v_started := v_started + 1;
+        exit when v_started >= p_limit;
     end loop;
 end
 $$;

@@ -35,6 +35,11 @@ alter table {{.schema}}.snapshot_tasks
     add column priority smallint,
     add column concurrency_key text not null default '';
 
+-- a workflow's compiled tasks carry them too (null priority: the workflow's)
+alter table {{.schema}}.workflow_tasks
+    add column priority smallint check (priority between -1000 and 1000),
+    add column concurrency_key text not null default '';
+
 create table {{.schema}}.slot_pools (
     id bigint generated always as identity primary key,
     -- exactly one of: a workflow's pool (max tasks in flight), a concurrency key's pool
@@ -118,6 +123,7 @@ drop table {{.schema}}.task_slots;
 drop table {{.schema}}.slot_groups;
 drop table {{.schema}}.slot_pools;
 alter table {{.schema}}.snapshot_tasks drop column concurrency_key, drop column priority;
+alter table {{.schema}}.workflow_tasks drop column concurrency_key, drop column priority;
 alter table {{.schema}}.tasks
     drop column slot_group, drop column concurrency_key, drop column priority_override, drop column priority;
 alter table {{.schema}}.workflows drop column fair, drop column max_active_runs, drop column priority;
