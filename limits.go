@@ -77,15 +77,19 @@ func ValidSlots(slots int) error {
 }
 
 // validSpecLimits checks a task spec's priority and concurrency key.
-func validSpecLimits(t TaskSpec) error {
-	if t.Priority != nil {
-		if err := ValidPriority(*t.Priority); err != nil {
-			return fmt.Errorf("task %q: %w", t.Name, err)
+func validSpecLimits(t TaskSpec) error { return ValidTaskLimits(t.Name, t.Priority, t.ConcurrencyKey) }
+
+// ValidTaskLimits checks the priority (nil: the workflow's) and the concurrency key
+// ("": none) of the task named name.
+func ValidTaskLimits(name string, priority *int, key string) error {
+	if priority != nil {
+		if err := ValidPriority(*priority); err != nil {
+			return fmt.Errorf("task %q: %w", name, err)
 		}
 	}
-	if t.ConcurrencyKey != "" {
-		if err := ValidConcurrencyKey(t.ConcurrencyKey); err != nil {
-			return fmt.Errorf("task %q: %w", t.Name, err)
+	if key != "" {
+		if err := ValidConcurrencyKey(key); err != nil {
+			return fmt.Errorf("task %q: %w", name, err)
 		}
 	}
 	return nil

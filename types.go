@@ -143,6 +143,9 @@ type NewTask struct {
 	Params         json.RawMessage
 	MaxRetries     int
 	TimeoutSeconds int
+	// Priority and ConcurrencyKey are TaskSpec's.
+	Priority       *int
+	ConcurrencyKey string
 }
 
 // TaskUpdate is one status report for SetTaskStates and UpdateTaskStatus.
