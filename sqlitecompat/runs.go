@@ -368,7 +368,7 @@ func (s *Store) StartPendingRuns(ctx context.Context, limit int) ([]orkstate.Sta
 	err := s.write(ctx, func(t *txState) error {
 		out = out[:0]
 		// No LIMIT: runs of a workflow at its max_active_runs are passed over.
-		rows, err := t.query(`SELECT `+pendingRunCols+` WHERE r.status = 'pending' ORDER BY r.id`)
+		rows, err := t.query(`SELECT ` + pendingRunCols + ` WHERE r.status = 'pending' ORDER BY r.id`)
 		if err != nil {
 			return err
 		}

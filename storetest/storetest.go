@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) orkstate.Store) {
 		{"Schedule", s.testSchedules},
 		{"Deferred", s.testDeferred},
 		{"Concurrency", s.testConcurrency},
+		{"Limits", s.testLimits},
 		{"Hardening", s.testHardening},
 	}
 	for _, g := range groups {
