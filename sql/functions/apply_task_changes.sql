@@ -144,6 +144,7 @@ declare
     v_timed bigint[];
     v_timed_at timestamptz[];
     v_untimed bigint[];
+    v_entered bigint[];
 begin
     -- One statement decides and applies: the guard in the WHERE clause is the §3
     -- transition table plus attempt fencing, evaluated on the current row once the
@@ -225,10 +226,11 @@ begin
            array_agg(u.id) filter (where not (u.status = 'pending' and u.unmet_deps = 0)),
            array_agg(u.id) filter (where u.timeout_seconds > 0 and u.timeout_at is not null),
            array_agg(u.timeout_at) filter (where u.timeout_seconds > 0 and u.timeout_at is not null),
-           array_agg(u.id) filter (where u.timeout_seconds > 0 and u.timeout_at is null)
+           array_agg(u.id) filter (where u.timeout_seconds > 0 and u.timeout_at is null),
+           array_agg(u.id) filter (where u.status = 'running' and u.slot_group <> 0)
     into v_ords, v_pos, v_ids, v_outcomes, v_statuses, v_failed, v_cancelled, v_ended,
          v_fin_runs, v_fin_statuses, v_requeued, v_down,
-         v_ready, v_ready_types, v_ready_at, v_ready_prio, v_ready_group, v_unready, v_timed, v_timed_at, v_untimed
+         v_ready, v_ready_types, v_ready_at, v_ready_prio, v_ready_group, v_unready, v_timed, v_timed_at, v_untimed, v_entered
     from updated u;
 
     -- The queue and the deadlines follow in statements of their own. Each takes its
@@ -252,6 +254,10 @@ begin
     -- update for the same reason (v_ended also holds tasks that were never in flight:
     -- they hold no slot).
     perform _release_slots(v_ended);
+    -- A task can enter flight without a claim: pending → running (a report after its
+    -- lease ran out and before another claim). It counts against its pools too, even
+    -- past their slots (it runs whatever the database says); claims then wait.
+    perform _take_slots(v_entered);
     if v_timed is not null then
         insert into task_deadlines as d (task_id, timeout_at)
         select * from unnest(v_timed, v_timed_at)

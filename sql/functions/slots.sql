@@ -54,6 +54,42 @@ begin
 end
 $$;
 
+-- _take_slots makes those of p_task_ids that are in a pooled group and hold no slot
+-- hold one (a task reported running straight from pending). Called with the running
+-- reports of grouped tasks only, so a claimed task (which holds its slot) costs a probe.
+create function {{.schema}}_api._take_slots(p_task_ids bigint[])
+returns void
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+set plan_cache_mode = force_generic_plan
+set enable_seqscan = off
+set enable_hashjoin = off
+set enable_mergejoin = off
+as $$
+begin
+    if coalesce(cardinality(p_task_ids), 0) = 0 then
+        return;
+    end if;
+    with added as (
+        insert into task_slots (task_id, slot_group)
+        select t.id, t.slot_group
+        from tasks t join slot_groups g on g.id = t.slot_group
+        where t.id = any(p_task_ids) and (g.workflow_pool <> 0 or g.key_pool <> 0)
+        on conflict (task_id) do nothing
+        returning task_slots.slot_group
+    ), per as (
+        select p.pool, count(*)::integer as n
+        from added join slot_groups g on g.id = added.slot_group
+        cross join lateral (values (g.workflow_pool), (g.key_pool)) as p(pool)
+        where p.pool <> 0
+        group by p.pool
+        order by p.pool
+    )
+    update slot_pools sp set in_flight = sp.in_flight + per.n from per where sp.id = per.pool;
+end
+$$;
+
 -- _place_run_tasks puts the run's tasks that have no slot group yet into theirs: the
 -- workflow's pool (max tasks in flight), their key's pool, and for a fair workflow the
 -- run. A key without a pool raises OK422 (set its slots first). Tasks of a workflow
@@ -238,6 +274,8 @@ language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
 set plan_cache_mode = force_generic_plan
+-- every read is an ordered index scan with a LIMIT or a key probe
+set enable_seqscan = off
 as $$
 declare
     v_groups bigint[];
@@ -249,7 +287,9 @@ begin
         with recursive g(id) as (
             (select q.slot_group from task_queue q where q.slot_group <> 0 order by q.slot_group limit 1)
             union all
-            select (select q.slot_group from task_queue q where q.slot_group > g.id order by q.slot_group limit 1)
+            -- "<> 0" again: only then can the planner use the partial index
+            select (select q.slot_group from task_queue q
+                    where q.slot_group > g.id and q.slot_group <> 0 order by q.slot_group limit 1)
             from g where g.id is not null
         )
         select g.id from g where g.id is not null);
