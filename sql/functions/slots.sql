@@ -281,6 +281,7 @@ declare
     v_groups bigint[];
     v_pools bigint[];
     v_free integer[];
+    v_simple boolean;
 begin
     -- The groups with ready tasks: a loose index scan, one probe per group.
     v_groups := array(
@@ -303,6 +304,54 @@ begin
         order by p.id
         for no key update skip locked
     ) x;
+    -- No fair run and no pool shared by two groups (keys alone, or a workflow limit
+    -- without keys): each group's room already bounds every pool, so the claim is the
+    -- first p_limit candidates by priority and id, without the window ranks (a third
+    -- of the claim's time with four keys).
+    select not exists (select 1 from slot_groups g where g.id = any(v_groups) and g.fair_run <> 0)
+       and not exists (select 1 from slot_groups g where g.id = any(v_groups)
+                       group by g.workflow_pool having g.workflow_pool <> 0 and count(*) > 1)
+       and not exists (select 1 from slot_groups g where g.id = any(v_groups)
+                       group by g.key_pool having g.key_pool <> 0 and count(*) > 1)
+    into v_simple;
+    if v_simple then
+        return array(
+            with pool(id, free) as (
+                select * from unnest(v_pools, v_free)
+            ), grp as (
+                select g.id,
+                       least(p_limit,
+                             case when g.workflow_pool = 0 then p_limit else coalesce(wp.free, 0) end,
+                             case when g.key_pool = 0 then p_limit else coalesce(kp.free, 0) end) as room
+                from slot_groups g
+                left join pool wp on wp.id = g.workflow_pool
+                left join pool kp on kp.id = g.key_pool
+                where g.id = any(v_groups)
+            )
+            select c.task_id
+            from (
+                select u.task_id, u.priority
+                from (select q.task_id, q.priority from task_queue q
+                      where q.slot_group = 0
+                        and (q.ready_at is null or q.ready_at <= now())
+                        and (p_executor_types is null or q.executor_type = any(p_executor_types))
+                      order by q.priority desc, q.task_id
+                      limit p_limit) u
+                union all
+                select c.task_id, c.priority
+                from grp
+                cross join lateral (
+                    select q.task_id, q.priority from task_queue q
+                    where q.slot_group = grp.id and q.slot_group <> 0
+                      and (q.ready_at is null or q.ready_at <= now())
+                      and (p_executor_types is null or q.executor_type = any(p_executor_types))
+                    order by q.priority desc, q.task_id
+                    limit grp.room) c
+                where grp.room > 0
+            ) c
+            order by c.priority desc, c.task_id
+            limit p_limit);
+    end if;
     return array(
         with pool(id, free) as (
             select * from unnest(v_pools, v_free)
@@ -329,7 +378,9 @@ begin
             from grp
             cross join lateral (
                 select q.task_id, q.priority from task_queue q
-                where q.slot_group = grp.id
+                -- "<> 0" lets the planner use the partial group index (else: a
+                -- sequential scan and a sort of the queue per group, 26 ms at 20,000)
+                where q.slot_group = grp.id and q.slot_group <> 0
                   and (q.ready_at is null or q.ready_at <= now())
                   and (p_executor_types is null or q.executor_type = any(p_executor_types))
                 order by q.priority desc, q.task_id
