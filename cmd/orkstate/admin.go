@@ -84,7 +84,7 @@ func (a *app) migrateSQLite(ctx context.Context, path string, downTo int) error 
 func (a *app) statusCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:     "status",
-		Short:   "Show the install's version and its runs and tasks by status",
+		Short:   "Show the install's version, its runs and tasks by status, and the slots in use per concurrency key",
 		Example: "  orkstate status\n  orkstate --db ork.db status",
 		Args:    args(),
 		RunE: cmdErr(func(cmd *cobra.Command, _ []string) error {
@@ -126,6 +126,17 @@ func (a *app) statusCommand() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "  %-14s %8d\n", "workflows", len(wfs))
+			keys, err := be.store.ConcurrencyKeys(ctx)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				slots := "unlimited"
+				if k.Slots > 0 {
+					slots = fmt.Sprint(k.Slots)
+				}
+				fmt.Fprintf(a.stdout, "  key %-10s %8d  in flight of %s slots\n", k.Key, k.InFlight, slots)
+			}
 			return nil
 		}),
 	}
