@@ -360,3 +360,49 @@ func TestFairnessBoundWithLargeRun(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestPrioritiesMigrationDownKeepsWork: migration 004's down part keeps every ready,
+// leased and timed task (their priorities, keys and slots go with the tables), and
+// the install works again after migrating up.
+func TestPrioritiesMigrationDownKeepsWork(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, p, schema := limitsStore(t)
+	if err := s.SetConcurrencyKey(ctx, "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	wf := newWorkflow(t, s, orkstate.WorkflowLimits{Priority: 3, MaxActiveRuns: ptr(5), MaxTasksInFlight: ptr(10)})
+	keyedRun(t, s, wf, 5, "x", "k", 0, 60)
+	keyedRun(t, s, wf, 5, "x", "", 0, 0)
+	claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "m", Limit: 3})
+	if err != nil || len(claimed) != 3 {
+		t.Fatalf("claim: %d, %v", len(claimed), err)
+	}
+	count := func(q string) int {
+		var n int
+		if err := p.QueryRow(ctx, fmt.Sprintf(q, schema)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	queued, leased := count(`select count(*) from %s.task_queue`), count(`select count(*) from %s.task_leases`)
+	if err := pgstore.MigrateTo(ctx, p, schema, 3); err != nil {
+		t.Fatal(err)
+	}
+	if q, l := count(`select count(*) from %s.task_queue`), count(`select count(*) from %s.task_leases`); q != queued || l != leased {
+		t.Fatalf("at version 3: %d queue rows (had %d), %d lease rows (had %d)", q, queued, l, leased)
+	}
+	if err := pgstore.Migrate(ctx, p, schema); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range claimed {
+		if _, err := s.UpdateTaskStatus(ctx, orkstate.TaskUpdate{TaskID: c.ID, Status: orkstate.TaskSuccess, Attempt: c.Attempt}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rest, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "m", Limit: 100})
+	if err != nil || len(rest) != 7 {
+		t.Fatalf("after the round trip: claimed %d, %v; want the 7 left", len(rest), err)
+	}
+	checkPools(t, p, schema)
+}
