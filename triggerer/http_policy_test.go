@@ -52,7 +52,9 @@ func newRecorder(t *testing.T, handler http.HandlerFunc) *recorder {
 	return r
 }
 
-func success(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `{"status":"success"}`) }
+func success(w http.ResponseWriter, _ *http.Request) {
+	_, _ = io.WriteString(w, `{"status":"success"}`)
+}
 
 func TestHTTPTrackerDestinationPolicy(t *testing.T) {
 	t.Parallel()

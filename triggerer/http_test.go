@@ -23,8 +23,8 @@ func TestHTTPTrackerPoll(t *testing.T) {
 	t.Parallel()
 
 	type want struct {
-		result  orkstate.PollResult
-		errMsg  string // substring; "" means empty
+		result    orkstate.PollResult
+		errMsg    string // substring; "" means empty
 		err       string // substring of the error; "" means no error
 		request   *seen  // checked when not nil
 		noRequest bool   // the server must not be called
