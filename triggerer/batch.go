@@ -1,19 +1,23 @@
 package triggerer
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // batcher groups work that arrives close together. Callers add items; up to
 // maxInFlight flush loops (goroutines started on demand, ending when the queue is
 // empty) each take whatever is queued, at most maxBatch items, and flush them
-// together. There is no timer: the first item is flushed at once, and items that
-// arrive while a flush runs wait only for the next one — under load batches grow
-// by themselves, when idle an item waits for nothing. (River's completer ticks
-// every 50 ms instead; a worker here waits for its own flush, so waiting for a
-// tick would add latency without saving work.) flush must resolve every item it
-// is given.
+// together. A new loop waits linger before its first take, so that a burst (River
+// starts the polls it fetched together) becomes one group rather than a group of
+// one followed by the rest; after that, items that arrive while a flush runs wait
+// only for the next one, so under load groups grow by themselves. (River's
+// completer ticks every 50 ms instead; a worker here waits for its own flush, so
+// a tick would add latency.) flush must resolve every item it is given.
 type batcher[T any] struct {
 	maxBatch    int
 	maxInFlight int
+	linger      time.Duration
 	flush       func(items []T)
 
 	mu      sync.Mutex
@@ -21,8 +25,8 @@ type batcher[T any] struct {
 	running int
 }
 
-func newBatcher[T any](maxBatch, maxInFlight int, flush func([]T)) *batcher[T] {
-	return &batcher[T]{maxBatch: maxBatch, maxInFlight: maxInFlight, flush: flush}
+func newBatcher[T any](maxBatch, maxInFlight int, linger time.Duration, flush func([]T)) *batcher[T] {
+	return &batcher[T]{maxBatch: maxBatch, maxInFlight: maxInFlight, linger: linger, flush: flush}
 }
 
 // add queues item and makes sure a flush loop will take it.
@@ -40,6 +44,9 @@ func (b *batcher[T]) add(item T) {
 }
 
 func (b *batcher[T]) loop() {
+	if b.linger > 0 {
+		time.Sleep(b.linger)
+	}
 	for {
 		b.mu.Lock()
 		if len(b.queue) == 0 {

@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/orkstate/orkstate"
 )
@@ -18,9 +17,10 @@ import (
 // The database work of polls is grouped (see batcher): the deferred jobs of the
 // polls River hands out together are read in one query, running polls are
 // reported in one statement, and finished polls are committed together — one
-// report_deferred_polls for all of them and one JobCompleteTx per River job in
-// one transaction, so each deferred job still finishes together with its River
-// job or not at all. Each worker waits until its own result is durable.
+// report_deferred_polls for all of them and one statement completing their River
+// jobs (completeRiverJobsTx) in one transaction, so each deferred job still
+// finishes together with its River job or not at all. Each worker waits until
+// its own result is durable.
 const (
 	// maxGroup caps a group: a larger one holds its tasks' locks longer and
 	// makes every worker in it wait for the slowest.
@@ -30,6 +30,8 @@ const (
 	maxCommitsInFlight = 2
 	// maxReadsInFlight caps concurrent reads and running reports.
 	maxReadsInFlight = 2
+	// groupLinger is how long a group waits for more before its first flush.
+	groupLinger = time.Millisecond
 )
 
 // groups holds the Triggerer's batchers.
@@ -38,13 +40,17 @@ type groups struct {
 	loads   *batcher[*loadItem]
 	running *batcher[*runningItem]
 	commits *batcher[*commitItem]
+
+	// onDurable, when set (by tests, before Start), is called with each deferred
+	// job id whose finish committed, before its worker is released.
+	onDurable func(deferredJobID int64)
 }
 
 func newGroups(t *Triggerer) *groups {
 	g := &groups{t: t}
-	g.loads = newBatcher(maxGroup, maxReadsInFlight, g.load)
-	g.running = newBatcher(maxGroup, maxReadsInFlight, g.reportRunning)
-	g.commits = newBatcher(maxGroup, maxCommitsInFlight, g.commit)
+	g.loads = newBatcher(maxGroup, maxReadsInFlight, groupLinger, g.load)
+	g.running = newBatcher(maxGroup, maxReadsInFlight, groupLinger, g.reportRunning)
+	g.commits = newBatcher(maxGroup, maxCommitsInFlight, groupLinger, g.commit)
 	return g
 }
 
@@ -139,9 +145,7 @@ func (g *groups) reportRunning(items []*runningItem) {
 }
 
 type commitItem struct {
-	// ctx is the worker's: JobCompleteTx finds the River client and the
-	// recorded output in its values.
-	ctx    context.Context
+	ctx    context.Context // the worker's, for its log lines
 	job    *river.Job[PollDeferredJobArgs]
 	result orkstate.PollResult
 	msg    string
@@ -186,6 +190,9 @@ func (g *groups) commit(items []*commitItem) {
 			}
 			if gone == nil {
 				for _, it := range part {
+					if g.onDurable != nil {
+						g.onDurable(it.job.Args.DeferredJobID)
+					}
 					it.resolve(nil)
 				}
 				return nil
@@ -203,9 +210,10 @@ func (g *groups) commit(items []*commitItem) {
 	})
 }
 
-// commitOnce applies part in one transaction. It returns the first item whose
-// River job could not be completed (after rolling back), or an error when the
-// transaction failed as a whole.
+// commitOnce applies part in one transaction: the reports first (they lock the
+// tasks and the run, in id order), then the River jobs, then commit. It returns
+// the first item whose River job was no longer running (after rolling back), or
+// an error when the transaction failed as a whole.
 func (g *groups) commitOnce(ctx context.Context, part []*commitItem) (gone *commitItem, err error) {
 	tx, err := g.t.pool.Begin(ctx)
 	if err != nil {
@@ -224,21 +232,23 @@ func (g *groups) commitOnce(ctx context.Context, part []*commitItem) (gone *comm
 	if len(outs) != len(part) {
 		return nil, fmt.Errorf("%d outcomes for %d reports", len(outs), len(part))
 	}
+	ids := make([]int64, len(part))
+	outputs := make([]PollOutput, len(part))
 	for i, it := range part {
 		it.out = outs[i]
-		// Recorded output travels with JobCompleteTx's metadata update.
-		if err := river.RecordOutput(it.ctx, PollOutput{
+		ids[i] = it.job.ID
+		outputs[i] = PollOutput{
 			DeferredJobID: it.job.Args.DeferredJobID, Result: it.result, Error: it.msg,
 			Outcome: it.out.Outcome, Status: it.out.Status, TaskStatus: it.out.TaskStatus,
-		}); err != nil {
-			return nil, fmt.Errorf("record output of deferred job %d: %w", it.job.Args.DeferredJobID, err)
 		}
-		_, err := river.JobCompleteTx[*riverpgxv5.Driver](workValues{Context: ctx, values: it.ctx}, tx, it.job)
-		if errors.Is(err, rivertype.ErrNotFound) {
+	}
+	completed, err := g.t.completeRiverJobsTx(ctx, tx, ids, outputs)
+	if err != nil {
+		return nil, fmt.Errorf("complete river jobs: %w", err)
+	}
+	for i, it := range part {
+		if !completed[i] {
 			return it, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("complete river job %d: %w", it.job.ID, err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -253,15 +263,6 @@ func (g *groups) commitOnce(ctx context.Context, part []*commitItem) (gone *comm
 	}
 	return nil, nil
 }
-
-// workValues is ctx's cancellation with values's values: a group's statements
-// run under the group's deadline but see the worker's River context.
-type workValues struct {
-	context.Context
-	values context.Context
-}
-
-func (c workValues) Value(key any) any { return c.values.Value(key) }
 
 // splitOnError applies a group; when that fails, it halves the group and tries
 // each half, down to single items, which get the error. One item that cannot be

@@ -65,14 +65,15 @@ type Config struct {
 	// MaxWorkers is how many polls this process runs at once. Workers share
 	// their database work (reads, reports and commits are grouped), so the
 	// connections a Triggerer needs hardly grow with MaxWorkers: it opens at most
-	// 12 + MaxWorkers/10 of its own (see Pool). Defaults to 100.
+	// 12 + MaxWorkers/20 (at most 22) of its own (see Pool). Defaults to 100.
 	MaxWorkers int
 
-	// Pool is the database. Required. The Triggerer opens a pool of its own from
-	// Pool's settings for River and its workers, with search_path pinned to
-	// pg_catalog and Schema and at most 12 + MaxWorkers/10 connections (Close
-	// releases it); Pool itself serves Store and the calls without a caller's
-	// transaction. Size the database's max_connections for both.
+	// Pool is the database. Required. For River, its workers and the calls that
+	// open their own transaction, the Triggerer opens a pool of its own with
+	// Pool's settings but search_path pinned to pg_catalog and Schema, and at
+	// most 12 + MaxWorkers/20 (at most 22) connections, opened as needed; Close
+	// releases it. Pool itself serves only Store. Size the database's
+	// max_connections for both.
 	Pool *pgxpool.Pool
 
 	// PollInterval is the wait between two polls of a running deferred job.
@@ -139,9 +140,9 @@ func (c *Config) withDefaults() *Config {
 // poolSize is the Triggerer's own pool size: River's producer, completer,
 // notifier and maintenance take about six connections, the groups at most
 // 2*maxReadsInFlight + maxCommitsInFlight, and the rare unbatched paths (a
-// missing tracker) scale with the workers.
+// missing tracker) get a few more with more workers, at most 10.
 func poolSize(c *Config) int32 {
-	return int32(12 + c.MaxWorkers/10)
+	return int32(12 + min(c.MaxWorkers, 200)/20)
 }
 
 func (c *Config) validate() error {
