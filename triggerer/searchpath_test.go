@@ -29,13 +29,13 @@ func TestShadowedPublicFunctions(t *testing.T) {
 	ctx := context.Background()
 	plain, schema := testdb.Schema(t)
 	shadow := schema + "_shadow"
-	must(t, exec(ctx, plain, "create schema "+shadow), "create shadow schema")
-	t.Cleanup(func() { _ = exec(context.Background(), plain, "drop schema "+shadow+" cascade") })
+	must(t, execSQL(ctx, plain, "create schema "+shadow), "create shadow schema")
+	t.Cleanup(func() { _ = execSQL(context.Background(), plain, "drop schema "+shadow+" cascade") })
 	for _, typ := range []string{"bigint", "integer", "smallint", "text", "jsonb", "bytea", "timestamptz", "boolean"} {
-		must(t, exec(ctx, plain, fmt.Sprintf(`create function %s.unnest(%s[]) returns setof %s language plpgsql as $$
+		must(t, execSQL(ctx, plain, fmt.Sprintf(`create function %s.unnest(%s[]) returns setof %s language plpgsql as $$
 			begin raise exception 'shadow %s.unnest(%s[]) ran'; end $$`, shadow, typ, typ, shadow, typ)), "plant unnest("+typ+"[])")
 	}
-	must(t, exec(ctx, plain, fmt.Sprintf(`create function %s.array_length(bigint[], integer) returns integer language plpgsql as $$
+	must(t, execSQL(ctx, plain, fmt.Sprintf(`create function %s.array_length(bigint[], integer) returns integer language plpgsql as $$
 		begin raise exception 'shadow array_length ran'; end $$`, shadow)), "plant array_length")
 
 	cfg := plain.Config()
@@ -87,7 +87,7 @@ func TestShadowedPublicFunctions(t *testing.T) {
 	}
 }
 
-func exec(ctx context.Context, pool *pgxpool.Pool, sql string) error {
+func execSQL(ctx context.Context, pool *pgxpool.Pool, sql string) error {
 	_, err := pool.Exec(ctx, sql)
 	return err
 }
