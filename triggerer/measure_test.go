@@ -2,8 +2,10 @@ package triggerer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -183,4 +185,78 @@ func riverNoopRate(t *testing.T, b *testBundle, n int) float64 {
 		}
 	}
 	return float64(n) / time.Since(start).Seconds()
+}
+
+// TestMeasureLatency measures, at half the rate the triggerer reaches, the time
+// from a tracker answering "completed" to that job's finish being durable
+// (committed, the worker about to be released).
+func TestMeasureLatency(t *testing.T) {
+	n := measureSize(t)
+	ctx := context.Background()
+
+	// The rate to halve.
+	b0 := setup(t)
+	ids0 := b0.deferredFixture(t, n)
+	tr0 := b0.start(t, b0.measureConfig(completeAtOnce()))
+	start := time.Now()
+	for off := 0; off < n; off += 1000 {
+		must(t, pgx.BeginFunc(ctx, b0.pool, func(tx pgx.Tx) error {
+			return tr0.EnqueueTx(ctx, tx, ids0[off:min(n, off+1000)]...)
+		}), "EnqueueTx")
+	}
+	b0.waitDeferredDone(t, time.Minute)
+	maxRate := float64(n) / time.Since(start).Seconds()
+	rate := maxRate / 2
+
+	b := setup(t)
+	ids := b.deferredFixture(t, n)
+	answered := make([]atomic.Int64, n) // unix nanos, by position in ids
+	durable := make([]atomic.Int64, n)
+	pos := make(map[int64]int, n)
+	for i, id := range ids {
+		pos[id] = i
+	}
+	byJobID := make(map[string]int, n)
+	rows, err := b.pool.Query(ctx, "select id, job_id from "+b.schema+".deferred_jobs")
+	must(t, err, "job ids")
+	for rows.Next() {
+		var id int64
+		var jobID string
+		must(t, rows.Scan(&id, &jobID), "scan")
+		byJobID[jobID] = pos[id]
+	}
+	tracker := TrackerFunc{Type: fakeServiceType, Func: func(_ context.Context, jobID string, _ json.RawMessage) (orkstate.PollResult, string, error) {
+		answered[byJobID[jobID]].Store(time.Now().UnixNano())
+		return orkstate.PollCompleted, "", nil
+	}}
+	tr, err := New(b.measureConfig(tracker))
+	must(t, err, "New")
+	tr.groups.onDurable = func(id int64) { durable[pos[id]].Store(time.Now().UnixNano()) }
+	must(t, tr.Start(ctx), "Start")
+	t.Cleanup(func() { _ = tr.Stop(ctx); tr.Close() })
+
+	const tick = 10 * time.Millisecond
+	perTick := max(1, int(rate*tick.Seconds()))
+	ticker := time.NewTicker(tick)
+	for off := 0; off < n; off += perTick {
+		<-ticker.C
+		must(t, pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			return tr.EnqueueTx(ctx, tx, ids[off:min(n, off+perTick)]...)
+		}), "EnqueueTx")
+	}
+	ticker.Stop()
+	b.waitDeferredDone(t, time.Minute)
+
+	lat := make([]time.Duration, 0, n)
+	for i := range n {
+		if a, d := answered[i].Load(), durable[i].Load(); a > 0 && d > 0 {
+			lat = append(lat, time.Duration(d-a))
+		}
+	}
+	slices.Sort(lat)
+	if len(lat) < n {
+		t.Fatalf("%d of %d jobs have both times", len(lat), n)
+	}
+	t.Logf("MEASURE n=%d: max %.0f jobs/s; at %.0f jobs/s, tracker answer → durable: p50 %s, p99 %s, max %s",
+		n, maxRate, rate, lat[n/2], lat[n*99/100], lat[n-1])
 }

@@ -43,9 +43,9 @@ func (w *pollWorker) Timeout(*river.Job[PollDeferredJobArgs]) time.Duration {
 // Work polls the deferred job once. What it returns tells River what to do next:
 //
 //   - nil: finished. Either the deferred job was already completed or failed
-//     (nothing to poll), or this poll finished it: ReportDeferredPolls and
-//     JobCompleteTx were committed in one transaction (shared with other polls
-//     that finished at the same time; see groups).
+//     (nothing to poll), or this poll finished it: ReportDeferredPolls and the
+//     River job's completion were committed in one transaction (shared with
+//     other polls that finished at the same time; see groups).
 //   - river.JobSnooze(PollInterval): the job still runs; the poll was recorded.
 //     A snooze does not use an attempt.
 //   - river.JobCancel: never poll again — the deferred job was cancelled or no
