@@ -130,8 +130,12 @@ func NewHTTPTracker(cfg *HTTPTrackerConfig) (*HTTPTracker, error) {
 	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: h.policy.control}
 	tr.DialContext = dialer.DialContext
 	tr.DialTLSContext = nil
-	tr.Dial = nil    //nolint:staticcheck // a deprecated dialer set by the caller would bypass the policy
-	tr.DialTLS = nil //nolint:staticcheck // same
+	// A caller's deprecated dialers would bypass the policy (DialTLS is used when
+	// DialTLSContext is nil).
+	//lint:ignore SA1019 cleared, not used
+	tr.Dial = nil
+	//lint:ignore SA1019 cleared, not used
+	tr.DialTLS = nil
 	h.client = &http.Client{Transport: tr, CheckRedirect: h.checkRedirect}
 	return h, nil
 }
