@@ -25,14 +25,27 @@ func pinnedSearchPath(schema string) string {
 // pinnedPool returns a new pool to base's database, with base's settings and
 // hooks, whose connections start with pinnedSearchPath (a startup parameter: no
 // extra round trip, and a connection pooler that cannot honour it refuses the
-// connection rather than silently dropping it). maxConns > 0 replaces base's
+// connection rather than silently dropping it; set again after base's
+// AfterConnect, if any). maxConns > 0 replaces base's
 // MaxConns. The pool connects lazily; the caller closes it.
 func pinnedPool(base *pgxpool.Pool, schema string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg := base.Config()
 	if cfg.ConnConfig.RuntimeParams == nil {
 		cfg.ConnConfig.RuntimeParams = map[string]string{}
 	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = pinnedSearchPath(schema)
+	path := pinnedSearchPath(schema)
+	cfg.ConnConfig.RuntimeParams["search_path"] = path
+	// The caller's AfterConnect runs after the startup parameters and might set
+	// its own search_path: pin it again after it.
+	if hook := cfg.AfterConnect; hook != nil {
+		cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+			if err := hook(ctx, conn); err != nil {
+				return err
+			}
+			_, err := conn.Exec(ctx, `select pg_catalog.set_config('search_path', $1, false)`, path)
+			return err
+		}
+	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 		cfg.MinConns = min(cfg.MinConns, maxConns)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orkstate/orkstate"
@@ -39,7 +40,12 @@ func TestShadowedPublicFunctions(t *testing.T) {
 		begin raise exception 'shadow array_length ran'; end $$`, shadow)), "plant array_length")
 
 	cfg := plain.Config()
+	// Both ways a caller's pool may set its path: a startup parameter and a hook.
 	cfg.ConnConfig.RuntimeParams["search_path"] = shadow + ", public"
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "set search_path = "+shadow+", public")
+		return err
+	}
 	cfg.MaxConns = 8
 	shadowed, err := pgxpool.NewWithConfig(ctx, cfg)
 	must(t, err, "shadowed pool")

@@ -243,7 +243,7 @@ func New(cfg *Config) (*Triggerer, error) {
 	return t, nil
 }
 
-// Store is the pgstore.Store on the Triggerer's pool and schema.
+// Store is the pgstore.Store on Config.Pool and the install schema.
 func (t *Triggerer) Store() *pgstore.Store { return t.store }
 
 // Registry holds the trackers; registering one takes effect at the next poll.
