@@ -19,9 +19,12 @@ import (
 // Why not JobCompleteTx once per job: it is one round trip per job inside the
 // group's transaction, which holds the run's and tasks' locks. Measured with
 // TestMeasureThroughput (5,000 jobs completed at their first poll, 1,000
-// workers, same process and load as River's own no-op jobs): one JobCompleteTx
-// per job 396-462 jobs/s (0.07-0.12 of River), one statement per group 1,527
-// jobs/s (0.32). River marks Client.Driver and Client.Pilot "API is not stable":
+// workers, River's own no-op jobs in the same process; a shared 2-core machine
+// at load 10-20, so only the ratios mean much): one JobCompleteTx per job
+// 396-462 jobs/s (0.07-0.12 of River), one statement per group 1,170-3,240
+// jobs/s (0.3-0.65); before grouping 103-129 jobs/s (0.02-0.04).
+//
+// River marks Client.Driver and Client.Pilot "API is not stable":
 // go.mod pins River, and TestEndToEnd, TestTrackerSaysFailed and
 // TestKilledTriggerer check the River job's state and output, so an upgrade that
 // changes them fails the tests. On a River upgrade compare with River's
