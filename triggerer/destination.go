@@ -58,13 +58,13 @@ func isPublic(addr netip.Addr) bool {
 	return true
 }
 
-// destinationDeniedError is a dial the policy refused.
-type destinationDeniedError struct {
-	addr netip.Addr
-}
+// destinationDeniedError is a dial the policy refused. It does not name the
+// address: the message becomes the task's error, and whoever wrote the job data
+// should not learn what an internal name resolves to.
+type destinationDeniedError struct{}
 
-func (e *destinationDeniedError) Error() string {
-	return fmt.Sprintf("destination %s is not allowed (not a public address; see HTTPTrackerConfig.AllowedNetworks)", e.addr)
+func (*destinationDeniedError) Error() string {
+	return "destination is not allowed: not a public address (see HTTPTrackerConfig.AllowedNetworks)"
 }
 
 // control is net.Dialer.Control: it runs after DNS resolution, before connecting,
@@ -75,7 +75,7 @@ func (p destinationPolicy) control(_, address string, _ syscall.RawConn) error {
 		return fmt.Errorf("destination %q: %w", address, err)
 	}
 	if !p.allows(ap.Addr()) {
-		return &destinationDeniedError{addr: ap.Addr().Unmap()}
+		return &destinationDeniedError{}
 	}
 	return nil
 }
