@@ -57,7 +57,7 @@ func runWakeup(ctx context.Context, r *runner) error {
 			continue
 		}
 		p50, p99 := percentiles(lat)
-		r.add(Result{Scenario: sc, Variant: mode.variant, System: SystemOrkstate, Items: len(lat), Unit: "wake-ups",
+		r.add(Result{Scenario: sc, Variant: mode.variant, System: SystemOrkstate, Items: len(lat), Unit: "wake-ups", Reps: 1, Samples: len(lat),
 			P50Ms: p50, P99Ms: p99, LatencyOf: "dependency's success committed → dependent claimed", Losses: lost,
 			Note: "latency only; idle scheduler, one task at a time"})
 	}
