@@ -152,7 +152,6 @@ func TinySizes() Sizes {
 		CalibUpdates: 1000, CalibPending: 500,
 		FailureRuns: 20, FailureV1Runs: 20,
 		OpenLoopSeconds: 1, OpenLoopLoads: []float64{0.5},
-		AgedTasks: 2000,
 		Reps:      1,
 	}
 }
@@ -275,6 +274,9 @@ func allScenarios() []scenario {
 		{name: "claims", desc: "claim throughput with 1, 2, 4, 8 claimers", run: runClaims},
 		{name: "claim_latency", desc: "claim latency with blocked tasks", run: runClaimLatency},
 		{name: "e2e", desc: "end-to-end DAG runs with simulated schedulers", run: runE2E},
+		{name: "failures", desc: "end-to-end runs with failures, retries and cancellations", run: runFailures},
+		{name: "open_loop", desc: "runs arriving at a fixed rate: latency under 50% and 80% load", run: runOpenLoop},
+		{name: "aged", desc: "claims and e2e on an install with 1M finished tasks, autovacuum on (full mode)", run: runAged},
 		{name: "deferred", desc: "deferred polls through the SQL claim and through River", run: runDeferred},
 		{name: "wakeup", desc: "wake-up latency, NOTIFY against polling", run: runWakeup},
 		{name: "sqlite", desc: "end-to-end DAG runs on sqlitecompat", run: runSQLiteE2E},

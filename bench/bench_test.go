@@ -2,6 +2,8 @@ package bench_test
 
 import (
 	"context"
+	"flag"
+	"os"
 	"testing"
 	"time"
 
@@ -37,5 +39,37 @@ func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := rep.Write(dir); err != nil {
 		t.Fatal(err)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite README.md's benchmark table from bench/results")
+
+// TestREADMEMatchesResults fails when the README's benchmark table is not the one
+// bench/results/{quick,full}.json generate; -update rewrites it.
+func TestREADMEMatchesResults(t *testing.T) {
+	quick, err := bench.LoadReport("results/quick.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := bench.LoadReport("results/full.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := bench.ReplaceReadmeTable(string(readme), bench.ReadmeTable(quick, full))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		if err := os.WriteFile("../README.md", []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if want != string(readme) {
+		t.Fatal("README.md's benchmark table differs from bench/results: run `go test ./bench -run TestREADMEMatchesResults -update` (make bench does)")
 	}
 }

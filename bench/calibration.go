@@ -51,37 +51,52 @@ func runCalibration(ctx context.Context, r *runner) error {
 			return smp, nil
 		})
 
+	// Pending tasks two ways: all ready (the sort decides), and all but 1,000 blocked
+	// behind a running root (the dependency re-check decides). One fixture per shape,
+	// polled V1Polls times per repetition: the query changes nothing.
 	pending := sz.CalibPending
-	r.measure(Result{Scenario: sc, Variant: fmt.Sprintf("dispatch query, limit 100, %s pending", humanCount(pending)), System: SystemOrkV1,
-		Unit: "tasks", LatencyOf: "get_pending_tasks_with_workflow, limit 100", Note: calibDispatchRef},
-		func(int) (*sample, error) {
-			v, drop, err := r.newOrkV1(ctx)
-			if err != nil {
-				return nil, err
-			}
-			defer drop()
+	for _, blocked := range []bool{false, true} {
+		shape := "ready"
+		if blocked {
+			shape = "blocked"
+		}
+		v, drop, err := r.newOrkV1(ctx)
+		if err != nil {
+			return err
+		}
+		if blocked {
+			err = v1BlockedAndReady(ctx, v, pending-1000, 1000)
+		} else {
 			perRun := min(1000, pending)
-			if _, err := v.fixture().chains(ctx, max(1, pending/perRun), perRun, 1, "pending", 0, false); err != nil {
-				return nil, err
-			}
-			smp := &sample{}
-			m := r.startMeter(ctx)
-			for i := 0; i < sz.V1Polls; i++ {
-				t := time.Now()
-				rows, err := v.pool.Query(ctx, v.sql(v1PendingTasks), 100, "pending", "running", "success", "failed")
-				if err != nil {
-					return nil, err
+			_, err = v.fixture().chains(ctx, max(1, pending/perRun), perRun, 1, "pending", 0, false)
+		}
+		if err != nil {
+			drop()
+			return err
+		}
+		r.measure(Result{Scenario: sc, Variant: fmt.Sprintf("dispatch query, limit 100, %s pending, %s", humanCount(pending), shape), System: SystemOrkV1,
+			Unit: "tasks", LatencyOf: "get_pending_tasks_with_workflow, limit 100", Note: calibDispatchRef},
+			func(int) (*sample, error) {
+				smp := &sample{}
+				m := r.startMeter(ctx)
+				for i := 0; i < sz.V1Polls; i++ {
+					t := time.Now()
+					rows, err := v.pool.Query(ctx, v.sql(v1PendingTasks), 100, "pending", "running", "success", "failed")
+					if err != nil {
+						return nil, err
+					}
+					for rows.Next() {
+						smp.items++
+					}
+					if err := rows.Err(); err != nil {
+						return nil, err
+					}
+					smp.lat = append(smp.lat, time.Since(t))
 				}
-				for rows.Next() {
-					smp.items++
-				}
-				if err := rows.Err(); err != nil {
-					return nil, err
-				}
-				smp.lat = append(smp.lat, time.Since(t))
-			}
-			m.stop(smp)
-			return smp, nil
-		})
+				m.stop(smp)
+				return smp, nil
+			})
+		drop()
+	}
 	return nil
 }

@@ -71,6 +71,9 @@ type e2eOutcome struct {
 type failurePlan struct {
 	failEvery   int // a task fails its first attempt when its key hashes to 0 mod failEvery
 	cancelEvery int
+	// interval, when set, spaces the runs' creation (an open loop: runs arrive at a
+	// fixed rate whatever the schedulers do); zero creates them back to back.
+	interval time.Duration
 }
 
 func (p failurePlan) active() bool { return p.failEvery > 0 || p.cancelEvery > 0 }
@@ -79,6 +82,9 @@ func (p failurePlan) failFirst(key uint64) bool {
 	return p.failEvery > 0 && (key*0x9E3779B97F4A7C15)>>32%uint64(p.failEvery) == 0
 }
 
+// workflowSeq names the workflows of driveE2E apart (an install may serve several drives).
+var workflowSeq atomic.Int64
+
 // driveE2E starts schedulers goroutines and creates runs runs of shape through the
 // Store, all on the clock (as River's inserts are): each loop starts pending runs,
 // claims up to claimBatch tasks and reports them in one SetTaskStates call; a loop
@@ -86,7 +92,7 @@ func (p failurePlan) failFirst(key uint64) bool {
 // finished. It is written against orkstate.Store, so it drives pgstore and
 // sqlitecompat alike.
 func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, shape dagShape, runs, schedulers, claimBatch int, plan failurePlan) (*e2eOutcome, error) {
-	wf, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "bench_" + shape.name, JobName: "bench-job", ExecutorType: "noop"})
+	wf, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: fmt.Sprintf("bench_%s_%d", shape.name, workflowSeq.Add(1)), JobName: "bench-job", ExecutorType: "noop"})
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +120,15 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error {
+		t0 := time.Now()
 		for i := 0; i < runs; i++ {
+			if plan.interval > 0 {
+				select {
+				case <-gctx.Done():
+					return gctx.Err()
+				case <-time.After(time.Until(t0.Add(time.Duration(i) * plan.interval))):
+				}
+			}
 			run, err := s.CreateRun(gctx, wf.ID, "bench")
 			if err != nil {
 				return err
@@ -285,6 +299,11 @@ func (r *runner) runOrkstateE2E(ctx context.Context, shape dagShape, runs int, p
 		return nil, nil, err
 	}
 	defer drop()
+	return r.orkstateE2EOn(ctx, s, shape, runs, plan, true)
+}
+
+// orkstateE2EOn drives runs runs of shape through an existing install.
+func (r *runner) orkstateE2EOn(ctx context.Context, s *pgstore.Store, shape dagShape, runs int, plan failurePlan, disk bool) (*sample, *e2eOutcome, error) {
 	l, err := notify.NewListener(r.pool, &notify.ListenerConfig{Schema: s.Schema(), Logger: discardLogger()})
 	if err != nil {
 		return nil, nil, err
@@ -301,8 +320,10 @@ func (r *runner) runOrkstateE2E(ctx context.Context, shape dagShape, runs int, p
 	smp := e2eSample(o)
 	m.stop(smp)
 	smp.secs = o.secs
-	smp.diskBytes, err = r.diskSize(ctx, s.Schema())
-	smp.diskItems = o.tasks
+	if disk {
+		smp.diskBytes, err = r.diskSize(ctx, s.Schema())
+		smp.diskItems = o.tasks
+	}
 	return smp, o, err
 }
 

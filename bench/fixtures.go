@@ -22,6 +22,9 @@ import (
 type fixture struct {
 	pool   *pgxpool.Pool
 	schema string
+	// aged: the install carries history that must stay as it is (dead rows included):
+	// finish analyzes instead of vacuuming.
+	aged bool
 }
 
 func (f fixture) sql(q string) string { return strings.ReplaceAll(q, "{ork}", f.schema) }
@@ -96,7 +99,7 @@ func (f fixture) chains(ctx context.Context, runs, perRun, links int, first stri
 	if _, err := f.pool.Exec(ctx, f.sql(q), base, w, firstRun, perRun, links, first, age); err != nil {
 		return 0, fmt.Errorf("fixture chains: %w", err)
 	}
-	return base, f.finish(ctx)
+	return base, f.finish(ctx, base)
 }
 
 // fans creates runs runs of one root task (status root) and children tasks that
@@ -130,18 +133,22 @@ func (f fixture) fans(ctx context.Context, runs, children int, root string, age 
 	if _, err := f.pool.Exec(ctx, f.sql(q), base, firstRun, children, root, age, runs); err != nil {
 		return fmt.Errorf("fixture fans: %w", err)
 	}
-	return f.finish(ctx)
+	return f.finish(ctx, base)
 }
 
 // finish moves the id sequence past the fixture's ids and refreshes statistics and
 // the visibility map, as autovacuum would have on a table that grew over time.
-func (f fixture) finish(ctx context.Context) error {
+func (f fixture) finish(ctx context.Context, base int64) error {
 	if _, err := f.pool.Exec(ctx, f.sql(`select setval(pg_get_serial_sequence('{ork}.tasks', 'id'), (select max(id) from {ork}.tasks))`)); err != nil {
 		return err
 	}
 	// Rows written directly bypass the functions: file them for the claim and the
 	// sweeps as the functions would have (the rule of _queue_sync).
-	if _, err := f.pool.Exec(ctx, f.sql(`select {ork}_api._queue_sync(array(select t.id from {ork}.tasks t))`)); err != nil {
+	if _, err := f.pool.Exec(ctx, f.sql(`select {ork}_api._queue_sync(array(select t.id from {ork}.tasks t where t.id >= $1))`), base); err != nil {
+		return err
+	}
+	if f.aged {
+		_, err := f.pool.Exec(ctx, f.sql(`analyze {ork}.tasks, {ork}.runs, {ork}.task_queue`))
 		return err
 	}
 	_, err := f.pool.Exec(ctx, f.sql(`vacuum analyze {ork}.tasks, {ork}.runs, {ork}.task_queue`))

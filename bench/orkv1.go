@@ -581,7 +581,15 @@ func (v *orkV1) processPendingRuns(ctx context.Context) (int, error) {
 				for k, val := range t.param {
 					params[k] = val
 				}
-				if _, err := tx.Exec(ctx, v.sql(v1InsertTask), r.id, t.index, t.name, t.typ, t.deps, "pending", int32(0), nil, params); err != nil {
+				var maxRetries int32
+				var timeout *int32
+				if n, ok := t.param["max_retries"].(float64); ok {
+					maxRetries = int32(n)
+				}
+				if n, ok := t.param["timeout_seconds"].(float64); ok {
+					timeout = new(int32(n))
+				}
+				if _, err := tx.Exec(ctx, v.sql(v1InsertTask), r.id, t.index, t.name, t.typ, t.deps, "pending", maxRetries, timeout, params); err != nil {
 					return err
 				}
 			}
@@ -613,22 +621,26 @@ func (v *orkV1) loopOnce(ctx context.Context, batch int, fail func(v1Task) bool)
 	if err != nil {
 		return false, nil, 0, err
 	}
-	// The executors' channel: "running" for every task, then its outcome (process.rs:205-213, 301-323).
-	var updates []v1StatusUpdate
-	for _, t := range tasks {
-		updates = append(updates, v1StatusUpdate{id: t.ID, status: "running"})
-	}
-	for _, t := range tasks {
-		if fail != nil && fail(t) {
-			msg := "exit status 1"
-			updates = append(updates, v1StatusUpdate{id: t.ID, status: "failed", err: &msg})
-		} else {
-			updates = append(updates, v1StatusUpdate{id: t.ID, status: "success"})
-		}
-	}
+	// The executors' channel (process.rs:205-213, 301-323): "running" for every task
+	// as its process starts, drained first, then each outcome. (Drained together,
+	// a failure's retry reset would be overwritten by the batch's "running":
+	// processing.rs:323-341 resets at once, the batch update comes after.)
 	finished := 0
-	if len(updates) > 0 {
-		if finished, err = v.processStatusUpdates(ctx, updates); err != nil {
+	if len(tasks) > 0 {
+		running := make([]v1StatusUpdate, len(tasks))
+		outcomes := make([]v1StatusUpdate, len(tasks))
+		for i, t := range tasks {
+			running[i] = v1StatusUpdate{id: t.ID, status: "running"}
+			outcomes[i] = v1StatusUpdate{id: t.ID, status: "success"}
+			if fail != nil && fail(t) {
+				msg := "exit status 1"
+				outcomes[i] = v1StatusUpdate{id: t.ID, status: "failed", err: &msg}
+			}
+		}
+		if _, err := v.processStatusUpdates(ctx, running); err != nil {
+			return false, nil, 0, err
+		}
+		if finished, err = v.processStatusUpdates(ctx, outcomes); err != nil {
 			return false, nil, 0, err
 		}
 	}
