@@ -102,6 +102,10 @@ type Sizes struct {
 	// Aged install: finished tasks of history (0: not run; full mode only).
 	AgedTasks int
 
+	// V1ExtraSchedulers, above 1, adds an ork-v1 variant with that many scheduler
+	// loops at once to claims and e2e (the original runs one).
+	V1ExtraSchedulers int
+
 	// Reps is how many times each measurement is repeated (median and spread reported).
 	Reps int
 }
@@ -113,11 +117,11 @@ func QuickSizes() Sizes {
 		ClaimTasks: 30_000, ClaimV1Tasks: 3_000, ClaimBatch: 1000, Claimers: []int{1, 2, 4, 8},
 		Blocked: []int{0, 100_000}, LatencyReady: 10_000, V1Polls: 3,
 		E2ERuns: 100, E2EV1Runs: 10, E2ESQLite: 30, Schedulers: 4, RiverWorkers: 1000,
-		DeferredJobs: 1_000, Pollers: 2,
+		DeferredJobs: 500, Pollers: 2,
 		WakeSamples:  30,
 		CalibUpdates: 5_000, CalibPending: 100_000,
-		FailureRuns: 60, FailureV1Runs: 10,
-		OpenLoopSeconds: 4, OpenLoopLoads: []float64{0.5, 0.8},
+		FailureRuns: 40, FailureV1Runs: 5,
+		OpenLoopSeconds: 3, OpenLoopLoads: []float64{0.5, 0.8},
 		Reps: 3,
 	}
 }
@@ -137,6 +141,7 @@ func FullSizes() Sizes {
 	s.FailureRuns, s.FailureV1Runs = 200, 20
 	s.OpenLoopSeconds = 10
 	s.AgedTasks = 1_000_000
+	s.V1ExtraSchedulers = 4
 	return s
 }
 
@@ -152,7 +157,8 @@ func TinySizes() Sizes {
 		CalibUpdates: 1000, CalibPending: 500,
 		FailureRuns: 20, FailureV1Runs: 20,
 		OpenLoopSeconds: 1, OpenLoopLoads: []float64{0.5},
-		Reps:      1,
+		V1ExtraSchedulers: 2,
+		Reps:              1,
 	}
 }
 
@@ -274,6 +280,7 @@ func allScenarios() []scenario {
 		{name: "claims", desc: "claim throughput with 1, 2, 4, 8 claimers", run: runClaims},
 		{name: "claim_latency", desc: "claim latency with blocked tasks", run: runClaimLatency},
 		{name: "e2e", desc: "end-to-end DAG runs with simulated schedulers", run: runE2E},
+		{name: "graphile", desc: "graphile-worker no-op jobs (when node and npm are installed)", run: runGraphile},
 		{name: "failures", desc: "end-to-end runs with failures, retries and cancellations", run: runFailures},
 		{name: "open_loop", desc: "runs arriving at a fixed rate: latency under 50% and 80% load", run: runOpenLoop},
 		{name: "aged", desc: "claims and e2e on an install with 1M finished tasks, autovacuum on (full mode)", run: runAged},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,14 +12,16 @@ import (
 	"github.com/orkstate/orkstate/internal/testdb"
 )
 
-// TestSmoke runs one scenario (orkstate, raw and ork-v1) at a trivial size so the harness keeps compiling and
-// working; it checks correctness (no duplicates, nothing lost), never speed.
+// TestSmoke runs a few scenarios (orkstate, the floor, the bare UPDATE, ork-v1's report path, its calibration
+// and the failure paths on both) at trivial sizes so the harness keeps compiling and working; it checks
+// correctness (no duplicates, nothing lost), never speed.
 func TestSmoke(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	sizes := bench.TinySizes()
-	rep, err := bench.Run(ctx, &bench.Config{Pool: testdb.Pool(t), Sizes: &sizes, Only: []string{"batch_status"}, Mode: "smoke"})
+	sizes.FailureRuns, sizes.FailureV1Runs = 4, 4
+	rep, err := bench.Run(ctx, &bench.Config{Pool: testdb.Pool(t), Sizes: &sizes, Only: []string{"batch_status", "calibration", "failures"}, Mode: "smoke"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,6 +34,9 @@ func TestSmoke(t *testing.T) {
 		}
 		if r.Losses != 0 {
 			t.Errorf("%s/%s/%s: lost %d", r.Scenario, r.Variant, r.System, r.Losses)
+		}
+		if r.Note != "" && strings.Contains(r.Note, "not finished") {
+			t.Errorf("%s/%s/%s: %s", r.Scenario, r.Variant, r.System, r.Note)
 		}
 		if r.System != bench.SystemOrkV1 && r.Duplicates != 0 {
 			t.Errorf("%s/%s/%s: %d duplicates", r.Scenario, r.Variant, r.System, r.Duplicates)

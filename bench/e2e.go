@@ -339,7 +339,7 @@ func runE2E(ctx context.Context, r *runner) error {
 				smp, _, err := r.runOrkstateE2E(ctx, shape, sz.E2ERuns, failurePlan{})
 				return smp, err
 			})
-		for _, cfg := range []struct{ schedulers, batch int }{{1, 100}, {1, 1000}, {4, 1000}} {
+		for _, cfg := range v1Configs(sz) {
 			r.measure(Result{Scenario: "e2e", Variant: shape.name, System: SystemOrkV1, Unit: "tasks",
 				Config: fmt.Sprintf("%d scheduler(s), batch %d", cfg.schedulers, cfg.batch), LatencyOf: "run created → finished",
 				Note: fmt.Sprintf("%d runs (fewer: it is slow)", sz.E2EV1Runs)},

@@ -49,7 +49,7 @@ func ratio(r *Result, k string) string {
 func joinCell(parts ...string) string {
 	var out []string
 	for _, p := range parts {
-		if p != "" && !strings.HasSuffix(p, " ") {
+		if p != "" {
 			out = append(out, p)
 		}
 	}
@@ -130,8 +130,14 @@ func readmeRows() []readmeRow {
 		{"ork-v1 calibration: 1,000 single-row UPDATEs in a transaction (replay of the original: ≈6,500 rows/s)", func(rep *Report) string {
 			return joinCell(tput(rep.get("calibration", "batch_update_task_status of 1,000", SystemOrkV1)))
 		}},
-		{"ork-v1 calibration: dispatch query, limit 100, 100k pending (replay: ≈300 ms)", func(rep *Report) string {
-			return joinCell(lat(rep.get("calibration", "dispatch query, limit 100, 100k pending", SystemOrkV1)))
+		{"ork-v1 calibration: dispatch query, limit 100, 100k pending, ready / blocked (replay: ≈300 ms)", func(rep *Report) string {
+			var parts []string
+			for _, r := range rep.Results {
+				if r.Scenario == "calibration" && strings.HasPrefix(r.Variant, "dispatch query") && r.Error == "" {
+					parts = append(parts, r.Variant[strings.LastIndex(r.Variant, " ")+1:]+": "+lat(&r))
+				}
+			}
+			return joinCell(parts...)
 		}},
 		{"claims, 4 claimers, batches of 1,000", func(rep *Report) string {
 			o := rep.get("claims", "4 claimers", SystemOrkstate)

@@ -15,7 +15,7 @@ import (
 )
 
 // baselines are the systems orkstate is compared with, in display order.
-var baselines = []string{SystemOrkV1, SystemRiver, SystemTriggerer, SystemFloor, SystemRaw, SystemSQLite}
+var baselines = []string{SystemOrkV1, SystemRiver, SystemGraphile, SystemTriggerer, SystemFloor, SystemRaw, SystemSQLite}
 
 // find returns the successful result of system in scenario for variant: of several
 // (a baseline's configurations) the one with the best throughput, or with latency the
@@ -337,6 +337,7 @@ var systemColors = map[string]string{
 	SystemFloor:     "#a0aec0",
 	SystemTriggerer: "#9f7aea",
 	SystemSQLite:    "#2f855a",
+	SystemGraphile:  "#dd6b20",
 }
 
 // SVG draws throughput per result as horizontal bars on a log scale, grouped by

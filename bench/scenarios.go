@@ -410,7 +410,7 @@ func runClaims(ctx context.Context, r *runner) error {
 
 	vn := sz.ClaimV1Tasks
 	vPerRun := min(1000, vn)
-	for _, cfg := range []struct{ schedulers, batch int }{{1, 100}, {1, 1000}, {4, 1000}} {
+	for _, cfg := range v1Configs(sz) {
 		variant := fmt.Sprintf("%d claimers", cfg.schedulers)
 		r.measure(Result{Scenario: sc, Variant: variant, System: SystemOrkV1, Unit: "tasks",
 			Config:    fmt.Sprintf("%d scheduler(s), batch %d", cfg.schedulers, cfg.batch),
@@ -489,17 +489,18 @@ func runClaimLatency(ctx context.Context, r *runner) error {
 				return smp, err
 			})
 
-		r.measure(Result{Scenario: sc, Variant: variant, System: SystemOrkV1, Unit: "tasks", Config: "1 scheduler, batch 1000",
-			LatencyOf: fmt.Sprintf("process_pending_tasks of %d", sz.ClaimBatch), Note: fmt.Sprintf("%d polls", sz.V1Polls)},
+		// One fixture for every repetition: each polls V1Polls batches of its ready tasks.
+		v, drop, err := r.newOrkV1(ctx)
+		if err != nil {
+			return err
+		}
+		if err := v1BlockedAndReady(ctx, v, blocked, max(sz.LatencyReady, sz.ClaimBatch*sz.V1Polls*max(1, sz.Reps))); err != nil {
+			drop()
+			return err
+		}
+		r.measure(Result{Scenario: sc, Variant: variant, System: SystemOrkV1, Unit: "tasks", Config: fmt.Sprintf("1 scheduler, batch %d", sz.ClaimBatch),
+			LatencyOf: fmt.Sprintf("process_pending_tasks of %d", sz.ClaimBatch), Note: fmt.Sprintf("%d polls per repetition", sz.V1Polls)},
 			func(int) (*sample, error) {
-				v, drop, err := r.newOrkV1(ctx)
-				if err != nil {
-					return nil, err
-				}
-				defer drop()
-				if err := v1BlockedAndReady(ctx, v, blocked, sz.LatencyReady); err != nil {
-					return nil, err
-				}
 				smp := &sample{}
 				m := r.startMeter(ctx)
 				for i := 0; i < sz.V1Polls; i++ {
@@ -514,6 +515,7 @@ func runClaimLatency(ctx context.Context, r *runner) error {
 				m.stop(smp)
 				return smp, nil
 			})
+		drop()
 	}
 	return nil
 }
@@ -543,4 +545,17 @@ func v1BlockedAndReady(ctx context.Context, v *orkV1, blocked, ready int) error 
 	perRun := min(1000, ready)
 	_, err := v.fixture().chains(ctx, max(1, ready/perRun), perRun, 1, "pending", 0, false)
 	return err
+}
+
+// v1Config is one configuration of ork-v1's scheduler loop.
+type v1Config struct{ schedulers, batch int }
+
+// v1Configs: one scheduler as deployed, at its default batch (100) and at 1,000; and
+// V1ExtraSchedulers at once as an extra variant (they dispatch tasks twice).
+func v1Configs(sz Sizes) []v1Config {
+	cs := []v1Config{{1, 100}, {1, 1000}}
+	if sz.V1ExtraSchedulers > 1 {
+		cs = append(cs, v1Config{sz.V1ExtraSchedulers, 1000})
+	}
+	return cs
 }
