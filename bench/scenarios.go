@@ -467,20 +467,26 @@ func runClaimLatency(ctx context.Context, r *runner) error {
 	const sc = "claim_latency"
 	for _, blocked := range sz.Blocked {
 		variant := fmt.Sprintf("%s blocked", humanCount(blocked))
+		// One install of blocked tasks for every repetition; each adds its ready tasks
+		// (newer than the blocked ones) and claims them all.
+		s, drop, err := r.install(ctx)
+		if err != nil {
+			return err
+		}
+		f := fixture{pool: r.pool, schema: s.Schema()}
+		t0 := time.Now()
+		if err := blockedAndReady(ctx, f, blocked, 0); err != nil {
+			drop()
+			return err
+		}
+		r.logf("    fixture: %d blocked tasks in %.1fs", blocked, time.Since(t0).Seconds())
 		r.measure(Result{Scenario: sc, Variant: variant, System: SystemOrkstate, Unit: "tasks",
 			LatencyOf: fmt.Sprintf("claim_tasks call of %d", sz.ClaimBatch)},
 			func(int) (*sample, error) {
-				s, drop, err := r.install(ctx)
-				if err != nil {
+				perRun := min(1000, sz.LatencyReady)
+				if _, err := f.chains(ctx, max(1, sz.LatencyReady/perRun), perRun, 1, "pending", 0); err != nil {
 					return nil, err
 				}
-				defer drop()
-				f := fixture{pool: r.pool, schema: s.Schema()}
-				t0 := time.Now()
-				if err := blockedAndReady(ctx, f, blocked, sz.LatencyReady); err != nil {
-					return nil, err
-				}
-				r.logf("    fixture: %d blocked + %d ready tasks in %.1fs", blocked, sz.LatencyReady, time.Since(t0).Seconds())
 				m := r.startMeter(ctx)
 				ids, lat, err := claimAll(ctx, s, 1, sz.ClaimBatch)
 				smp := &sample{items: sz.LatencyReady, lat: lat}
@@ -488,6 +494,7 @@ func runClaimLatency(ctx context.Context, r *runner) error {
 				smp.dups, smp.lost = dupsAndLosses(sz.LatencyReady, ids)
 				return smp, err
 			})
+		drop()
 
 		// One fixture for every repetition: each polls V1Polls batches of its ready tasks.
 		v, drop, err := r.newOrkV1(ctx)
@@ -528,6 +535,9 @@ func blockedAndReady(ctx context.Context, f fixture, blocked, ready int) error {
 		if err := f.fans(ctx, max(1, blocked/children), children, "running", time.Hour); err != nil {
 			return err
 		}
+	}
+	if ready == 0 {
+		return nil
 	}
 	perRun := min(1000, ready)
 	_, err := f.chains(ctx, max(1, ready/perRun), perRun, 1, "pending", 0)
