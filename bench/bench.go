@@ -92,8 +92,9 @@ type Sizes struct {
 	CalibPending int
 
 	// Failure paths: runs per system (10% of tasks fail once, 1 run in 20 cancelled).
-	FailureRuns   int
-	FailureV1Runs int
+	FailureRuns      int
+	FailureV1Runs    int
+	FailureV1Batches []int // ork-v1's batch sizes (one scheduler)
 
 	// Open loop: seconds runs arrive for, at each fraction of the measured maximum.
 	OpenLoopSeconds float64
@@ -120,8 +121,8 @@ func QuickSizes() Sizes {
 		DeferredJobs: 500, Pollers: 2,
 		WakeSamples:  30,
 		CalibUpdates: 5_000, CalibPending: 100_000,
-		FailureRuns: 40, FailureV1Runs: 5,
-		OpenLoopSeconds: 3, OpenLoopLoads: []float64{0.5, 0.8},
+		FailureRuns: 40, FailureV1Runs: 5, FailureV1Batches: []int{100},
+		OpenLoopSeconds: 2, OpenLoopLoads: []float64{0.5, 0.8},
 		Reps: 3,
 	}
 }
@@ -138,7 +139,7 @@ func FullSizes() Sizes {
 	s.DeferredJobs = 5_000
 	s.WakeSamples = 100
 	s.CalibUpdates = 20_000
-	s.FailureRuns, s.FailureV1Runs = 200, 20
+	s.FailureRuns, s.FailureV1Runs, s.FailureV1Batches = 200, 20, []int{100, 1000}
 	s.OpenLoopSeconds = 10
 	s.AgedTasks = 1_000_000
 	s.V1ExtraSchedulers = 4
@@ -155,7 +156,7 @@ func TinySizes() Sizes {
 		DeferredJobs: 50, Pollers: 2,
 		WakeSamples:  2,
 		CalibUpdates: 1000, CalibPending: 500,
-		FailureRuns: 20, FailureV1Runs: 20,
+		FailureRuns: 20, FailureV1Runs: 20, FailureV1Batches: []int{100},
 		OpenLoopSeconds: 1, OpenLoopLoads: []float64{0.5},
 		V1ExtraSchedulers: 2,
 		Reps:              1,

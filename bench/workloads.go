@@ -27,7 +27,7 @@ func runFailures(ctx context.Context, r *runner) error {
 			}
 			return smp, err
 		})
-	for _, batch := range []int{100, 1000} {
+	for _, batch := range sz.FailureV1Batches {
 		r.measure(Result{Scenario: sc, Variant: variant, System: SystemOrkV1, Unit: "tasks", Config: fmt.Sprintf("1 scheduler, batch %d", batch),
 			LatencyOf: "run created → finished", Note: fmt.Sprintf("%d runs (fewer: it is slow)", sz.FailureV1Runs)},
 			func(int) (*sample, error) {
