@@ -43,7 +43,14 @@ func ratio(r *Result, k string) string {
 	if r == nil || r.Ratios[k] == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%.2g×", r.Ratios[k])
+	v := r.Ratios[k]
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f×", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f×", v)
+	}
+	return fmt.Sprintf("%.2f×", v)
 }
 
 func joinCell(parts ...string) string {
