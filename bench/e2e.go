@@ -341,7 +341,7 @@ func runE2E(ctx context.Context, r *runner) error {
 			})
 		for _, cfg := range v1Configs(sz) {
 			r.measure(Result{Scenario: "e2e", Variant: shape.name, System: SystemOrkV1, Unit: "tasks",
-				Config: fmt.Sprintf("%d scheduler(s), batch %d", cfg.schedulers, cfg.batch), LatencyOf: "run created → finished",
+				Config: cfg.String(), LatencyOf: "run created → finished",
 				Note: fmt.Sprintf("%d runs (fewer: it is slow)", sz.E2EV1Runs)},
 				func(int) (*sample, error) {
 					smp, _, err := r.runV1E2E(ctx, shape, sz.E2EV1Runs, cfg.schedulers, cfg.batch, failurePlan{})

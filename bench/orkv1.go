@@ -113,7 +113,7 @@ create table {ork}.workflow_tasks (
     signature jsonb,
     unique (workflow_id, task_name)
 );
-create index idx_workflow_tasks_workflow_id on {ork}.workflow_tasks(workflow_id); -- 006:47
+create index idx_workflow_tasks_workflow_id on {ork}.workflow_tasks(workflow_id); -- 006:45
 create index idx_workflows_next_scheduled on {ork}.workflows(next_scheduled_at)
     where schedule_enabled = true;                                        -- 009:8
 -- 012_add_deferred_jobs.sql:1-17

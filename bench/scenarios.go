@@ -413,7 +413,7 @@ func runClaims(ctx context.Context, r *runner) error {
 	for _, cfg := range v1Configs(sz) {
 		variant := fmt.Sprintf("%d claimers", cfg.schedulers)
 		r.measure(Result{Scenario: sc, Variant: variant, System: SystemOrkV1, Unit: "tasks",
-			Config:    fmt.Sprintf("%d scheduler(s), batch %d", cfg.schedulers, cfg.batch),
+			Config:    cfg.String(),
 			LatencyOf: fmt.Sprintf("process_pending_tasks of %d", cfg.batch),
 			Note:      fmt.Sprintf("%d tasks; no SKIP LOCKED", vn)},
 			func(int) (*sample, error) {
@@ -559,6 +559,13 @@ func v1BlockedAndReady(ctx context.Context, v *orkV1, blocked, ready int) error 
 
 // v1Config is one configuration of ork-v1's scheduler loop.
 type v1Config struct{ schedulers, batch int }
+
+func (c v1Config) String() string {
+	if c.schedulers == 1 {
+		return fmt.Sprintf("1 scheduler, batch %d", c.batch)
+	}
+	return fmt.Sprintf("%d schedulers, batch %d", c.schedulers, c.batch)
+}
 
 // v1Configs: one scheduler as deployed, at its default batch (100) and at 1,000; and
 // V1ExtraSchedulers at once as an extra variant (they dispatch tasks twice).
