@@ -1,23 +1,28 @@
 // Package bench measures orkstate on a real PostgreSQL against baselines run in
 // the same process, on the same database, at the same time:
 //
-//   - ork-v1: the algorithm of the original Rust store (Ork's ork-state), written
-//     here in Go against tables of its own: one UPDATE per row in a loop inside a
-//     transaction, dispatch by a plain SELECT (no SKIP LOCKED) that re-checks
-//     every dependency of every pending task on each poll, and the follow-up
-//     queries, one by one, after every status report.
-//   - River: the same number of no-op jobs inserted with InsertMany and worked by
-//     a River client (riverqueue/river with riverpgxv5).
-//   - raw: a bare bulk UPDATE … WHERE id = ANY($1) of the same rows — no logic,
-//     the physical limit of the table.
+//   - ork-v1: the original store (Ork's ork-state, github.com/gajop/ork) — its
+//     schema as its migrations 001–012 leave it (UUID keys, every index) and the
+//     statements its code sends, in the same order and batching, each beside its
+//     source line (orkv1.go), driven as its one scheduler loop drives it; at its
+//     default batch of 100 and at 1,000. The calibration scenario measures its
+//     batch status update and dispatch query alone.
+//   - the same-write floor: plain SQL doing exactly the writes orkstate makes for a
+//     report of successes; and the bare UPDATE of the status column (not the same
+//     work: a quarter of it), the table's physical limit.
+//   - River: no-op jobs inserted with InsertMany (on the clock) and worked by a River
+//     client; orkstate's own triggerer on River for deferred jobs; graphile-worker
+//     when node and npm are on the machine.
 //
-// Every scenario installs into a fresh schema (dropped afterwards), reports
-// throughput, p50/p99 latency, duplicates and losses, and the ratio of orkstate
-// to each baseline. Run prints a table, and Report.Write puts JSON and an SVG
-// chart in a directory.
+// Every measurement is repeated (Sizes.Reps) and reported as the median with its
+// spread, p50/p99 over every sample (no p99 from fewer than 20), WAL bytes, Go
+// allocations and on-disk bytes per item, duplicates and losses, and the ratio of
+// orkstate to each baseline's best configuration. Every scenario installs into a
+// fresh schema (dropped afterwards). Run prints a table, and Report.Write puts JSON
+// and an SVG chart in a directory; ReadmeTable renders the README's table from them.
 //
 // bench is a program, not a test: nothing here is timed inside `go test` (the
-// smoke test only checks that a tiny run works).
+// smoke test only checks that tiny runs work).
 package bench
 
 import (
