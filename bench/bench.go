@@ -447,14 +447,6 @@ func percentiles(ds []time.Duration) (p50, p99 float64) {
 	return at(0.50), at(0.99)
 }
 
-// try runs one measurement; an error becomes the result of that scenario, variant and
-// system, and the other measurements still run.
-func (r *runner) try(scenario, variant, system string, measure func() error) {
-	if err := measure(); err != nil {
-		r.add(Result{Scenario: scenario, Variant: variant, System: system, Error: err.Error()})
-	}
-}
-
 // gitCommit is the HEAD the benchmark runs from, "+dirty" when sources differ from it
 // (bench/results and README.md, which the run itself rewrites, aside).
 func gitCommit() string {
