@@ -38,7 +38,7 @@ func graphileDir(ctx context.Context) (string, string) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return "", "graphile-worker: skipped, " + err.Error()
 		}
-		ictx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		ictx, cancel := context.WithTimeout(ctx, 90*time.Second)
 		defer cancel()
 		out, err := exec.CommandContext(ictx, "npm", "install", "--prefix", dir, "--no-audit", "--no-fund", "--silent",
 			"graphile-worker@"+graphileVersion).CombinedOutput()

@@ -128,7 +128,8 @@ func readmeRows() []readmeRow {
 	e2e := func(shape string) func(*Report) string {
 		return func(rep *Report) string {
 			o := rep.get("e2e", shape, SystemOrkstate)
-			return joinCell(tput(o), lat(o), prefixed("vs ork-v1 ", ratio(o, "x "+SystemOrkV1)), prefixed("vs River ", ratio(o, "x "+SystemRiver)))
+			return joinCell(tput(o), lat(o), prefixed("vs ork-v1 ", ratio(o, "x "+SystemOrkV1)), prefixed("vs River ", ratio(o, "x "+SystemRiver)),
+				prefixed("vs graphile-worker ", ratio(o, "x "+SystemGraphile)))
 		}
 	}
 	return []readmeRow{
