@@ -19,7 +19,9 @@ var baselines = []string{SystemOrkV1, SystemRiver, SystemGraphile, SystemTrigger
 
 // find returns the successful result of system in scenario for variant: of several
 // (a baseline's configurations) the one with the best throughput, or with latency the
-// lowest p50. With none of that variant it looks at the whole scenario.
+// lowest p50. With none of that variant it looks at the whole scenario. A baseline's
+// configuration that ran work twice (ork-v1's extra schedulers, without SKIP LOCKED)
+// is not a configuration to compare with.
 func find(results []Result, scenario, variant, system string, byLatency bool) *Result {
 	better := func(a, b *Result) bool {
 		if byLatency {
@@ -30,7 +32,7 @@ func find(results []Result, scenario, variant, system string, byLatency bool) *R
 	var best, bestAny *Result
 	for i := range results {
 		r := &results[i]
-		if r.Scenario != scenario || r.System != system || r.Error != "" {
+		if r.Scenario != scenario || r.System != system || r.Error != "" || system != SystemOrkstate && r.Duplicates > 0 {
 			continue
 		}
 		if r.Variant == variant && (best == nil || better(r, best)) {
