@@ -104,6 +104,7 @@ type Sizes struct {
 	// Open loop: seconds runs arrive for, at each fraction of the measured maximum.
 	OpenLoopSeconds float64
 	OpenLoopLoads   []float64
+	OpenLoopV1      bool // ork-v1 too, at the same fractions of its own maximum
 
 	// Aged install: finished tasks of history (0: not run; full mode only).
 	AgedTasks int
@@ -145,7 +146,7 @@ func FullSizes() Sizes {
 	s.WakeSamples = 100
 	s.CalibUpdates = 20_000
 	s.FailureRuns, s.FailureV1Runs, s.FailureV1Batches = 200, 20, []int{100, 1000}
-	s.OpenLoopSeconds = 10
+	s.OpenLoopSeconds, s.OpenLoopV1 = 10, true
 	s.AgedTasks = 1_000_000
 	s.V1ExtraSchedulers = 4
 	return s
@@ -162,7 +163,7 @@ func TinySizes() Sizes {
 		WakeSamples:  2,
 		CalibUpdates: 1000, CalibPending: 500,
 		FailureRuns: 20, FailureV1Runs: 20, FailureV1Batches: []int{100},
-		OpenLoopSeconds: 1, OpenLoopLoads: []float64{0.5},
+		OpenLoopSeconds: 1, OpenLoopLoads: []float64{0.5}, OpenLoopV1: true,
 		V1ExtraSchedulers: 2,
 		Reps:              1,
 	}

@@ -402,7 +402,15 @@ func driveV1E2E(ctx context.Context, v *orkV1, shape dagShape, runs, schedulers,
 	g, gctx := errgroup.WithContext(runCtx)
 	var created atomic.Int64
 	g.Go(func() error {
+		t0 := time.Now()
 		for i := 0; i < runs; i++ {
+			if plan.interval > 0 {
+				select {
+				case <-gctx.Done():
+					return gctx.Err()
+				case <-time.After(time.Until(t0.Add(time.Duration(i) * plan.interval))):
+				}
+			}
 			if err := v.createRun(gctx, wf); err != nil {
 				return err
 			}

@@ -178,7 +178,7 @@ func readmeRows() []readmeRow {
 			var parts []string
 			for _, r := range rep.Results {
 				if r.Scenario == "open_loop" && r.Error == "" {
-					parts = append(parts, r.Variant+": "+lat(&r))
+					parts = append(parts, r.System+" at "+r.Variant+": "+lat(&r))
 				}
 			}
 			return joinCell(parts...)

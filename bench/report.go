@@ -89,6 +89,8 @@ func computeRatios(results []Result) {
 					set("p50 ÷ polling", r.P50Ms/p.P50Ms)
 				}
 			}
+		case "open_loop":
+			// throughput is the arrival rate: latency is the measure, read side by side
 		case "aged":
 			if f := find(results, r.Scenario, "fresh "+strings.TrimPrefix(r.Variant, "aged "), SystemOrkstate, false); f != nil && f != r && strings.HasPrefix(r.Variant, "aged ") && f.Throughput > 0 {
 				set("÷ fresh", r.Throughput/f.Throughput)

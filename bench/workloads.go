@@ -63,11 +63,37 @@ func runOpenLoop(ctx context.Context, r *runner) error {
 		rate := load * maxRuns
 		runs := max(2, int(rate*sz.OpenLoopSeconds))
 		interval := time.Duration(float64(time.Second) / rate)
-		r.measure(Result{Scenario: sc, Variant: fmt.Sprintf("%.0f%% of max (%.1f runs/s)", load*100, rate), System: SystemOrkstate,
+		r.measure(Result{Scenario: sc, Variant: fmt.Sprintf("%.0f%% of max", load*100), System: SystemOrkstate,
 			Unit: "tasks", LatencyOf: "run created → finished",
-			Note: fmt.Sprintf("chains runs arriving every %s for %.0fs; max %.1f runs/s from the closed-loop e2e", interval.Round(time.Millisecond), sz.OpenLoopSeconds, maxRuns)},
+			Note: fmt.Sprintf("chains runs arriving every %s (%.1f runs/s) for %.0fs; max %.1f runs/s from the closed-loop e2e", interval.Round(time.Millisecond), rate, sz.OpenLoopSeconds, maxRuns)},
 			func(int) (*sample, error) {
 				smp, _, err := r.runOrkstateE2E(ctx, shape, runs, failurePlan{interval: interval})
+				return smp, err
+			})
+	}
+	if !sz.OpenLoopV1 {
+		return nil
+	}
+	// ork-v1 at the same fractions of its own maximum (its one scheduler at its default batch).
+	v1Max := 0.0
+	for _, res := range r.results {
+		if res.Scenario == "e2e" && res.Variant == shape.name && res.System == SystemOrkV1 && res.Config == (v1Config{1, 100}).String() && res.Error == "" {
+			v1Max = res.Throughput / float64(len(shape.specs))
+		}
+	}
+	if v1Max <= 0 {
+		r.missing = append(r.missing, "open loop on ork-v1: needs the e2e scenario's ork-v1 maximum")
+		return nil
+	}
+	for _, load := range sz.OpenLoopLoads {
+		rate := load * v1Max
+		runs := max(2, int(rate*sz.OpenLoopSeconds))
+		interval := time.Duration(float64(time.Second) / rate)
+		r.measure(Result{Scenario: sc, Variant: fmt.Sprintf("%.0f%% of max", load*100), System: SystemOrkV1, Config: (v1Config{1, 100}).String(),
+			Unit: "tasks", LatencyOf: "run created → finished",
+			Note: fmt.Sprintf("chains runs arriving every %s (%.1f runs/s) for %.0fs; its max %.1f runs/s from the closed-loop e2e", interval.Round(time.Millisecond), rate, sz.OpenLoopSeconds, v1Max)},
+			func(int) (*sample, error) {
+				smp, _, err := r.runV1E2E(ctx, shape, runs, 1, 100, failurePlan{interval: interval})
 				return smp, err
 			})
 	}
