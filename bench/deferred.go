@@ -152,6 +152,7 @@ func runDeferred(ctx context.Context, r *runner) error {
 				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 				defer cancel()
 				_ = tr.Stop(sctx)
+				tr.Close() // the triggerer's own pool
 			}()
 			start := time.Now()
 			m := r.startMeter(ctx)
