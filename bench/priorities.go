@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/orkstate/orkstate/pgstore"
 )
 
 // runPriorities (issue 13): claims of ready tasks in batches of ClaimBatch by one
@@ -15,106 +17,99 @@ import (
 //   - held back: LatencyReady plain tasks claimed while each size of Blocked lies
 //     ready behind a full key (one slot, taken); target: latency at the largest size
 //     ≤ 1.2× at 0, since a claim never reads what a full pool holds back.
+//
+// The ratios are read from the report (same run, same machine).
 func runPriorities(ctx context.Context, r *runner) error {
 	sz := r.sizes
 	const sc = "priorities"
-	plain := 0.0
 	for _, limited := range []bool{false, true} {
 		variant := "plain"
 		if limited {
 			variant = "priorities+4 keys"
 		}
-		r.try(sc, variant, SystemOrkstate, func() error {
-			s, drop, err := r.install(ctx)
-			if err != nil {
-				return err
-			}
-			defer drop()
-			f := fixture{pool: r.pool, schema: s.Schema()}
-			n := sz.ClaimTasks
-			perRun := min(1000, n)
-			first, err := f.chains(ctx, max(1, n/perRun), perRun, 1, "pending", 0)
-			if err != nil {
-				return err
-			}
-			if limited {
-				for k := range 4 {
-					if err := s.SetConcurrencyKey(ctx, fmt.Sprintf("k%d", k), 1_000_000); err != nil {
-						return err
+		// A fresh install per repetition: each fills ClaimTasks ready tasks and claims them.
+		r.measure(Result{Scenario: sc, Variant: variant, System: SystemOrkstate, Unit: "tasks",
+			Config: fmt.Sprintf("1 claimer, batch %d", sz.ClaimBatch), LatencyOf: fmt.Sprintf("claim_tasks call of %d", sz.ClaimBatch)},
+			func(int) (*sample, error) {
+				s, drop, err := r.install(ctx)
+				if err != nil {
+					return nil, err
+				}
+				defer drop()
+				f := fixture{pool: r.pool, schema: s.Schema()}
+				n := sz.ClaimTasks
+				perRun := min(1000, n)
+				first, err := f.chains(ctx, max(1, n/perRun), perRun, 1, "pending", 0)
+				if err != nil {
+					return nil, err
+				}
+				if limited {
+					for k := range 4 {
+						if err := s.SetConcurrencyKey(ctx, fmt.Sprintf("k%d", k), 1_000_000); err != nil {
+							return nil, err
+						}
+					}
+					if err := placeInKeys(ctx, f, first, n, `'k' || (t.id % 4)`, `(t.id % 3)::smallint`); err != nil {
+						return nil, err
 					}
 				}
-				if err := placeInKeys(ctx, f, first, n, `'k' || (t.id % 4)`, `(t.id % 3)::smallint`); err != nil {
-					return err
-				}
-			}
-			ids, lat, secs, err := claimAll(ctx, s, 1, sz.ClaimBatch)
-			if err != nil {
-				return err
-			}
-			dups, lost := dupsAndLosses(n, ids)
-			p50, p99 := percentiles(lat)
-			res := Result{Scenario: sc, Variant: variant, System: SystemOrkstate, Items: n, Unit: "tasks",
-				Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("claim_tasks call of %d", sz.ClaimBatch),
-				Duplicates: dups, Losses: lost}
-			if !limited {
-				plain = float64(n) / secs
-			} else if plain > 0 {
-				res.Ratios = map[string]float64{"x plain": float64(n) / secs / plain}
-			}
-			r.add(res)
-			return nil
-		})
+				m := r.startMeter(ctx)
+				ids, lat, err := claimAll(ctx, s, 1, sz.ClaimBatch)
+				smp := &sample{items: n, lat: lat}
+				m.stop(smp)
+				smp.dups, smp.lost = dupsAndLosses(n, ids)
+				return smp, err
+			})
 	}
-	p50AtZero := 0.0
 	for _, held := range sz.Blocked {
 		variant := fmt.Sprintf("%s held back", humanCount(held))
-		r.try(sc, variant, SystemOrkstate, func() error {
-			s, drop, err := r.install(ctx)
-			if err != nil {
+		// One install of held-back tasks for every repetition; each adds its ready
+		// tasks and claims them all.
+		s, drop, err := r.install(ctx)
+		if err != nil {
+			return err
+		}
+		f := fixture{pool: r.pool, schema: s.Schema()}
+		if held > 0 {
+			if err := holdBack(ctx, s, f, held); err != nil {
+				drop()
 				return err
 			}
-			defer drop()
-			f := fixture{pool: r.pool, schema: s.Schema()}
-			if held > 0 {
-				if err := s.SetConcurrencyKey(ctx, "full", 1); err != nil {
-					return err
+		}
+		r.measure(Result{Scenario: sc, Variant: variant, System: SystemOrkstate, Unit: "tasks",
+			Config: fmt.Sprintf("1 claimer, batch %d", sz.ClaimBatch), LatencyOf: fmt.Sprintf("claim_tasks call of %d", sz.ClaimBatch)},
+			func(int) (*sample, error) {
+				perRun := min(1000, sz.LatencyReady)
+				if _, err := f.chains(ctx, max(1, sz.LatencyReady/perRun), perRun, 1, "pending", 0); err != nil {
+					return nil, err
 				}
-				perRun := min(1000, held)
-				first, err := f.chains(ctx, max(1, held/perRun), perRun, 1, "pending", 0)
-				if err != nil {
-					return err
-				}
-				if err := placeInKeys(ctx, f, first, held, `'full'`, `0::smallint`); err != nil {
-					return err
-				}
-				// the key's one slot is taken
-				if _, err := r.pool.Exec(ctx, f.sql(`update {ork}.slot_pools set in_flight = 1 where key = 'full'`)); err != nil {
-					return err
-				}
-			}
-			perRun := min(1000, sz.LatencyReady)
-			if _, err := f.chains(ctx, max(1, sz.LatencyReady/perRun), perRun, 1, "pending", 0); err != nil {
-				return err
-			}
-			ids, lat, secs, err := claimAll(ctx, s, 1, sz.ClaimBatch)
-			if err != nil {
-				return err
-			}
-			dups, lost := dupsAndLosses(sz.LatencyReady, ids)
-			p50, p99 := percentiles(lat)
-			res := Result{Scenario: sc, Variant: variant, System: SystemOrkstate, Items: sz.LatencyReady, Unit: "tasks",
-				Seconds: secs, P50Ms: p50, P99Ms: p99, LatencyOf: fmt.Sprintf("claim_tasks call of %d", sz.ClaimBatch),
-				Duplicates: dups, Losses: lost}
-			if held == 0 {
-				p50AtZero = p50
-			} else if p50AtZero > 0 {
-				res.Ratios = map[string]float64{"p50 x 0 held": p50 / p50AtZero}
-			}
-			r.add(res)
-			return nil
-		})
+				m := r.startMeter(ctx)
+				ids, lat, err := claimAll(ctx, s, 1, sz.ClaimBatch)
+				smp := &sample{items: sz.LatencyReady, lat: lat}
+				m.stop(smp)
+				smp.dups, smp.lost = dupsAndLosses(sz.LatencyReady, ids)
+				return smp, err
+			})
+		drop()
 	}
 	return nil
+}
+
+// holdBack adds held ready tasks of a key whose one slot is taken.
+func holdBack(ctx context.Context, s *pgstore.Store, f fixture, held int) error {
+	if err := s.SetConcurrencyKey(ctx, "full", 1); err != nil {
+		return err
+	}
+	perRun := min(1000, held)
+	first, err := f.chains(ctx, max(1, held/perRun), perRun, 1, "pending", 0)
+	if err != nil {
+		return err
+	}
+	if err := placeInKeys(ctx, f, first, held, `'full'`, `0::smallint`); err != nil {
+		return err
+	}
+	_, err = f.pool.Exec(ctx, f.sql(`update {ork}.slot_pools set in_flight = 1 where key = 'full'`))
+	return err
 }
 
 // placeInKeys gives the n fixture tasks from first the key and priority the SQL
