@@ -48,6 +48,10 @@ begin
     v_grouped := exists (select 1 from task_queue q where q.slot_group <> 0);
     if v_grouped then
         v_ids := _pick_grouped(p_limit, p_executor_types);
+        -- null: every group is held back; the plain scan is all there is to take
+        v_grouped := v_ids is not null;
+    end if;
+    if v_grouped then
         v_ids := array(select q.task_id from task_queue q where q.task_id = any(v_ids)
                        for no key update skip locked);
     else

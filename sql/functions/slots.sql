@@ -258,7 +258,7 @@ end
 $$;
 
 -- _pick_grouped chooses the tasks a claim of up to p_limit takes when some ready task
--- has a slot group. It locks the pools of the groups that have ready tasks, SKIP
+-- has a slot group (null when no group has room: then only ungrouped tasks can go). It locks the pools of the groups that have ready tasks, SKIP
 -- LOCKED: a pool another claimer (or a reporter giving slots back) holds counts as
 -- full for this claim, so racing claimers take a pool's slots one after the other and
 -- a claimer never waits (reporters may take pools in any order across the rounds of a
@@ -304,6 +304,17 @@ begin
         order by p.id
         for no key update skip locked
     ) x;
+    -- No group with room (every pool full or held by another claimer; fair runs have
+    -- no pool, so always room): null, and the claim takes the plain path.
+    if not exists (
+        select 1
+        from slot_groups g
+        left join unnest(v_pools, v_free) as wp(id, free) on wp.id = g.workflow_pool
+        left join unnest(v_pools, v_free) as kp(id, free) on kp.id = g.key_pool
+        where g.id = any(v_groups)
+          and (g.workflow_pool = 0 or wp.free > 0) and (g.key_pool = 0 or kp.free > 0)) then
+        return null;
+    end if;
     -- No fair run and no pool shared by two groups (keys alone, or a workflow limit
     -- without keys): each group's room already bounds every pool, so the claim is the
     -- first p_limit candidates by priority and id, without the window ranks (a third
