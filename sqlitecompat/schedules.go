@@ -2,31 +2,25 @@ package sqlitecompat
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/orkstate/orkstate"
 )
 
 // SetSchedule validates expr and sets it; when enabled the next fire time is the
-// first after now, when disabled it is cleared. An empty expr clears and disables.
+// first after now (the store's clock when now is zero), when disabled it is
+// cleared. An empty expr clears and disables.
 func (s *Store) SetSchedule(ctx context.Context, workflowID int64, expr string, enabled bool, now time.Time) error {
-	expr = strings.TrimSpace(expr)
-	var next any
-	if expr == "" {
-		enabled = false
-	} else {
-		n, err := orkstate.NextFireTime(expr, now)
-		if err != nil {
-			return err
-		}
-		if enabled {
-			next = ts(n)
-		}
+	if now.IsZero() {
+		now = s.clock()
+	}
+	c, err := orkstate.PlanSchedule(expr, enabled, now)
+	if err != nil {
+		return err
 	}
 	return s.write(ctx, func(t *txState) error {
 		res, err := t.exec(`UPDATE workflows SET schedule = ?, schedule_enabled = ?, next_scheduled_at = ?, updated_at = ?
-			WHERE id = ?`, expr, enabled, next, ts(t.now), workflowID)
+			WHERE id = ?`, c.Expr, c.Enabled, tsPtr(c.Next), ts(t.now), workflowID)
 		if err != nil {
 			return err
 		}
@@ -60,6 +54,9 @@ func (s *Store) DueWorkflows(ctx context.Context, now time.Time, limit int) ([]o
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
+	if now.IsZero() {
+		now = s.clock()
+	}
 	rows, err := s.rdb.QueryContext(ctx, `SELECT `+workflowCols+` FROM workflows w WHERE `+dueWhere+`
 		ORDER BY w.next_scheduled_at, w.id LIMIT ?`, ts(now), limit)
 	return collect(rows, err, scanWorkflow)
@@ -74,6 +71,9 @@ func (s *Store) DueWorkflows(ctx context.Context, now time.Time, limit int) ([]o
 func (s *Store) FireDueSchedules(ctx context.Context, now time.Time, limit int) ([]orkstate.Run, error) {
 	if err := checkLimit(limit); err != nil {
 		return nil, err
+	}
+	if now.IsZero() {
+		now = s.clock()
 	}
 	out := []orkstate.Run{}
 	err := s.write(ctx, func(t *txState) error {

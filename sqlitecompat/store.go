@@ -27,6 +27,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -105,7 +107,15 @@ func Open(ctx context.Context, path string, cfg *Config) (*Store, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	memory := path == ":memory:"
+	// "file::memory:" is the URI form of ":memory:": opened as a file, each read
+	// connection would get its own empty database, so writes seemed to work and every
+	// read failed.
+	memory := path == ":memory:" || path == "file::memory:"
+	if memory {
+		path = ":memory:"
+	} else if err := checkParentDir(path); err != nil {
+		return nil, err
+	}
 	q := url.Values{}
 	q.Set("_busy_timeout", fmt.Sprint(c.BusyTimeout.Milliseconds()))
 	q.Set("_foreign_keys", "1")
@@ -153,6 +163,23 @@ func Open(ctx context.Context, path string, cfg *Config) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// checkParentDir refuses a database path whose folder does not exist, with an error
+// naming it (SQLite's own is "unable to open database file", naming nothing).
+func checkParentDir(path string) error {
+	file := strings.TrimPrefix(path, "file:")
+	dir := filepath.Dir(file)
+	st, err := os.Stat(dir)
+	switch {
+	case err != nil && errors.Is(err, os.ErrNotExist):
+		return orkstate.Invalid("path", path, fmt.Sprintf("folder %s does not exist", dir))
+	case err != nil:
+		return fmt.Errorf("sqlitecompat: open %s: %w", path, err)
+	case !st.IsDir():
+		return orkstate.Invalid("path", path, fmt.Sprintf("%s is not a folder", dir))
+	}
+	return nil
 }
 
 // Capabilities: claims are exactly-once across goroutines and processes (serialised
@@ -333,17 +360,8 @@ func invalidTransition(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", orkstate.ErrInvalidTransition, fmt.Sprintf(format, args...))
 }
 
-func checkLimit(limit int) error {
-	if limit <= 0 {
-		return orkstate.Invalid("limit", limit, "must be positive")
-	}
-	return nil
-}
+// checkLimit is the shared rule for lists that are not paged.
+func checkLimit(limit int) error { return orkstate.CheckListLimit(limit) }
 
 // checkBatchLimit bounds the hot paths' batches like the SQL functions: 1 … 10,000.
-func checkBatchLimit(limit int) error {
-	if limit < 1 || limit > orkstate.MaxClaimLimit {
-		return orkstate.Invalid("limit", limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
-	}
-	return nil
-}
+func checkBatchLimit(limit int) error { return orkstate.CheckBatchLimit(limit) }

@@ -104,11 +104,11 @@ func (s *Store) DispatchableTasks(ctx context.Context, limit int) ([]orkstate.Ta
 
 // CreateTasks creates count legacy tasks task_0 … task_{count-1} without dependencies.
 func (s *Store) CreateTasks(ctx context.Context, runID int64, count int, executorType string, params json.RawMessage) ([]orkstate.Task, error) {
-	if count <= 0 {
-		return nil, orkstate.Invalid("count", count, "must be positive")
+	if err := orkstate.ValidateTaskCount(count); err != nil {
+		return nil, err
 	}
-	if count > 100000 {
-		return nil, orkstate.Invalid("count", count, "must be at most 100000")
+	if err := orkstate.ValidName("executor_type", executorType, false); err != nil {
+		return nil, err
 	}
 	if err := orkstate.ValidJSON("params", params); err != nil {
 		return nil, err
@@ -122,7 +122,7 @@ func (s *Store) CreateTasks(ctx context.Context, runID int64, count int, executo
 
 // CreateDAGTasks creates a run's tasks with their dependencies; see docs/semantics.md.
 func (s *Store) CreateDAGTasks(ctx context.Context, runID int64, tasks []orkstate.NewTask) ([]orkstate.Task, error) {
-	if err := validateNewTasks(tasks); err != nil {
+	if err := orkstate.ValidateNewTasks(tasks); err != nil {
 		return nil, err
 	}
 	var out []orkstate.Task
@@ -131,36 +131,6 @@ func (s *Store) CreateDAGTasks(ctx context.Context, runID int64, tasks []orkstat
 		return err
 	})
 	return out, err
-}
-
-func validateNewTasks(tasks []orkstate.NewTask) error {
-	names := map[string]bool{}
-	idx := map[int]bool{}
-	for _, k := range tasks {
-		if strings.TrimSpace(k.TaskName) == "" {
-			return orkstate.Invalid("task name", k.TaskName, fmt.Sprintf("task %d has an empty name", k.TaskIndex))
-		}
-		if k.TaskIndex < 0 {
-			return orkstate.Invalid("task index", k.TaskIndex, "must not be negative (task "+k.TaskName+")")
-		}
-		if k.MaxRetries < 0 {
-			return orkstate.Invalid("max_retries", k.MaxRetries, "must not be negative (task "+k.TaskName+")")
-		}
-		if k.TimeoutSeconds < 0 {
-			return orkstate.Invalid("timeout_seconds", k.TimeoutSeconds, "must not be negative (task "+k.TaskName+")")
-		}
-		if names[k.TaskName] {
-			return orkstate.Invalid("task name", k.TaskName, "duplicate task name")
-		}
-		if idx[k.TaskIndex] {
-			return orkstate.Invalid("task index", k.TaskIndex, "duplicate task index (task "+k.TaskName+")")
-		}
-		names[k.TaskName], idx[k.TaskIndex] = true, true
-		if err := orkstate.ValidJSON("params", k.Params); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // dedupe returns the distinct dependency names, sorted (as create_tasks stores them).
@@ -341,7 +311,9 @@ func (t *txState) applyReport(u orkstate.TaskUpdate) (orkstate.TaskOutcome, erro
 		err = upd(`status = 'running', started_at = coalesce(started_at, ?), retry_at = NULL, lease_expires_at = NULL,
 			timeout_at = CASE WHEN timeout_seconds > 0 THEN coalesce(started_at, ?) + timeout_seconds * ? END`, now, now, usec)
 	case orkstate.TaskPaused:
-		err = upd(`status = 'paused'`)
+		// As in pgstore, only a failure's retry keeps retry_at: a paused report
+		// clears it (the resumed task is due at once).
+		err = upd(`status = 'paused', retry_at = NULL`)
 	case orkstate.TaskPending:
 		err = upd(`status = 'pending', claimed_by = '', lease_expires_at = NULL, dispatched_at = NULL,
 			started_at = NULL, finished_at = NULL, timeout_at = NULL, retry_at = NULL`)
@@ -476,32 +448,18 @@ func (t *txState) cancelJobs(taskID int64) (int, error) {
 	return int(n), nil
 }
 
-func validateUpdates(updates []orkstate.TaskUpdate) error {
-	for i, u := range updates {
-		if !u.Status.Valid() {
-			return orkstate.Invalid("status", string(u.Status), fmt.Sprintf("unknown task status (row %d)", i))
-		}
-		if u.Attempt < 0 {
-			return orkstate.Invalid("attempt", u.Attempt, fmt.Sprintf("must not be negative (row %d)", i))
-		}
-		if err := orkstate.ValidJSON("output", u.Output); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // SetTaskStates applies N reports in one transaction, one outcome per input in
 // input order; a task named several times takes its rows in order.
 func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate) ([]orkstate.TaskOutcome, error) {
-	if err := validateUpdates(updates); err != nil {
+	updates, err := orkstate.NormalizeTaskUpdates(updates)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]orkstate.TaskOutcome, 0, len(updates))
 	if len(updates) == 0 {
 		return out, nil
 	}
-	err := s.write(ctx, func(t *txState) error {
+	err = s.write(ctx, func(t *txState) error {
 		out = out[:0]
 		for _, u := range updates {
 			o, err := t.applyReport(u)
@@ -536,17 +494,9 @@ func (s *Store) UpdateTaskStatus(ctx context.Context, u orkstate.TaskUpdate) (*o
 
 // ClaimTasks moves up to p.Limit dispatchable tasks, in id order, to dispatched.
 func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkstate.ClaimedTask, error) {
-	if strings.TrimSpace(p.Claimer) == "" {
-		return nil, orkstate.Invalid("claimer", p.Claimer, "must not be empty")
-	}
-	if p.Limit < 1 || p.Limit > orkstate.MaxClaimLimit {
-		return nil, orkstate.Invalid("limit", p.Limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
-	}
-	if p.Lease < 0 {
-		return nil, orkstate.Invalid("lease", p.Lease, "must not be negative")
-	}
-	if p.Lease == 0 {
-		p.Lease = 5 * time.Minute
+	p, err := p.Normalize()
+	if err != nil {
+		return nil, err
 	}
 	var types any
 	if len(p.ExecutorTypes) > 0 {
@@ -554,7 +504,7 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 		types = string(b)
 	}
 	out := []orkstate.ClaimedTask{}
-	err := s.write(ctx, func(t *txState) error {
+	err = s.write(ctx, func(t *txState) error {
 		out = out[:0]
 		now := ts(t.now)
 		claimed, err := t.ids(`UPDATE tasks SET status = 'dispatched', attempts = attempts + 1, claimed_by = ?,
@@ -842,6 +792,9 @@ func (s *Store) FailDependentTasks(ctx context.Context, taskID int64) (int, erro
 func (s *Store) AppendTaskLog(ctx context.Context, taskID int64, chunk string) error {
 	if len(chunk) > orkstate.MaxTaskLogBytes {
 		return orkstate.Invalid("chunk", fmt.Sprintf("%d bytes", len(chunk)), fmt.Sprintf("log would exceed %d bytes", orkstate.MaxTaskLogBytes))
+	}
+	if err := orkstate.ValidText("chunk", chunk); err != nil {
+		return err
 	}
 	return s.write(ctx, func(t *txState) error {
 		var size sql.NullInt64
