@@ -219,6 +219,12 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 			k.UpstreamOutputs = map[string]json.RawMessage{}
 		} else if err := json.Unmarshal(upstream, &k.UpstreamOutputs); err != nil {
 			return fmt.Errorf("upstream outputs of task %d: %w", c.ID, err)
+		} else {
+			for name, o := range k.UpstreamOutputs {
+				if string(o) == "null" { // no output: nil, as UpstreamOutputs and sqlitecompat give it
+					k.UpstreamOutputs[name] = nil
+				}
+			}
 		}
 		claimed = append(claimed, k)
 		// Empty slices and maps for the next row, so no two tasks share one.

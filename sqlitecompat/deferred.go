@@ -254,6 +254,7 @@ func (t *txState) reportPolls(reports []orkstate.DeferredPollReport) ([]orkstate
 	}
 	sort.Slice(taskIDs, func(i, j int) bool { return taskIDs[i] < taskIDs[j] })
 	taskStatus := map[int64]orkstate.TaskStatus{}
+	var us []orkstate.TaskUpdate
 	for _, id := range taskIDs {
 		c := changes[id]
 		u := orkstate.TaskUpdate{TaskID: id, Status: orkstate.TaskSuccess}
@@ -268,12 +269,16 @@ func (t *txState) reportPolls(reports []orkstate.DeferredPollReport) ([]orkstate
 				continue
 			}
 		}
-		o, err := t.applyReport(u)
-		if err != nil {
-			return nil, err
-		}
+		us = append(us, u)
+	}
+	// One round, as report_deferred_polls changes the tasks in one statement.
+	outs, err := t.applyReports(us)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range outs {
 		if o.Outcome == orkstate.OutcomeApplied || o.Outcome == orkstate.OutcomeRetrying {
-			taskStatus[id] = o.Status
+			taskStatus[o.TaskID] = o.Status
 		}
 	}
 	for i, r := range reports {

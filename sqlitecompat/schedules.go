@@ -2,6 +2,7 @@ package sqlitecompat
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"github.com/orkstate/orkstate"
@@ -101,6 +102,8 @@ func (s *Store) FireDueSchedules(ctx context.Context, now time.Time, limit int) 
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		// Runs are created in workflow id order, as fire_schedules inserts them.
+		sort.Slice(ds, func(i, j int) bool { return ds[i].id < ds[j].id })
 		for _, d := range ds {
 			var next any
 			if n, err := orkstate.NextFireTime(d.expr, now); err == nil {

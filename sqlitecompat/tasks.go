@@ -169,12 +169,15 @@ func createDAGTasks(t *txState, runID int64, tasks []orkstate.NewTask) ([]orksta
 	wanted := map[int64]bool{}
 	var fresh []orkstate.NewTask
 	for _, k := range tasks {
-		if e := byIndex[k.TaskIndex]; e != nil {
-			wanted[e.ID] = true
-			continue
+		// As in pgstore, a spec names every existing task with its index or its name.
+		e1, e2 := byIndex[k.TaskIndex], byName[k.TaskName]
+		if e1 != nil {
+			wanted[e1.ID] = true
 		}
-		if e := byName[k.TaskName]; e != nil {
-			wanted[e.ID] = true
+		if e2 != nil {
+			wanted[e2.ID] = true
+		}
+		if e1 != nil || e2 != nil {
 			continue
 		}
 		k.DependsOn = dedupe(k.DependsOn)
@@ -272,8 +275,75 @@ func loadTaskState(t *txState, id int64) (*taskState, error) {
 
 const usec = int64(time.Second / time.Microsecond)
 
-// applyReport applies one status report by the rules of docs/semantics.md.
-func (t *txState) applyReport(u orkstate.TaskUpdate) (orkstate.TaskOutcome, error) {
+// effects are what a round of reports does beyond the reported tasks, applied after
+// every row of the round, in pgstore's order: successes' dependents first, then the
+// dependents of failures, then those of cancellations.
+type effects struct{ success, failed, cancelled []*taskState }
+
+// applyReports applies reports as set_task_states does: in rounds (the k-th report
+// of each task), each decided against the tasks as they were before it, its effects
+// on other tasks applied after the whole round. A row the round refused reports the
+// task's status after the round.
+func (t *txState) applyReports(us []orkstate.TaskUpdate) ([]orkstate.TaskOutcome, error) {
+	out := make([]orkstate.TaskOutcome, len(us))
+	var rounds [][]int
+	seen := make(map[int64]int, len(us))
+	for i, u := range us {
+		r := seen[u.TaskID]
+		seen[u.TaskID]++
+		if r == len(rounds) {
+			rounds = append(rounds, nil)
+		}
+		rounds[r] = append(rounds[r], i)
+	}
+	for _, round := range rounds {
+		var fx effects
+		var refused []int
+		for _, i := range round {
+			o, err := t.applyReport(us[i], &fx)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = o
+			switch o.Outcome {
+			case orkstate.OutcomeInvalid, orkstate.OutcomeStale, orkstate.OutcomeIgnored:
+				refused = append(refused, i)
+			}
+		}
+		if err := t.applyEffects(&fx); err != nil {
+			return nil, err
+		}
+		for _, i := range refused {
+			if err := t.queryRow(`SELECT status FROM tasks WHERE id = ?`, out[i].TaskID).Scan(&out[i].Status); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+func (t *txState) applyEffects(fx *effects) error {
+	for _, k := range fx.success {
+		if err := t.afterSuccess(k); err != nil {
+			return err
+		}
+	}
+	for _, k := range fx.failed {
+		if err := t.afterFinish(k, orkstate.TaskFailed, "dependency failed"); err != nil {
+			return err
+		}
+	}
+	for _, k := range fx.cancelled {
+		if err := t.afterFinish(k, orkstate.TaskCancelled, "dependency cancelled"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyReport applies one status report by the rules of docs/semantics.md to the
+// task itself, and adds what it does to other tasks to fx (see applyReports).
+func (t *txState) applyReport(u orkstate.TaskUpdate, fx *effects) (orkstate.TaskOutcome, error) {
 	out := orkstate.TaskOutcome{TaskID: u.TaskID}
 	k, err := loadTaskState(t, u.TaskID)
 	if err != nil {
@@ -323,9 +393,7 @@ func (t *txState) applyReport(u orkstate.TaskUpdate) (orkstate.TaskOutcome, erro
 		t.signals |= kindTasksReady
 	case orkstate.TaskSuccess:
 		err = upd(`status = 'success', finished_at = ?, claimed_by = '', lease_expires_at = NULL, timeout_at = NULL, retry_at = NULL`, now)
-		if err == nil {
-			err = t.afterSuccess(k)
-		}
+		fx.success = append(fx.success, k)
 	case orkstate.TaskFailed:
 		n := max(k.attempts, 1)
 		if n <= k.maxRetries {
@@ -340,14 +408,10 @@ func (t *txState) applyReport(u orkstate.TaskUpdate) (orkstate.TaskOutcome, erro
 			break
 		}
 		err = upd(`status = 'failed', finished_at = ?, claimed_by = '', lease_expires_at = NULL, timeout_at = NULL, retry_at = NULL`, now)
-		if err == nil {
-			err = t.afterFinish(k, orkstate.TaskFailed, "dependency failed")
-		}
+		fx.failed = append(fx.failed, k)
 	case orkstate.TaskCancelled:
 		err = upd(`status = 'cancelled', finished_at = ?, claimed_by = '', lease_expires_at = NULL, timeout_at = NULL, retry_at = NULL`, now)
-		if err == nil {
-			err = t.afterFinish(k, orkstate.TaskCancelled, "dependency cancelled")
-		}
+		fx.cancelled = append(fx.cancelled, k)
 	default:
 		return out, orkstate.Invalid("task status", string(u.Status), "unknown task status")
 	}
@@ -459,16 +523,9 @@ func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate
 	if len(updates) == 0 {
 		return out, nil
 	}
-	err = s.write(ctx, func(t *txState) error {
-		out = out[:0]
-		for _, u := range updates {
-			o, err := t.applyReport(u)
-			if err != nil {
-				return err
-			}
-			out = append(out, o)
-		}
-		return nil
+	err = s.write(ctx, func(t *txState) (err error) {
+		out, err = t.applyReports(updates)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -601,19 +658,11 @@ func (s *Store) ExpireTaskLeases(ctx context.Context, limit int) ([]orkstate.Tas
 			return err
 		}
 		sort.Slice(us, func(i, j int) bool { return us[i].TaskID < us[j].TaskID })
-		ids := make([]int64, 0, len(us))
-		for _, u := range us {
-			o, err := t.applyReport(u)
-			if err != nil {
-				return err
-			}
-			ids = append(ids, u.TaskID)
-			out = append(out, o)
-		}
-		if len(ids) > 0 {
+		if len(us) > 0 {
 			t.signals |= kindTasksReady
 		}
-		return nil
+		out, err = t.applyReports(us)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -670,15 +719,13 @@ func (s *Store) FailTimedOutTasks(ctx context.Context, limit int) ([]orkstate.Ta
 			return err
 		}
 		sort.Slice(tos, func(i, j int) bool { return tos[i].id < tos[j].id })
-		for _, x := range tos {
-			o, err := t.applyReport(orkstate.TaskUpdate{TaskID: x.id, Status: orkstate.TaskFailed,
-				Error: fmt.Sprintf("timeout after %ds", x.sec), Attempt: x.attempts})
-			if err != nil {
-				return err
-			}
-			out = append(out, o)
+		us := make([]orkstate.TaskUpdate, len(tos))
+		for i, x := range tos {
+			us[i] = orkstate.TaskUpdate{TaskID: x.id, Status: orkstate.TaskFailed,
+				Error: fmt.Sprintf("timeout after %ds", x.sec), Attempt: x.attempts}
 		}
-		return nil
+		out, err = t.applyReports(us)
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -33,10 +33,13 @@ begin
         -- the position for task_index), so it is passed through, not rebuilt.
         return coalesce((select s.tasks_json from workflow_snapshots s where s.id = v_snapshot), '[]'::jsonb);
     end if;
+    -- No params stays no params (SQL NULL), not the JSON null jsonb_build_object makes of it.
     select jsonb_agg(jsonb_build_object(
                'task_index', wt.task_index, 'task_name', wt.task_name, 'executor_type', wt.executor_type,
-               'depends_on', to_jsonb(wt.depends_on), 'params', wt.params,
-               'max_retries', wt.max_retries, 'timeout_seconds', wt.timeout_seconds) order by wt.task_index)
+               'depends_on', to_jsonb(wt.depends_on),
+               'max_retries', wt.max_retries, 'timeout_seconds', wt.timeout_seconds)
+           || case when wt.params is null then '{}'::jsonb else jsonb_build_object('params', wt.params) end
+           order by wt.task_index)
     into v_specs
     from workflow_tasks wt where wt.workflow_id = v_workflow;
     if v_specs is not null then
