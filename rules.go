@@ -3,6 +3,7 @@ package orkstate
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -272,7 +273,8 @@ func ValidateNewDeferredJobs(jobs []NewDeferredJob) error {
 
 // LegacyTaskCount reads task_params.task_count as a run start does: absent (or not
 // a number) → DefaultLegacyTaskCount; a number is rounded and must lie in 0 …
-// MaxTaskCount, else the run fails with this error.
+// MaxTaskCount, else the run fails with this error (its text is the run's error,
+// the same as pgstore's).
 func LegacyTaskCount(taskParams json.RawMessage) (int, error) {
 	var p map[string]json.RawMessage
 	if len(taskParams) == 0 || json.Unmarshal(taskParams, &p) != nil {
@@ -283,7 +285,7 @@ func LegacyTaskCount(taskParams json.RawMessage) (int, error) {
 		return DefaultLegacyTaskCount, nil
 	}
 	if f < -0.5 || f >= MaxTaskCount+0.5 {
-		return 0, Invalid("task_params.task_count", f, fmt.Sprintf("must be between 0 and %d", MaxTaskCount))
+		return 0, fmt.Errorf("task_params.task_count must be between 0 and %d, got %s", MaxTaskCount, strconv.FormatFloat(f, 'f', -1, 64))
 	}
 	return int(f + 0.5), nil
 }

@@ -521,7 +521,7 @@ func runSpecs(t *txState, p pendingRun) ([]orkstate.TaskSpec, error) {
 	}
 	count, err := orkstate.LegacyTaskCount(params)
 	if err != nil {
-		return nil, err
+		return nil, &specError{msg: err.Error()}
 	}
 	specs := make([]orkstate.TaskSpec, count)
 	for i := range specs {

@@ -21,10 +21,13 @@ func (s *suite) testBounds(t *testing.T) {
 		started, err := b.store.StartPendingRuns(b.ctx, 10)
 		noErr(t, "StartPendingRuns", err)
 		equal(t, "runs started", len(started), 3)
-		for _, r := range []*orkstate.Run{r1, r2} {
+		for r, want := range map[*orkstate.Run]string{
+			r1: "task_params.task_count must be between 0 and 100000, got 10000000000",
+			r2: "task_params.task_count must be between 0 and 100000, got -4",
+		} {
 			got := b.getRun(r.ID)
 			equal(t, "bad run status", got.Status, orkstate.RunFailed)
-			contains(t, "bad run error", got.Error, "task_count")
+			equal(t, "bad run error", got.Error, want)
 		}
 		equal(t, "good run status", b.runStatus(r3.ID), orkstate.RunRunning)
 		equal(t, "good run tasks", len(b.listTasks(r3.ID)), 2)
