@@ -26,6 +26,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -60,6 +61,11 @@ type Store struct {
 	rdb *sql.DB // readers (the same handle as wdb for :memory:)
 	wmu sync.Mutex
 	now func() time.Time
+
+	// busyTimeout bounds begin's wait for another process's write lock;
+	// contendedAt is when begin last had to wait (unix ns, under wmu).
+	busyTimeout time.Duration
+	contendedAt int64
 
 	notifier  *notifier
 	closeOnce sync.Once
@@ -128,6 +134,11 @@ func Open(ctx context.Context, path string, cfg *Config) (*Store, error) {
 		rq[k] = v
 	}
 	q.Set("_txlock", "immediate")
+	if !memory {
+		// The write connection waits for the file lock in begin, not in SQLite's busy
+		// handler (see begin); readers keep the handler.
+		q.Set("_busy_timeout", "0")
+	}
 
 	wdb, err := sql.Open("sqlite", path+"?"+q.Encode())
 	if err != nil {
@@ -150,7 +161,7 @@ func Open(ctx context.Context, path string, cfg *Config) (*Store, error) {
 		rdb.SetMaxOpenConns(c.MaxReaders)
 		rdb.SetMaxIdleConns(c.MaxReaders)
 	}
-	s := &Store{wdb: wdb, rdb: rdb, now: c.Now, notifier: newNotifier(),
+	s := &Store{wdb: wdb, rdb: rdb, now: c.Now, notifier: newNotifier(), busyTimeout: c.BusyTimeout,
 		stmts: map[string]*sql.Stmt{}, unprep: map[string]bool{}, noCache: map[string]bool{}}
 	if err := wdb.PingContext(ctx); err != nil {
 		s.Close()
@@ -281,7 +292,7 @@ func (s *Store) write(ctx context.Context, fn func(t *txState) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	defer s.prepareSeen(context.WithoutCancel(ctx))
-	tx, err := s.wdb.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return translate(err)
 	}
@@ -298,7 +309,60 @@ func (s *Store) write(ctx context.Context, fn func(t *txState) error) error {
 		return translate(err)
 	}
 	s.notifier.signal(t.signals, t.runs)
+	if time.Now().UnixNano()-s.contendedAt < int64(contendedFor) {
+		// Another process wants the file too: leave it a gap before this handle's
+		// next BEGIN, or a writer in a loop takes the lock straight back.
+		time.Sleep(yieldAfterCommit)
+	}
 	return nil
+}
+
+// Write-lock fairness between processes sharing a file. Measured with
+// TestTwoHandlesShareClaimsFairly (two handles claiming 2,000 tasks in tight loops):
+// with SQLite's busy handler, which sleeps 1, 2, 5, … up to 100 ms between tries,
+// one handle got 2,000 and the other 0 (issue 11: two processes, 19,972 and 28 of
+// 20,000).
+const (
+	// beginPoll is the first wait between tries of BEGIN IMMEDIATE; it doubles up to beginPollMax.
+	beginPoll    = 50 * time.Microsecond
+	beginPollMax = time.Millisecond
+	// contendedFor is how long after a contended BEGIN a handle yields after commits.
+	contendedFor = 100 * time.Millisecond
+	// yieldAfterCommit is that yield: a few of the other side's polls.
+	yieldAfterCommit = 300 * time.Microsecond
+)
+
+// begin starts the write transaction, BEGIN IMMEDIATE. While another process holds
+// the file's write lock it tries again every 50 µs to 1 ms (jittered) up to
+// BusyTimeout: short enough to find the gaps between the other side's transactions.
+func (s *Store) begin(ctx context.Context) (*sql.Tx, error) {
+	var deadline time.Time
+	wait := beginPoll
+	for {
+		tx, err := s.wdb.BeginTx(ctx, nil)
+		if err == nil || !isBusy(err) {
+			return tx, err
+		}
+		now := time.Now()
+		s.contendedAt = now.UnixNano()
+		if deadline.IsZero() {
+			deadline = now.Add(s.busyTimeout)
+		}
+		if now.After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait/2 + time.Duration(rand.Int64N(int64(wait)))):
+		}
+		wait = min(2*wait, beginPollMax)
+	}
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // translate maps driver errors to orkstate's: a unique violation is ErrConflict.
