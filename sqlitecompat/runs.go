@@ -110,7 +110,7 @@ func (s *Store) ListRunsPage(ctx context.Context, q orkstate.RunListQuery) (*ork
 	}
 	defer tx.Rollback()
 	where := ` FROM runs r JOIN workflows w ON w.id = r.workflow_id
-		WHERE (? = '' OR r.status = ?) AND `+nameContains("w.name")
+		WHERE (? = '' OR r.status = ?) AND ` + nameContains("w.name")
 	page := &orkstate.RunPage{Runs: []orkstate.RunSummary{}}
 	if err := tx.QueryRowContext(ctx, `SELECT count(*)`+where, q.Status, q.Status, pat).Scan(&page.Total); err != nil {
 		return nil, err

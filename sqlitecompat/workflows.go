@@ -3,10 +3,10 @@ package sqlitecompat
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"database/sql/driver"
 	"strings"
 
 	"modernc.org/sqlite"
