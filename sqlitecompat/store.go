@@ -6,7 +6,8 @@
 //     serialised by SQLite's file lock instead of row locks and SKIP LOCKED.
 //     Claims are still exactly-once for any number of goroutines and of processes
 //     sharing the file (Capabilities().ConcurrentClaimers is true), but they do not
-//     run in parallel: throughput is one writer's.
+//     run in parallel: throughput is one writer's. Processes take turns fairly (see
+//     begin): none starves while another writes in a loop.
 //   - No SQL function API: the state machine runs in Go over plain SQL, so there is
 //     nothing to call from a SQL shell (Capabilities().SQLFunctions is false).
 //   - No LISTEN/NOTIFY: wake-ups are in-process only (Store.Waker), so a scheduler
