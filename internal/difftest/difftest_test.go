@@ -21,8 +21,6 @@ import (
 	"github.com/orkstate/orkstate/sqlitecompat"
 )
 
-// steps per seed; DIFFTEST_STEPS overrides it (a longer soak while debugging).
-const defaultSteps = 200
 
 // TestStoresAgree runs the same random calls against pgstore and sqlitecompat and
 // compares every result and the whole visible state after each call.
@@ -32,7 +30,7 @@ func TestStoresAgree(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("DIFFTEST_STEPS")); err == nil && v > 0 {
 		steps = v
 	}
-	seeds := []uint64{1, 2, 3}
+	seeds := defaultSeeds
 	if v, err := strconv.ParseUint(os.Getenv("DIFFTEST_SEED"), 10, 64); err == nil {
 		seeds = []uint64{v}
 	}
