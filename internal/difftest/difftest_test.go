@@ -21,7 +21,6 @@ import (
 	"github.com/orkstate/orkstate/sqlitecompat"
 )
 
-
 // TestStoresAgree runs the same random calls against pgstore and sqlitecompat and
 // compares every result and the whole visible state after each call.
 func TestStoresAgree(t *testing.T) {
