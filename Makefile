@@ -5,7 +5,7 @@ GO            ?= go
 GOBIN_DIR     := $(shell $(GO) env GOPATH)/bin
 STATICCHECK   := $(GOBIN_DIR)/staticcheck
 BENCH_OUT     ?= bench/results
-SCHEMA        ?= ork
+SCHEMA        ?= $(or $(ORK_SCHEMA),ork)
 
 .DEFAULT_GOAL := help
 .PHONY: help test lint bench bench-full demo migrate
@@ -31,5 +31,5 @@ bench-full: ## the large scenarios (1M blocked tasks, more runs); writes $(BENCH
 demo: ## run a DAG workflow through two scheduler loops in a fresh schema (falls back to SQLite without PostgreSQL)
 	$(GO) run ./cmd/orkstate demo
 
-migrate: ## install or upgrade the schema SCHEMA (default ork) with its functions
+migrate: ## install or upgrade the schema SCHEMA (default: ORK_SCHEMA, else ork) with its functions
 	$(GO) run ./cmd/orkstate migrate --schema $(SCHEMA)

@@ -115,7 +115,8 @@ type TaskStore interface {
 	SetTaskStates(ctx context.Context, updates []TaskUpdate) ([]TaskOutcome, error)
 	// ClaimTasks moves up to p.Limit dispatchable tasks to dispatched for p.Claimer.
 	ClaimTasks(ctx context.Context, p ClaimParams) ([]ClaimedTask, error)
-	// ExpireTaskLeases returns dispatched tasks whose lease ran out to pending.
+	// ExpireTaskLeases returns dispatched tasks whose lease ran out to pending; fewer
+	// than limit outcomes means no other expired lease is due.
 	ExpireTaskLeases(ctx context.Context, limit int) ([]TaskOutcome, error)
 	// FailTimedOutTasks fails dispatched or running tasks past their timeout, under the retry rule.
 	FailTimedOutTasks(ctx context.Context, limit int) ([]TaskOutcome, error)
@@ -123,7 +124,8 @@ type TaskStore interface {
 	// to pending, with the tasks that failed or were cancelled because of it.
 	RetryTask(ctx context.Context, id int64) error
 	// FailDependentTasks fails, transitively, the unfinished tasks that depend on a
-	// failed task, and returns how many it failed.
+	// failed task, and returns how many it failed. A task that has not failed:
+	// ErrInvalidTransition.
 	FailDependentTasks(ctx context.Context, taskID int64) (int, error)
 
 	// AppendTaskLog appends a chunk in O(chunk); a log past MaxTaskLogBytes is refused.

@@ -26,9 +26,9 @@ package notify
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 
 	"github.com/orkstate/orkstate"
+	"github.com/orkstate/orkstate/internal/schemaname"
 )
 
 // Channel is the channel that an install in schema notifies for k:
@@ -54,20 +54,10 @@ func DeferredJobsChannel(schema string) string { return Channel(schema, orkstate
 // RunsChannel is the channel "<schema>_runs".
 func RunsChannel(schema string) string { return Channel(schema, orkstate.WakeKindRunFinished) }
 
-// schemaPattern accepts the plain lower-case identifiers pgstore accepts, and the
-// length limit keeps the longest channel, "<schema>_deferred_jobs", within
-// Postgres' 63 bytes. pgstore.ValidateSchemaName is stricter (40); this package
-// does not import pgstore so that pgstore may build on it.
-var schemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,48}$`)
-
-// validateSchema returns a validation error naming field unless schema is a
-// name whose channels fit in an identifier.
-func validateSchema(field, schema string) error {
-	if !schemaPattern.MatchString(schema) {
-		return orkstate.Invalid(field, schema, "must match "+schemaPattern.String())
-	}
-	return nil
-}
+// validateSchema returns a validation error naming field unless schema is a valid
+// install schema name: the rule of pgstore.ValidateSchemaName, which also keeps the
+// longest channel, "<schema>_deferred_jobs", within Postgres' 63 bytes.
+func validateSchema(field, schema string) error { return schemaname.Validate(field, schema) }
 
 // MaxRunsPerNotification is the most runs one runs notification names; when more
 // finished in one statement the payload says "more":true.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/orkstate/orkstate"
+	"github.com/orkstate/orkstate/internal/schemaname"
 )
 
 func TestChannelNames(t *testing.T) {
@@ -21,17 +22,19 @@ func TestChannelNames(t *testing.T) {
 		}
 	}
 	// The longest schema validateSchema accepts still gives channels Postgres keeps whole.
-	long := strings.Repeat("s", 49)
+	long := strings.Repeat("s", schemaname.MaxLen)
 	if err := validateSchema("schema", long); err != nil {
-		t.Fatalf("validateSchema(49 chars) = %v", err)
+		t.Fatalf("validateSchema(%d chars) = %v", len(long), err)
 	}
 	for _, k := range orkstate.WakeKinds {
 		if n := len(Channel(long, k)); n > 63 {
-			t.Errorf("%s channel of a 49-char schema is %d bytes, more than 63", k, n)
+			t.Errorf("%s channel of a %d-char schema is %d bytes, more than 63", k, len(long), n)
 		}
 	}
-	if err := validateSchema("schema", long+"s"); err == nil {
-		t.Errorf("validateSchema(50 chars) = nil, want an error")
+	for _, bad := range []string{long + "s", "select", "AudU", "pg_x"} {
+		if err := validateSchema("schema", bad); err == nil {
+			t.Errorf("validateSchema(%q) = nil, want an error", bad)
+		}
 	}
 }
 

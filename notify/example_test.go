@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"time"
@@ -55,61 +56,125 @@ func Example_schedulerLoop() {
 }
 
 // schedule is the loop. It only sleeps when a round found nothing to do: a full
-// claim means more may be waiting, and the Waker would only add latency.
+// claim means more may be waiting, and the Waker would only add latency. A
+// transient error (pgstore.IsTransient: a lost connection, a Postgres restart, a
+// terminated backend, a deadlock) pauses the loop with a growing backoff and the
+// round runs again; any other error ends it. Reports that could not be sent are
+// kept and sent first in the next round: they carry their attempt, so one the
+// database had applied before the connection died comes back as ignored.
 func schedule(ctx context.Context, s orkstate.Store, w orkstate.Waker) error {
-	const batch = 100
-	var swept time.Time
+	var (
+		swept   time.Time
+		unsent  []orkstate.TaskUpdate
+		failure int // consecutive transient failures
+	)
 	for {
-		// The sweeps: tasks whose claimer died (lease ended) go back to pending, tasks
-		// past their timeout fail under the retry rule. Any scheduler may run them; a
-		// sweep with nothing due is one index probe, so every second is cheap.
-		if time.Since(swept) >= time.Second {
-			if _, err := s.ExpireTaskLeases(ctx, batch); err != nil {
-				return err
+		busy, err := round(ctx, s, &swept, &unsent)
+		switch {
+		case err == nil:
+			failure = 0
+		case pgstore.IsTransient(err):
+			failure++
+			pause := backoff(failure)
+			log.Printf("scheduler: %v; again in %v", err, pause)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pause):
 			}
-			if _, err := s.FailTimedOutTasks(ctx, batch); err != nil {
-				return err
-			}
-			swept = time.Now()
-		}
-		// New runs announce nothing (only their tasks do, once started), so the
-		// poll is what finds them; a run started here sends tasks_ready itself.
-		started, err := s.StartPendingRuns(ctx, batch)
-		if err != nil {
+			continue
+		default:
 			return err
 		}
-		claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{
-			Claimer: "example-scheduler",
-			Limit:   batch,
-			Lease:   time.Minute,
-		})
-		if err != nil {
-			return err
-		}
-		reports := make([]orkstate.TaskUpdate, 0, len(claimed))
-		for _, t := range claimed {
-			reports = append(reports, dispatch(ctx, t))
-		}
-		if len(reports) > 0 {
-			// One statement for the whole batch; the tasks it makes dispatchable
-			// notify tasks_ready once, which wakes this loop (or a peer's).
-			outcomes, err := s.SetTaskStates(ctx, reports)
-			if err != nil {
-				return err
-			}
-			for _, o := range outcomes {
-				if o.Outcome == orkstate.OutcomeStale {
-					log.Printf("task %d: lease lost to another scheduler", o.TaskID)
-				}
-			}
-		}
-		if len(claimed) == batch || len(started) == batch {
+		if busy {
 			continue
 		}
 		if _, err := w.Wait(ctx); err != nil {
 			return err
 		}
 	}
+}
+
+// round is one pass of the loop: sweep, start runs, claim, dispatch, report. It
+// reports whether a batch was full (more may be waiting).
+func round(ctx context.Context, s orkstate.Store, swept *time.Time, unsent *[]orkstate.TaskUpdate) (bool, error) {
+	const batch = 100
+	if len(*unsent) > 0 {
+		if err := report(ctx, s, *unsent); err != nil {
+			return false, err
+		}
+		*unsent = nil
+	}
+	// The sweeps: tasks whose claimer died (lease ended) go back to pending, tasks
+	// past their timeout fail under the retry rule. Any scheduler may run them; a
+	// sweep with nothing due is one index probe, so every second is cheap. A full
+	// batch means more is due: the next round comes at once.
+	var expired, timedOut []orkstate.TaskOutcome
+	if time.Since(*swept) >= time.Second {
+		var err error
+		if expired, err = s.ExpireTaskLeases(ctx, batch); err != nil {
+			return false, err
+		}
+		if timedOut, err = s.FailTimedOutTasks(ctx, batch); err != nil {
+			return false, err
+		}
+		if len(expired) < batch && len(timedOut) < batch {
+			*swept = time.Now()
+		}
+	}
+	// New runs announce nothing (only their tasks do, once started), so the
+	// poll is what finds them; a run started here sends tasks_ready itself.
+	started, err := s.StartPendingRuns(ctx, batch)
+	if err != nil {
+		return false, err
+	}
+	claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{
+		Claimer: "example-scheduler",
+		Limit:   batch,
+		Lease:   time.Minute,
+	})
+	if err != nil {
+		return false, err
+	}
+	reports := make([]orkstate.TaskUpdate, 0, len(claimed))
+	for _, t := range claimed {
+		reports = append(reports, dispatch(ctx, t))
+	}
+	if err := report(ctx, s, reports); err != nil {
+		*unsent = reports
+		return false, err
+	}
+	full := len(claimed) == batch || len(started) == batch || len(expired) == batch || len(timedOut) == batch
+	return full, nil
+}
+
+// report sends a batch in one statement; the tasks it makes dispatchable notify
+// tasks_ready once, which wakes this loop (or a peer's).
+func report(ctx context.Context, s orkstate.Store, reports []orkstate.TaskUpdate) error {
+	if len(reports) == 0 {
+		return nil
+	}
+	outcomes, err := s.SetTaskStates(ctx, reports)
+	if err != nil {
+		return err
+	}
+	for _, o := range outcomes {
+		if o.Outcome == orkstate.OutcomeStale {
+			log.Printf("task %d: lease lost to another scheduler", o.TaskID)
+		}
+	}
+	return nil
+}
+
+// backoff is the pause after the nth consecutive transient failure: 100 ms,
+// doubling up to 5 s, with jitter so that schedulers cut off together (a
+// Postgres restart) do not come back in step.
+func backoff(n int) time.Duration {
+	d := 5 * time.Second
+	if n < 7 {
+		d = 100 * time.Millisecond << (n - 1)
+	}
+	return d/2 + rand.N(d/2)
 }
 
 // dispatch stands for handing the task to its executor; here every task succeeds.

@@ -350,7 +350,7 @@ func (l *Listener) dispatch(ev Event, why uint32) {
 	}
 	for _, r := range ev.Runs {
 		for w := range l.runWaiters[r.ID] {
-			w.finish(r.Status)
+			w.poke() // the payload's status is not trusted: the waiter looks the run up
 		}
 	}
 	if backlog || ev.More {
@@ -404,17 +404,10 @@ func (l *Listener) unsubscribe(s *subscriber) {
 	l.mu.Unlock()
 }
 
-// runWaiter is one WaitForRun call: the status a notification named, and a
-// one-slot channel that says "look again".
+// runWaiter is one WaitForRun call: a one-slot channel that says "look again".
 type runWaiter struct {
-	runID  int64
-	status atomic.Pointer[orkstate.RunStatus]
-	c      chan struct{}
-}
-
-func (w *runWaiter) finish(st orkstate.RunStatus) {
-	w.status.Store(&st)
-	w.poke()
+	runID int64
+	c     chan struct{}
 }
 
 func (w *runWaiter) poke() {

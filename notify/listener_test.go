@@ -464,10 +464,38 @@ func TestWaitForRun(t *testing.T) {
 		got := waitAsync(t, runWaker(t, &rs), &rs, t.Context(), 2)
 		// Another run first: it must not end the wait nor cost a lookup.
 		b.notify(t, orkstate.WakeKindRunFinished, `{"runs":[{"id":3,"status":"success"}]}`)
+		rs.set(2, orkstate.RunCancelled)
 		b.notify(t, orkstate.WakeKindRunFinished, `{"runs":[{"id":1,"status":"success"},{"id":2,"status":"cancelled"}]}`)
 		res := <-got
-		if res.err != nil || res.st != orkstate.RunCancelled || rs.callCount() != 1 {
-			t.Fatalf("WaitForRun = %v, %v after %d lookups; want cancelled after 1", res.st, res.err, rs.callCount())
+		if res.err != nil || res.st != orkstate.RunCancelled || rs.callCount() != 2 {
+			t.Fatalf("WaitForRun = %v, %v after %d lookups; want cancelled after 2", res.st, res.err, rs.callCount())
+		}
+	})
+
+	// Any role can NOTIFY the runs channel: a payload saying the run succeeded while
+	// the run is still running makes the waiter look, not return. Issue 11, item 11.
+	t.Run("forged notification", func(t *testing.T) {
+		var rs fakeRuns
+		rs.set(9, orkstate.RunRunning)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		got := waitAsync(t, runWaker(t, &rs), &rs, ctx, 9)
+		looked := rs.calledOnce()
+		b.notify(t, orkstate.WakeKindRunFinished, `{"runs":[{"id":9,"status":"success"}]}`)
+		select {
+		case <-looked:
+		case res := <-got:
+			t.Fatalf("WaitForRun = %v, %v on a forged notification; want it to look the run up and go on waiting", res.st, res.err)
+		}
+		select {
+		case res := <-got:
+			t.Fatalf("WaitForRun = %v, %v on a forged notification; want it still waiting", res.st, res.err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		rs.set(9, orkstate.RunFailed)
+		b.notify(t, orkstate.WakeKindRunFinished, `{"runs":[{"id":9,"status":"success"}]}`)
+		if res := <-got; res.err != nil || res.st != orkstate.RunFailed {
+			t.Fatalf("WaitForRun = %v, %v; want the stored status, failed", res.st, res.err)
 		}
 	})
 

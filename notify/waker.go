@@ -188,10 +188,12 @@ func (w *PGWaker) debounceLeft() time.Duration {
 }
 
 // WaitForRun implements orkstate.Waker. It starts hearing runs notifications before it
-// first looks the run up, so a run that finishes at any moment is seen. A
-// notification naming the run is trusted without a query; otherwise the run is
-// looked up every PollInterval and after a reconnect or a runs notification
-// that says "more". It returns the first error RunStatus returns.
+// first looks the run up, so a run that finishes at any moment is seen. The status
+// it returns always comes from RunStatus: a notification naming the run only makes
+// it look again at once (any role that may connect can NOTIFY the runs channel
+// with any payload, so a payload is a hint, never an answer). It also looks the
+// run up every PollInterval and after a reconnect or a runs notification that
+// says "more". It returns the first error RunStatus returns.
 func (w *PGWaker) WaitForRun(ctx context.Context, runID int64) (orkstate.RunStatus, error) {
 	if w.cfg.RunStatus == nil {
 		return "", orkstate.Invalid("WakerConfig.RunStatus", nil, "must be set to use WaitForRun")
@@ -217,9 +219,6 @@ func (w *PGWaker) WaitForRun(ctx context.Context, runID int64) (orkstate.RunStat
 		case <-ctx.Done():
 			return "", ctx.Err()
 		case <-wake:
-			if st := rw.status.Load(); st != nil {
-				return *st, nil
-			}
 		case <-poll.C:
 		}
 	}

@@ -237,7 +237,10 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 	return claimed, nil
 }
 
-// ExpireTaskLeases returns dispatched tasks whose lease ran out to pending.
+// ExpireTaskLeases returns up to limit dispatched tasks whose lease ran out to
+// pending. Fewer than limit outcomes means no other expired lease is due (tasks a
+// concurrent sweeper or reporter holds locked aside): sweep again while the batch
+// was full to drain a backlog.
 func (s *Store) ExpireTaskLeases(ctx context.Context, limit int) ([]orkstate.TaskOutcome, error) {
 	return s.sweep(ctx, "expire_task_leases", limit)
 }

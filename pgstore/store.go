@@ -10,7 +10,6 @@ package pgstore
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 
@@ -23,19 +22,6 @@ import (
 
 // DefaultSchema is the install schema when Config.Schema is empty.
 const DefaultSchema = "ork"
-
-// schemaNamePattern keeps schema names plain identifiers, short enough that
-// "<schema>_api" and the "<schema>_tasks_ready" channel fit Postgres' 63 bytes.
-var schemaNamePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
-
-// ValidateSchemaName returns a validation error unless name is a lower-case
-// identifier of at most 40 characters.
-func ValidateSchemaName(name string) error {
-	if !schemaNamePattern.MatchString(name) {
-		return orkstate.Invalid("schema", name, "must match "+schemaNamePattern.String())
-	}
-	return nil
-}
 
 // Config configures a Store. The zero value works.
 type Config struct {

@@ -1,6 +1,8 @@
 // Package orksql embeds orkstate's SQL: the tern migrations of the schema and the
 // tern code package of functions. Both are text/templates over tern's [data]
-// variables; {{.schema}} names the install schema.
+// variables; {{.schema}} names the install schema. The code package's install.sql
+// decides itself whether anything changes (see its header), so pgstore.Migrate and
+// tern code install, which both render it, behave the same.
 package orksql
 
 import (

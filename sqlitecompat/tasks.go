@@ -183,6 +183,9 @@ func createDAGTasks(t *txState, runID int64, tasks []orkstate.NewTask) ([]orksta
 		k.DependsOn = dedupe(k.DependsOn)
 		fresh = append(fresh, k)
 	}
+	if err := checkKnownSpecs(tasks, fresh, byName); err != nil {
+		return nil, err
+	}
 	if len(fresh) > 0 {
 		specs := make([]orkstate.TaskSpec, 0, len(existing)+len(fresh))
 		for _, e := range existing {
@@ -228,6 +231,27 @@ func createDAGTasks(t *txState, runID int64, tasks []orkstate.NewTask) ([]orksta
 				}
 			}
 		}
+		// A new task whose dependency already failed or was cancelled finishes at once
+		// (create_tasks does the same): it would never become ready.
+		for _, want := range []orkstate.TaskStatus{orkstate.TaskFailed, orkstate.TaskCancelled} {
+			done := map[int64]bool{}
+			for _, k := range fresh {
+				for _, d := range k.DependsOn {
+					e := byName[d]
+					if e == nil || e.Status != want || done[e.ID] {
+						continue
+					}
+					done[e.ID] = true
+					msg := "dependency failed"
+					if want == orkstate.TaskCancelled {
+						msg = "dependency cancelled"
+					}
+					if _, err := t.propagate(runID, e.ID, want, msg); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
 		if st == orkstate.RunPending {
 			if _, err := t.exec(`UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?) WHERE id = ?`, ts(t.now), runID); err != nil {
 				return nil, err
@@ -243,6 +267,37 @@ func createDAGTasks(t *txState, runID int64, tasks []orkstate.NewTask) ([]orksta
 	}
 	rows, err = t.query(`SELECT `+taskCols+` FROM tasks t WHERE t.id IN (SELECT value FROM json_each(?)) ORDER BY t.task_index`, idsJSON(want))
 	return collect(rows, err, scanTask)
+}
+
+// checkKnownSpecs gives the specs the run already has (skipped by idempotency) the
+// checks the new ones get: each dependency names a new task or one the run has, and
+// the input as declared has no cycle.
+func checkKnownSpecs(all, fresh []orkstate.NewTask, existing map[string]*orkstate.Task) error {
+	if len(fresh) == len(all) {
+		return nil // nothing skipped: the whole-DAG check covers the input
+	}
+	isFresh := make(map[string]bool, len(fresh))
+	for _, k := range fresh {
+		isFresh[k.TaskName] = true
+	}
+	inInput := make(map[string]bool, len(all))
+	for _, k := range all {
+		inInput[k.TaskName] = true
+	}
+	specs := make([]orkstate.TaskSpec, 0, len(all))
+	for _, k := range all {
+		var deps []string
+		for _, d := range k.DependsOn {
+			if !isFresh[d] && existing[d] == nil {
+				return orkstate.Invalid("depends_on", d, fmt.Sprintf("task %q depends on unknown task %q", k.TaskName, d))
+			}
+			if inInput[d] {
+				deps = append(deps, d)
+			}
+		}
+		specs = append(specs, orkstate.TaskSpec{Name: k.TaskName, DependsOn: deps})
+	}
+	return orkstate.ValidateDAG(specs)
 }
 
 func idsJSON(ids []int64) string {
@@ -375,6 +430,13 @@ func (t *txState) applyReport(u orkstate.TaskUpdate, fx *effects) (orkstate.Task
 		_, err := t.exec(`UPDATE tasks SET `+set+`, `+fields+` WHERE id = ?`, append(append(args, fargs...), k.id)...)
 		return err
 	}
+	// Back to pending is a new attempt: the ended one's execution and output go, the
+	// error stays as the reason (as in _apply_task_changes).
+	renew := func(set string, args ...any) error {
+		_, err := t.exec(`UPDATE tasks SET `+set+`, execution_name = '', output = NULL,
+			error = CASE WHEN ? <> '' THEN ? ELSE error END WHERE id = ?`, append(args, u.Error, u.Error, k.id)...)
+		return err
+	}
 	out.Outcome, out.Status = orkstate.OutcomeApplied, u.Status
 	switch u.Status {
 	case orkstate.TaskRunning:
@@ -385,7 +447,7 @@ func (t *txState) applyReport(u orkstate.TaskUpdate, fx *effects) (orkstate.Task
 		// clears it (the resumed task is due at once).
 		err = upd(`status = 'paused', retry_at = NULL`)
 	case orkstate.TaskPending:
-		err = upd(`status = 'pending', claimed_by = '', lease_expires_at = NULL, dispatched_at = NULL,
+		err = renew(`status = 'pending', claimed_by = '', lease_expires_at = NULL, dispatched_at = NULL,
 			started_at = NULL, finished_at = NULL, timeout_at = NULL, retry_at = NULL`)
 		if err == nil {
 			_, err = t.cancelJobs(k.id)
@@ -398,7 +460,7 @@ func (t *txState) applyReport(u orkstate.TaskUpdate, fx *effects) (orkstate.Task
 		n := max(k.attempts, 1)
 		if n <= k.maxRetries {
 			retryAt := ts(t.now.Add(orkstate.RetryBackoff(n)))
-			err = upd(`status = 'pending', retry_at = ?, finished_at = NULL, dispatched_at = NULL, started_at = NULL,
+			err = renew(`status = 'pending', retry_at = ?, finished_at = NULL, dispatched_at = NULL, started_at = NULL,
 				claimed_by = '', lease_expires_at = NULL, timeout_at = NULL`, retryAt)
 			if err == nil {
 				_, err = t.cancelJobs(k.id)
@@ -790,7 +852,7 @@ func (s *Store) RetryTask(ctx context.Context, id int64) error {
 		if rst == orkstate.RunPaused {
 			status = orkstate.TaskPaused
 		}
-		if _, err := t.exec(`UPDATE tasks SET status = ?, attempts = 0, error = '', output = NULL, claimed_by = '',
+		if _, err := t.exec(`UPDATE tasks SET status = ?, attempts = 0, error = '', output = NULL, execution_name = '', claimed_by = '',
 				lease_expires_at = NULL, timeout_at = NULL, retry_at = NULL, dispatched_at = NULL, started_at = NULL,
 				finished_at = NULL
 			WHERE id IN (SELECT value FROM json_each(?))`, status, idsJSON(reset)); err != nil {
@@ -825,6 +887,9 @@ func (s *Store) FailDependentTasks(ctx context.Context, taskID int64) (int, erro
 		}
 		if k == nil {
 			return notFound("task", taskID)
+		}
+		if k.status != orkstate.TaskFailed {
+			return invalidTransition("task %d is %s; only a failed task's dependents can be failed", taskID, k.status)
 		}
 		n, err = t.propagate(k.runID, k.id, orkstate.TaskFailed, "dependency failed")
 		return err

@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) orkstate.Store) {
 		{"Concurrency", s.testConcurrency},
 		{"Bounds", s.testBounds},
 		{"Agreement", s.testAgreement},
+		{"Hardening", s.testHardening},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -20,13 +20,14 @@
 //   - completed or failed: ReportDeferredPolls finishes the deferred job and, by
 //     the store's rules, its task (success once all its jobs completed; failed
 //     under the retry rule; dependents unblocked or failed; the run completed) —
-//     in one transaction with River's JobCompleteTx. Either both happen or
-//     neither. The River job's output (PollOutput) says how it ended.
+//     in one transaction with the River job's completion (see Grouped database
+//     work). Either both happen or neither. The River job's output (PollOutput)
+//     says how it ended.
 //   - an error: River retries with its backoff (Config.River.RetryPolicy).
 //     After Config.MaxAttempts the deferred job and its task fail with the last
-//     error, again in one transaction with JobCompleteTx; the River job ends
-//     completed, its output saying failed, and its errors list holding the
-//     earlier attempts' errors. (Chosen over discarding the River job after a
+//     error, again in one transaction with the River job's completion; the
+//     River job ends completed, its output saying failed, and its errors list
+//     holding the earlier attempts' errors. (Chosen over discarding the River job after a
 //     separate commit so that the two rows never disagree.)
 //   - no tracker for the service type: the deferred job and its task fail with an
 //     error naming the service type, and the River job is cancelled with it.
@@ -39,6 +40,39 @@
 // was polling stops the same way. Triggerer.CancelTaskJobsTx and CancelRunJobsTx,
 // called in the transaction that cancels in the store, also cancel the River jobs
 // at once and interrupt a poll in flight.
+//
+// # Grouped database work
+//
+// Polls that River hands out together share their database work. Their deferred
+// jobs are read in one query; running polls are reported (last_polled_at,
+// next_poll_at) in one report_deferred_polls call, and their snoozes go River's
+// usual way; finished polls (completed, failed, failed after MaxAttempts) are
+// committed in groups of up to 500: one transaction with one
+// report_deferred_polls for the group and one statement completing the group's
+// River jobs (the one River's JobCompleteTx runs, for many jobs at once; River's
+// own completer batches the same way). Each deferred job still finishes in the
+// same transaction as its River job, and each worker returns once its own
+// result is durable. A group that fails is halved and retried down to single
+// polls, so one poll that cannot be applied fails alone; a poll whose River job
+// is no longer running (rescued) leaves its group and is not applied. Groups have
+// no timer: a new one waits 1 ms to gather a burst, then each flush takes what
+// arrived meanwhile, at most two commits at once. A process killed mid-group
+// loses only uncommitted groups; their River jobs are rescued by River and
+// polled again (TestKilledTriggerer).
+//
+// # Connections
+//
+// River's SQL calls functions such as unnest unqualified, so under a search_path
+// that includes public a function another role planted there could run with the
+// triggerer's privileges. MigrateRiver and the Triggerer therefore open pools of
+// their own, with Config.Pool's settings but search_path pinned to pg_catalog,
+// the install schema and pg_temp (a startup parameter: a pooler that cannot
+// honour it refuses the connection). River work in a caller's transaction
+// (CreateDeferredJobsTx, EnqueueTx, CancelTaskJobsTx) pins it with a local
+// set_config and restores the caller's path afterwards. The Triggerer's pool
+// holds at most 12 + MaxWorkers/20 connections (22 at most): workers share
+// connections through the groups, so 1,000 workers need no more than 100 do.
+// Close releases it.
 //
 // Reports carry no fencing token (DeferredPollReport.Attempt 0): River's
 // job lock, not deferred_jobs.attempts, keeps pollers apart. A database should be
@@ -70,6 +104,13 @@
 // # Processes
 //
 // New builds a Triggerer; Start/Stop (or Run, which stops gracefully when its
-// context is cancelled) run its River client. A process that only creates or
-// cancels deferred jobs uses a Triggerer it never starts.
+// context is cancelled) run its River client, and Close releases its
+// connections. A process that only creates or cancels deferred jobs uses a
+// Triggerer it never starts.
+//
+// # HTTP tracker
+//
+// HTTPTracker polls URLs that whoever creates deferred jobs chooses. By default
+// it connects to public addresses only (checked when dialling, after DNS) and
+// refuses redirects to another origin; HTTPTrackerConfig opens both up.
 package triggerer

@@ -23,10 +23,11 @@ func TestHTTPTrackerPoll(t *testing.T) {
 	t.Parallel()
 
 	type want struct {
-		result  orkstate.PollResult
-		errMsg  string // substring; "" means empty
-		err     string // substring of the error; "" means no error
-		request *seen  // checked when not nil
+		result    orkstate.PollResult
+		errMsg    string // substring; "" means empty
+		err       string // substring of the error; "" means no error
+		request   *seen  // checked when not nil
+		noRequest bool   // the server must not be called
 	}
 	tests := []struct {
 		name   string
@@ -141,6 +142,36 @@ func TestHTTPTrackerPoll(t *testing.T) {
 			name: "non-http url fails", data: `{"url":"ftp://example.com/x"}`,
 			want: want{result: orkstate.PollFailed, errMsg: "not http or https"},
 		},
+		{
+			name: "scheme is case-insensitive", data: `{"url":"%UPPERURL%"}`,
+			status: 200, body: `{"status":"success"}`,
+			want: want{result: orkstate.PollCompleted, request: &seen{method: "GET", accept: "application/json"}},
+		},
+		{
+			name: "header value with CRLF fails as bad job data", data: `{"url":"%URL%","headers":{"X-Key":"a\r\nX-Injected: 1"}}`,
+			status: 200, body: `{"status":"success"}`,
+			want: want{result: orkstate.PollFailed, errMsg: "invalid job data: header \"X-Key\" has a control character", noRequest: true},
+		},
+		{
+			name: "header name that is not a token fails", data: `{"url":"%URL%","headers":{"X Key":"a"}}`,
+			status: 200, body: `{"status":"success"}`,
+			want: want{result: orkstate.PollFailed, errMsg: "not a valid HTTP token", noRequest: true},
+		},
+		{
+			name: "answer over 1 MiB says so", data: `{"url":"%URL%"}`,
+			status: 200, body: `{"status":"success","pad":"` + strings.Repeat("x", 2<<20) + `"}`,
+			want: want{err: "is over 1 MiB"},
+		},
+		{
+			name: "null status is an error, not running", data: `{"url":"%URL%","failure_value":"failed"}`,
+			status: 200, body: `{"status":null}`,
+			want: want{err: `has null in field "status"`},
+		},
+		{
+			name: "remote error text is cleaned and cut", data: `{"url":"%URL%"}`,
+			status: 500, body: `{"error":"bad\u0000` + strings.Repeat("é", 1000) + `"}`,
+			want: want{result: orkstate.PollFailed, errMsg: "bad" + strings.Repeat("é", 510) + "…"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,9 +186,13 @@ func TestHTTPTrackerPoll(t *testing.T) {
 			}))
 			t.Cleanup(srv.Close)
 
-			tr := NewHTTPTracker(srv.Client())
-			data := json.RawMessage(strings.ReplaceAll(tt.data, "%URL%", srv.URL+"/jobs/1"))
-			result, errMsg, err := tr.Poll(context.Background(), "job-1", data)
+			tr := localTracker(t, nil)
+			data := strings.ReplaceAll(tt.data, "%UPPERURL%", strings.Replace(srv.URL, "http://", "HTTP://", 1)+"/jobs/1")
+			data = strings.ReplaceAll(data, "%URL%", srv.URL+"/jobs/1")
+			result, errMsg, err := tr.Poll(context.Background(), "job-1", json.RawMessage(data))
+			if tt.want.noRequest && got.Load() != nil {
+				t.Errorf("the server was called: %+v", got.Load())
+			}
 			if tt.want.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.want.err) {
 					t.Fatalf("err = %v, want one containing %q", err, tt.want.err)
@@ -170,7 +205,7 @@ func TestHTTPTrackerPoll(t *testing.T) {
 			if result != tt.want.result {
 				t.Errorf("result = %q, want %q", result, tt.want.result)
 			}
-			if (tt.want.errMsg == "") != (errMsg == "") || !strings.Contains(errMsg, tt.want.errMsg) {
+			if (tt.want.errMsg == "") != (errMsg == "") || !strings.Contains(errMsg, tt.want.errMsg) || strings.Contains(errMsg, "\x00") {
 				t.Errorf("errMsg = %q, want %q", errMsg, tt.want.errMsg)
 			}
 			if tt.want.request != nil {
@@ -190,7 +225,7 @@ func TestHTTPTrackerTransportErrors(t *testing.T) {
 		srv := httptest.NewServer(http.NotFoundHandler())
 		url := srv.URL
 		srv.Close()
-		_, _, err := NewHTTPTracker(nil).Poll(context.Background(), "j", json.RawMessage(`{"url":"`+url+`"}`))
+		_, _, err := localTracker(t, nil).Poll(context.Background(), "j", json.RawMessage(`{"url":"`+url+`"}`))
 		if err == nil {
 			t.Fatal("err = nil, want a transport error")
 		}
@@ -208,38 +243,39 @@ func TestHTTPTrackerTransportErrors(t *testing.T) {
 		t.Cleanup(func() { close(release); srv.Close() })
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
-		_, _, err := NewHTTPTracker(srv.Client()).Poll(ctx, "j", json.RawMessage(`{"url":"`+srv.URL+`"}`))
+		_, _, err := localTracker(t, nil).Poll(ctx, "j", json.RawMessage(`{"url":"`+srv.URL+`"}`))
 		if err == nil || !strings.Contains(err.Error(), "deadline exceeded") {
 			t.Fatalf("err = %v, want a deadline error", err)
 		}
 	})
 
-	t.Run("configured client is used", func(t *testing.T) {
+	t.Run("configured transport is used", func(t *testing.T) {
 		t.Parallel()
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, `{"status":"success"}`)
 		}))
 		t.Cleanup(srv.Close)
-		var calls atomic.Int32
-		client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			calls.Add(1)
-			return http.DefaultTransport.RoundTrip(r)
-		})}
-		result, _, err := NewHTTPTracker(client).Poll(context.Background(), "j", json.RawMessage(`{"url":"`+srv.URL+`"}`))
-		if err != nil || result != orkstate.PollCompleted || calls.Load() != 1 {
-			t.Fatalf("result %q, err %v, calls %d; want completed, nil, 1", result, err, calls.Load())
+		data := json.RawMessage(`{"url":"` + srv.URL + `"}`)
+		// Without the test server's certificate the TLS handshake fails.
+		if _, _, err := localTracker(t, nil).Poll(context.Background(), "j", data); err == nil {
+			t.Fatal("default transport: err = nil, want a certificate error")
+		}
+		tr := localTracker(t, &HTTPTrackerConfig{Transport: srv.Client().Transport.(*http.Transport)})
+		result, _, err := tr.Poll(context.Background(), "j", data)
+		if err != nil || result != orkstate.PollCompleted {
+			t.Fatalf("result %q, err %v; want completed, nil", result, err)
 		}
 	})
 }
 
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 func TestRegistry(t *testing.T) {
 	t.Parallel()
 	a := TrackerFunc{Type: "a"}
-	r, err := NewRegistry(a, NewHTTPTracker(nil))
+	h, err := NewHTTPTracker(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRegistry(a, h)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,10 @@ import (
 // schema. Processes that start at once are safe: a session advisory lock keyed by
 // the schema serialises them (rivermigrate takes none of its own).
 //
+// It works on connections of its own (at most two, closed before it returns)
+// opened with pool's settings but search_path pinned to pg_catalog and the
+// schema, so functions planted in public cannot run inside River's migrations.
+//
 // Removing the install (pgstore.MigrateTo version 0) drops the schema and River's
 // tables with it. A DBA who applies River's SQL through tern instead must not also
 // call MigrateRiver; see the package documentation.
@@ -26,7 +30,14 @@ func MigrateRiver(ctx context.Context, pool *pgxpool.Pool, schema string) error 
 	if err := pgstore.ValidateSchemaName(schema); err != nil {
 		return fmt.Errorf("triggerer: migrate river: %w", err)
 	}
-	conn, err := pool.Acquire(ctx)
+	// River's migrations call functions unqualified: run them on connections whose
+	// search_path is pinned (see pinnedSearchPath), never the caller's.
+	pinned, err := pinnedPool(pool, schema, 2)
+	if err != nil {
+		return fmt.Errorf("triggerer: migrate river into %s: %w", schema, err)
+	}
+	defer pinned.Close()
+	conn, err := pinned.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("triggerer: migrate river into %s: %w", schema, err)
 	}
@@ -39,7 +50,7 @@ func MigrateRiver(ctx context.Context, pool *pgxpool.Pool, schema string) error 
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "select pg_advisory_unlock(hashtextextended($1, 0))", lockKey)
 	}()
 
-	m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{
+	m, err := rivermigrate.New(riverpgxv5.New(pinned), &rivermigrate.Config{
 		Schema: schema,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

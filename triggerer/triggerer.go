@@ -62,10 +62,18 @@ type Config struct {
 	// on each River job when it is inserted. Defaults to DefaultMaxAttempts (10).
 	MaxAttempts int
 
-	// MaxWorkers is how many polls this process runs at once. Defaults to 100.
+	// MaxWorkers is how many polls this process runs at once. Workers share
+	// their database work (reads, reports and commits are grouped), so the
+	// connections a Triggerer needs hardly grow with MaxWorkers: it opens at most
+	// 12 + MaxWorkers/20 (at most 22) of its own (see Pool). Defaults to 100.
 	MaxWorkers int
 
-	// Pool is the database. Required.
+	// Pool is the database. Required. For River, its workers and the calls that
+	// open their own transaction, the Triggerer opens a pool of its own with
+	// Pool's settings but search_path pinned to pg_catalog and Schema, and at
+	// most 12 + MaxWorkers/20 (at most 22) connections, opened as needed; Close
+	// releases it. Pool itself serves only Store. Size the database's
+	// max_connections for both.
 	Pool *pgxpool.Pool
 
 	// PollInterval is the wait between two polls of a running deferred job.
@@ -129,6 +137,14 @@ func (c *Config) withDefaults() *Config {
 	return &out
 }
 
+// poolSize is the Triggerer's own pool size: River's producer, completer,
+// notifier and maintenance take about six connections, the groups at most
+// 2*maxReadsInFlight + maxCommitsInFlight, and the rare unbatched paths (a
+// missing tracker) get a few more with more workers, at most 10.
+func poolSize(c *Config) int32 {
+	return int32(12 + min(c.MaxWorkers, 200)/20)
+}
+
 func (c *Config) validate() error {
 	switch {
 	case c.Pool == nil:
@@ -156,7 +172,10 @@ func (c *Config) validate() error {
 // jobs (CreateDeferredJobsTx) and cancels them: an API process uses it that way.
 type Triggerer struct {
 	cfg      *Config
-	store    *pgstore.Store
+	store    *pgstore.Store // on cfg.Pool, for callers
+	pool     *pgxpool.Pool  // River's and the workers' connections, search_path pinned
+	work     *pgstore.Store // on pool
+	groups   *groups
 	registry *Registry
 	client   *river.Client[pgx.Tx]
 	logger   *slog.Logger
@@ -180,10 +199,21 @@ func New(cfg *Config) (*Triggerer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("triggerer: %w", err)
 	}
-	t := &Triggerer{cfg: cfg, store: store, registry: registry, logger: cfg.Logger}
+	pool, err := pinnedPool(cfg.Pool, cfg.Schema, poolSize(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("triggerer: %w", err)
+	}
+	work, err := pgstore.New(pool, &pgstore.Config{Schema: cfg.Schema})
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("triggerer: %w", err)
+	}
+	t := &Triggerer{cfg: cfg, store: store, pool: pool, work: work, registry: registry, logger: cfg.Logger}
+	t.groups = newGroups(t)
 
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely[PollDeferredJobArgs](workers, &pollWorker{t: t}); err != nil {
+		pool.Close()
 		return nil, fmt.Errorf("triggerer: %w", err)
 	}
 	var rc river.Config
@@ -204,15 +234,16 @@ func New(cfg *Config) (*Triggerer, error) {
 	if least := 2 * workTimeout(cfg); rescue < least {
 		rc.RescueStuckJobsAfter = least
 	}
-	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &rc)
+	client, err := river.NewClient(riverpgxv5.New(pool), &rc)
 	if err != nil {
+		pool.Close()
 		return nil, fmt.Errorf("triggerer: river client: %w", err)
 	}
 	t.client = client
 	return t, nil
 }
 
-// Store is the pgstore.Store on the Triggerer's pool and schema.
+// Store is the pgstore.Store on Config.Pool and the install schema.
 func (t *Triggerer) Store() *pgstore.Store { return t.store }
 
 // Registry holds the trackers; registering one takes effect at the next poll.
@@ -241,14 +272,20 @@ func (t *Triggerer) Stop(ctx context.Context) error {
 	return nil
 }
 
-// Run starts a Triggerer and runs it until ctx is cancelled, then stops it: polls
-// in flight get cfg.StopTimeout to finish before they are interrupted. It returns
-// nil after a clean stop.
+// Close releases the Triggerer's own connections. Call it after Stop (or after
+// the Run method returned); the Triggerer cannot be used afterwards. It is safe to
+// call more than once.
+func (t *Triggerer) Close() { t.pool.Close() }
+
+// Run starts a Triggerer and runs it until ctx is cancelled, then stops and
+// closes it: polls in flight get cfg.StopTimeout to finish before they are
+// interrupted. It returns nil after a clean stop.
 func Run(ctx context.Context, cfg *Config) error {
 	t, err := New(cfg)
 	if err != nil {
 		return err
 	}
+	defer t.Close()
 	return t.Run(ctx)
 }
 
@@ -279,15 +316,20 @@ func (t *Triggerer) Run(ctx context.Context) error {
 // neither. The River jobs become visible to triggerers when tx commits. On an
 // error, roll tx back.
 func (t *Triggerer) CreateDeferredJobsTx(ctx context.Context, tx pgx.Tx, taskID int64, jobs []orkstate.NewDeferredJob) ([]orkstate.DeferredJob, error) {
-	created, err := t.store.WithTx(tx).CreateDeferredJobs(ctx, taskID, jobs)
+	var created []orkstate.DeferredJob
+	err := withPinnedPath(ctx, tx, t.cfg.Schema, func() error {
+		var err error
+		created, err = t.store.WithTx(tx).CreateDeferredJobs(ctx, taskID, jobs)
+		if err != nil {
+			return fmt.Errorf("triggerer: create deferred jobs of task %d: %w", taskID, err)
+		}
+		ids := make([]int64, len(created))
+		for i, dj := range created {
+			ids[i] = dj.ID
+		}
+		return t.enqueueTx(ctx, tx, ids)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("triggerer: create deferred jobs of task %d: %w", taskID, err)
-	}
-	ids := make([]int64, len(created))
-	for i, dj := range created {
-		ids[i] = dj.ID
-	}
-	if err := t.EnqueueTx(ctx, tx, ids...); err != nil {
 		return nil, err
 	}
 	return created, nil
@@ -313,6 +355,10 @@ func (t *Triggerer) EnqueueTx(ctx context.Context, tx pgx.Tx, deferredJobIDs ...
 	if len(deferredJobIDs) == 0 {
 		return nil
 	}
+	return withPinnedPath(ctx, tx, t.cfg.Schema, func() error { return t.enqueueTx(ctx, tx, deferredJobIDs) })
+}
+
+func (t *Triggerer) enqueueTx(ctx context.Context, tx pgx.Tx, deferredJobIDs []int64) error {
 	params := make([]river.InsertManyParams, len(deferredJobIDs))
 	for i, id := range deferredJobIDs {
 		params[i] = river.InsertManyParams{
@@ -341,7 +387,12 @@ func (t *Triggerer) CancelTaskJobsTx(ctx context.Context, tx pgx.Tx, taskID int6
 	if err != nil {
 		return 0, fmt.Errorf("triggerer: deferred jobs of task %d: %w", taskID, err)
 	}
-	return t.cancelRiverJobsTx(ctx, tx, jobs)
+	var n int
+	err = withPinnedPath(ctx, tx, t.cfg.Schema, func() error {
+		n, err = t.cancelRiverJobsTx(ctx, tx, jobs)
+		return err
+	})
+	return n, err
 }
 
 // CancelTaskJobs is CancelTaskJobsTx in a transaction of its own.
@@ -418,9 +469,9 @@ func (t *Triggerer) cancelRiverJobsTx(ctx context.Context, tx pgx.Tx, jobs []ork
 	return n, nil
 }
 
-// inTx runs fn in a transaction on the pool and commits it when fn succeeds.
+// inTx runs fn in a transaction on the Triggerer's pool and commits it when fn succeeds.
 func (t *Triggerer) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	tx, err := t.cfg.Pool.Begin(ctx)
+	tx, err := t.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("triggerer: begin: %w", err)
 	}

@@ -88,6 +88,8 @@ func (b *testBundle) start(t *testing.T, cfg *Config) *Triggerer {
 		if err := tr.Stop(ctx); err != nil {
 			t.Errorf("second Stop: %v", err)
 		}
+		tr.Close()
+		tr.Close()
 	})
 	return tr
 }
@@ -672,6 +674,7 @@ func TestCancelTaskJobsBeforePolling(t *testing.T) {
 	// Never started: the River jobs wait, as they would for a busy triggerer.
 	tr, err := New(b.config(newFake(runningThen(nil, orkstate.PollCompleted, ""))))
 	must(t, err, "New")
+	t.Cleanup(tr.Close)
 	fx := b.newRun(t)
 	djs := b.deferJobs(t, tr, fx.a.ID, fakeServiceType, "one", "two")
 
@@ -699,6 +702,7 @@ func TestCreateDeferredJobsTx(t *testing.T) {
 	b := setup(t)
 	tr, err := New(b.config())
 	must(t, err, "New")
+	t.Cleanup(tr.Close)
 	fx := b.newRun(t)
 	ctx := context.Background()
 
@@ -752,6 +756,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 	cfg := b.config(fake)
 	tr, err := New(cfg)
 	must(t, err, "New")
+	t.Cleanup(tr.Close)
 	fx := b.newRun(t)
 
 	ctx, cancel := context.WithCancel(context.Background())

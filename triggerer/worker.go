@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/orkstate/orkstate"
 )
@@ -44,8 +43,9 @@ func (w *pollWorker) Timeout(*river.Job[PollDeferredJobArgs]) time.Duration {
 // Work polls the deferred job once. What it returns tells River what to do next:
 //
 //   - nil: finished. Either the deferred job was already completed or failed
-//     (nothing to poll), or this poll finished it: ReportDeferredPolls and
-//     JobCompleteTx were committed in one transaction.
+//     (nothing to poll), or this poll finished it: ReportDeferredPolls and the
+//     River job's completion were committed in one transaction (shared with
+//     other polls that finished at the same time; see groups).
 //   - river.JobSnooze(PollInterval): the job still runs; the poll was recorded.
 //     A snooze does not use an attempt.
 //   - river.JobCancel: never poll again — the deferred job was cancelled or no
@@ -55,11 +55,14 @@ func (w *pollWorker) Timeout(*river.Job[PollDeferredJobArgs]) time.Duration {
 //     its backoff. On the last attempt a tracker error fails the deferred job and
 //     its task instead, in the transaction that completes the River job, so the
 //     River job ends completed with PollOutput saying so.
+//
+// Reading the deferred job and reporting a running poll are grouped with other
+// workers' too.
 func (w *pollWorker) Work(ctx context.Context, job *river.Job[PollDeferredJobArgs]) error {
 	id := job.Args.DeferredJobID
-	store := w.t.store
+	g := w.t.groups
 
-	dj, err := store.GetDeferredJob(ctx, id)
+	dj, err := g.getDeferredJob(id)
 	if errors.Is(err, orkstate.ErrNotFound) {
 		return river.JobCancel(fmt.Errorf("triggerer: deferred job %d does not exist (deleted with its workflow?)", id))
 	}
@@ -73,8 +76,8 @@ func (w *pollWorker) Work(ctx context.Context, job *river.Job[PollDeferredJobArg
 	tracker, ok := w.t.registry.Lookup(dj.ServiceType)
 	if !ok {
 		msg := fmt.Sprintf("no tracker registered for service type %q", dj.ServiceType)
-		if _, err := w.report(ctx, store, dj.ID, orkstate.PollFailed, msg); err != nil {
-			return err
+		if _, err := w.t.work.ReportDeferredPolls(ctx, []orkstate.DeferredPollReport{w.t.pollReport(id, orkstate.PollFailed, msg)}); err != nil {
+			return fmt.Errorf("triggerer: report failed poll of deferred job %d: %w", id, err)
 		}
 		w.t.logger.ErrorContext(ctx, "triggerer: deferred job failed: "+msg,
 			slog.Int64("deferred_job_id", id), slog.Int64("task_id", dj.TaskID))
@@ -100,7 +103,7 @@ func (w *pollWorker) Work(ctx context.Context, job *river.Job[PollDeferredJobArg
 	}
 
 	if result == orkstate.PollRunning {
-		out, err := w.report(ctx, store, id, orkstate.PollRunning, "")
+		out, err := g.reportRunningPoll(id)
 		if err != nil {
 			return err
 		}
@@ -111,65 +114,10 @@ func (w *pollWorker) Work(ctx context.Context, job *river.Job[PollDeferredJobArg
 		}
 		return river.JobSnooze(w.t.cfg.PollInterval)
 	}
-	return w.finish(ctx, job, result, msg)
-}
-
-// finish reports a completed or failed poll and completes the River job in one transaction.
-func (w *pollWorker) finish(ctx context.Context, job *river.Job[PollDeferredJobArgs], result orkstate.PollResult, msg string) error {
-	id := job.Args.DeferredJobID
-	tx, err := w.t.cfg.Pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("triggerer: begin finishing deferred job %d: %w", id, err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-
-	out, err := w.report(ctx, w.t.store.WithTx(tx), id, result, msg)
-	if err != nil {
-		return err
-	}
-	// Recorded output travels with JobCompleteTx's metadata update.
-	if err := river.RecordOutput(ctx, PollOutput{
-		DeferredJobID: id, Result: result, Error: msg,
-		Outcome: out.Outcome, Status: out.Status, TaskStatus: out.TaskStatus,
-	}); err != nil {
-		return fmt.Errorf("triggerer: record output of deferred job %d: %w", id, err)
-	}
-	if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
-		return fmt.Errorf("triggerer: complete river job %d of deferred job %d: %w", job.ID, id, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("triggerer: commit deferred job %d %s: %w", id, result, err)
-	}
-	if result == orkstate.PollFailed {
-		w.t.logger.InfoContext(ctx, "triggerer: deferred job failed",
-			slog.Int64("deferred_job_id", id), slog.String("error", msg), slog.String("outcome", string(out.Outcome)))
-	}
-	return nil
-}
-
-// reporter is the part of the store report needs (the Store or one bound to a tx).
-type reporter interface {
-	ReportDeferredPolls(ctx context.Context, reports []orkstate.DeferredPollReport) ([]orkstate.DeferredOutcome, error)
-}
-
-// report applies one unfenced poll result. River, not the claim's attempt
-// counter, guarantees that one worker at a time polls a deferred job, so the
-// report carries no fencing token. A job already terminal comes back as
-// OutcomeInvalid, which callers treat as "stop".
-func (w *pollWorker) report(ctx context.Context, s reporter, id int64, result orkstate.PollResult, msg string) (orkstate.DeferredOutcome, error) {
-	outs, err := s.ReportDeferredPolls(ctx, []orkstate.DeferredPollReport{{
-		JobID:         id,
-		Result:        result,
-		Error:         msg,
-		NextPollAfter: w.t.cfg.PollInterval,
-	}})
-	if err != nil {
-		return orkstate.DeferredOutcome{}, fmt.Errorf("triggerer: report %s poll of deferred job %d: %w", result, id, err)
-	}
-	if len(outs) != 1 {
-		return orkstate.DeferredOutcome{}, fmt.Errorf("triggerer: report poll of deferred job %d: %d outcomes for 1 report", id, len(outs))
-	}
-	return outs[0], nil
+	// Completed or failed: reported and the River job completed in a transaction
+	// shared with other finished polls; returns once it committed.
+	_, err = g.finishPoll(ctx, job, result, msg)
+	return err
 }
 
 // alreadyFinished ends the River job of a deferred job that reached a terminal

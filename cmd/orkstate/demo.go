@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -264,8 +265,17 @@ func runDemo(ctx context.Context, be *demoBackend, stdout io.Writer) error {
 	}
 	done := make(chan waited, 1)
 	go func() {
-		st, err := runWaker.WaitForRun(runCtx, run.ID)
-		done <- waited{st, err}
+		// WaitForRun returns its lookup's first error; a transient one (the
+		// connection was lost) is waited out like the loops' own.
+		for n := 1; ; n++ {
+			st, err := runWaker.WaitForRun(runCtx, run.ID)
+			if err == nil || !pgstore.IsTransient(err) || runCtx.Err() != nil {
+				done <- waited{st, err}
+				return
+			}
+			log.printf("demo", "%v; again in a moment", err)
+			time.Sleep(transientBackoff(n))
+		}
 	}()
 	var final waited
 	select {
@@ -294,48 +304,29 @@ func runDemo(ctx context.Context, be *demoBackend, stdout io.Writer) error {
 
 // schedulerLoop is what a scheduler process does: sweep expired leases and
 // timeouts, start pending runs, claim what is dispatchable, hand each task to an
-// executor, and sleep on the Waker when there is nothing to do.
+// executor, and sleep on the Waker when there is nothing to do. A transient error
+// (pgstore.IsTransient: a lost connection, a Postgres restart, a deadlock) pauses
+// it with a growing backoff and the round runs again, as in notify's example.
 func schedulerLoop(ctx context.Context, s orkstate.Store, name string, waker orkstate.Waker, log *demoLog, executors *sync.WaitGroup) error {
 	var swept time.Time
+	failures := 0
 	for ctx.Err() == nil {
-		if time.Since(swept) >= time.Second { // the sweeps, once a second as in notify's example
-			expired, err := s.ExpireTaskLeases(ctx, 100)
-			if err != nil {
+		idle, err := schedulerRound(ctx, s, name, &swept, log, executors)
+		if err != nil {
+			if !pgstore.IsTransient(err) {
 				return err
 			}
-			timedOut, err := s.FailTimedOutTasks(ctx, 100)
-			if err != nil {
-				return err
+			failures++
+			pause := transientBackoff(failures)
+			log.printf(name, "%v; again in %s", err, pause.Round(time.Millisecond))
+			select {
+			case <-ctx.Done():
+			case <-time.After(pause):
 			}
-			if len(expired)+len(timedOut) > 0 {
-				log.printf(name, "swept %d expired leases and %d timeouts", len(expired), len(timedOut))
-			}
-			swept = time.Now()
+			continue
 		}
-		started, err := s.StartPendingRuns(ctx, 10)
-		if err != nil {
-			return err
-		}
-		for _, r := range started {
-			log.printf(name, "started run %d: %d tasks created (%s)", r.RunID, r.TasksCreated, r.Status)
-		}
-		claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: name, Limit: 4, Lease: time.Minute})
-		if err != nil {
-			return err
-		}
-		for _, t := range claimed {
-			ups := ""
-			if len(t.UpstreamOutputs) > 0 {
-				ups = fmt.Sprintf(", inputs from %d upstream", len(t.UpstreamOutputs))
-			}
-			log.printf(name, "claimed %-17s attempt %d%s", t.TaskName, t.Attempt, ups)
-			executors.Add(1)
-			go func() {
-				defer executors.Done()
-				execute(context.WithoutCancel(ctx), s, t, log)
-			}()
-		}
-		if len(claimed) == 0 && len(started) == 0 {
+		failures = 0
+		if idle {
 			if _, err := waker.Wait(ctx); err != nil {
 				return err
 			}
@@ -344,12 +335,84 @@ func schedulerLoop(ctx context.Context, s orkstate.Store, name string, waker ork
 	return ctx.Err()
 }
 
+// schedulerRound is one pass of schedulerLoop; idle means it found nothing to do.
+func schedulerRound(ctx context.Context, s orkstate.Store, name string, swept *time.Time, log *demoLog, executors *sync.WaitGroup) (idle bool, err error) {
+	if time.Since(*swept) >= time.Second { // the sweeps, once a second as in notify's example
+		expired, err := s.ExpireTaskLeases(ctx, 100)
+		if err != nil {
+			return false, err
+		}
+		timedOut, err := s.FailTimedOutTasks(ctx, 100)
+		if err != nil {
+			return false, err
+		}
+		if len(expired)+len(timedOut) > 0 {
+			log.printf(name, "swept %d expired leases and %d timeouts", len(expired), len(timedOut))
+		}
+		*swept = time.Now()
+	}
+	started, err := s.StartPendingRuns(ctx, 10)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range started {
+		log.printf(name, "started run %d: %d tasks created (%s)", r.RunID, r.TasksCreated, r.Status)
+	}
+	claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: name, Limit: 4, Lease: time.Minute})
+	if err != nil {
+		return false, err
+	}
+	for _, t := range claimed {
+		ups := ""
+		if len(t.UpstreamOutputs) > 0 {
+			ups = fmt.Sprintf(", inputs from %d upstream", len(t.UpstreamOutputs))
+		}
+		log.printf(name, "claimed %-17s attempt %d%s", t.TaskName, t.Attempt, ups)
+		executors.Add(1)
+		go func() {
+			defer executors.Done()
+			execute(context.WithoutCancel(ctx), s, t, log)
+		}()
+	}
+	return len(claimed) == 0 && len(started) == 0, nil
+}
+
+// transientBackoff is the pause after the nth consecutive transient error: 100 ms,
+// doubling up to 5 s, with jitter so that loops cut off together come back apart.
+func transientBackoff(n int) time.Duration {
+	d := 5 * time.Second
+	if n < 7 {
+		d = 100 * time.Millisecond << (n - 1)
+	}
+	return d/2 + rand.N(d/2)
+}
+
+// report sends one report, again after a transient error (reports carry their
+// attempt, so one applied before the connection died comes back ignored). It
+// gives up after a minute: by then the lease has ended and the sweep re-queues
+// the task.
+func report(ctx context.Context, s orkstate.Store, u orkstate.TaskUpdate) (*orkstate.TaskOutcome, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for n := 1; ; n++ {
+		out, err := s.UpdateTaskStatus(ctx, u)
+		if err == nil || !pgstore.IsTransient(err) {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(transientBackoff(n)):
+		}
+	}
+}
+
 // execute is a simulated executor: it reports running, works a while, and reports
 // success — or, for the flaky task's first attempt, a failure that will be retried.
 // Every report carries the claim's attempt as its fencing token.
 func execute(ctx context.Context, s orkstate.Store, t orkstate.ClaimedTask, log *demoLog) {
 	who := "  " + t.TaskName
-	if _, err := s.UpdateTaskStatus(ctx, orkstate.TaskUpdate{TaskID: t.ID, Status: orkstate.TaskRunning,
+	if _, err := report(ctx, s, orkstate.TaskUpdate{TaskID: t.ID, Status: orkstate.TaskRunning,
 		ExecutionName: fmt.Sprintf("%s-%d", t.TaskName, t.Attempt), Attempt: t.Attempt}); err != nil {
 		log.printf(who, "report running: %v", err)
 		return
@@ -357,7 +420,7 @@ func execute(ctx context.Context, s orkstate.Store, t orkstate.ClaimedTask, log 
 	work := demoWork[t.TaskName]
 	time.Sleep(work)
 	if t.TaskName == demoFlaky && t.Attempt == 1 {
-		out, err := s.UpdateTaskStatus(ctx, orkstate.TaskUpdate{TaskID: t.ID, Status: orkstate.TaskFailed,
+		out, err := report(ctx, s, orkstate.TaskUpdate{TaskID: t.ID, Status: orkstate.TaskFailed,
 			Error: "upstream API answered 503", Attempt: t.Attempt})
 		if err != nil {
 			log.printf(who, "report failure: %v", err)
@@ -372,7 +435,7 @@ func execute(ctx context.Context, s orkstate.Store, t orkstate.ClaimedTask, log 
 		return
 	}
 	output, _ := json.Marshal(map[string]any{"rows": 1000 + len(t.TaskName)*37, "attempt": t.Attempt})
-	if _, err := s.UpdateTaskStatus(ctx, orkstate.TaskUpdate{TaskID: t.ID, Status: orkstate.TaskSuccess,
+	if _, err := report(ctx, s, orkstate.TaskUpdate{TaskID: t.ID, Status: orkstate.TaskSuccess,
 		Output: output, Attempt: t.Attempt}); err != nil {
 		log.printf(who, "report success: %v", err)
 		return

@@ -164,9 +164,17 @@ begin
         update tasks t
         set status = case when i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries then 'pending'
                           else i.status end,
-            execution_name = coalesce(nullif(i.execution_name, ''), t.execution_name),
+            -- A task going back to pending (a retry, a requeue, a resume) starts a new
+            -- attempt: the ended attempt's execution and output are dropped, so a
+            -- dependent never receives a failed attempt's output (Ork's
+            -- reset_task_for_retry does the same). The error is kept as the reason.
+            execution_name = case
+                when i.status = 'pending' or (i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries) then ''
+                else coalesce(nullif(i.execution_name, ''), t.execution_name) end,
             error = coalesce(nullif(i.error, ''), t.error),
-            output = coalesce(i.output, t.output),
+            output = case
+                when i.status = 'pending' or (i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries) then null
+                else coalesce(i.output, t.output) end,
             retry_at = case when i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries
                             then now() + _retry_backoff(greatest(t.attempts, 1)) end,
             dispatched_at = case

@@ -3,10 +3,12 @@
 --     "depends_on": ["..."], "params": {...}, "max_retries": 2, "timeout_seconds": 60}, ...]
 -- ("name" may stand for "task_name", as in snapshots; a missing task_index is the spec's
 -- position, from 0) and returns the run's tasks named by the specs (by index or by name),
--- in index order. It is idempotent: a spec whose index or name the run already has is skipped.
--- Dependencies resolve against the specs and the run's existing tasks; an unknown name,
--- a duplicate, or a cycle raises OK422 naming the task and creates nothing. A pending
--- run becomes running; a paused run gets paused tasks; a finished run refuses (OK409).
+-- in index order. It is idempotent: a spec whose index or name the run already has is skipped
+-- (after the same checks as the others). Dependencies resolve against the new specs and the
+-- run's existing tasks; an unknown name, a duplicate, or a cycle raises OK422 naming the
+-- task and creates nothing. A new task whose dependency already failed fails at once with
+-- 'dependency failed' (cancelled: 'dependency cancelled'), so its run can still finish.
+-- A pending run becomes running; a paused run gets paused tasks; a finished run refuses (OK409).
 --
 -- The specs are held in plpgsql arrays, not a temporary table: a temp table created per
 -- transaction invalidated every cached plan that read it, so each call re-planned all of
@@ -51,6 +53,72 @@ begin
 end
 $$;
 
+-- _dag_edges returns the edges among p_names (dependency → dependent, by position,
+-- sorted by source) and, when they contain a cycle, the names on or behind it
+-- (quoted, sorted, comma-separated); cycle is null for a DAG. Kahn's algorithm.
+create function {{.schema}}_api._dag_edges(p_names text[], p_deps text[], out src integer[], out dst integer[], out cycle text)
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+set plan_cache_mode = force_generic_plan
+as $$
+declare
+    n integer := coalesce(cardinality(p_names), 0);
+    v_start integer[];
+    v_indeg integer[];
+    v_queue integer[];
+    v_qlen integer := 0;
+    v_edges integer;
+    v_head integer := 1;
+    v_i integer;
+    v_k integer;
+begin
+    -- p_deps elements are text[] literals (see _create_tasks)
+    select array_agg(s.p order by s.p, d.p), array_agg(d.p order by s.p, d.p)
+    into src, dst
+    from unnest(p_names, p_deps) with ordinality as d(name, deps, p)
+    cross join unnest(d.deps::text[]) dep
+    join unnest(p_names) with ordinality as s(name, p) on s.name = dep;
+    if n = 0 then
+        return;
+    end if;
+    v_edges := coalesce(cardinality(src), 0);
+    v_indeg := array_fill(0, array[n]);
+    v_start := array_fill(null::integer, array[n]);
+    for v_k in 1..v_edges loop
+        v_indeg[dst[v_k]] := v_indeg[dst[v_k]] + 1;
+        if v_start[src[v_k]] is null then
+            v_start[src[v_k]] := v_k;
+        end if;
+    end loop;
+    -- A preallocated queue: element assignment on a plpgsql array is O(1), appending is not.
+    v_queue := array_fill(0, array[n]);
+    for v_i in 1..n loop
+        if v_indeg[v_i] = 0 then
+            v_qlen := v_qlen + 1;
+            v_queue[v_qlen] := v_i;
+        end if;
+    end loop;
+    while v_head <= v_qlen loop
+        v_i := v_queue[v_head];
+        v_head := v_head + 1;
+        v_k := v_start[v_i];
+        while v_k is not null and v_k <= v_edges and src[v_k] = v_i loop
+            v_indeg[dst[v_k]] := v_indeg[dst[v_k]] - 1;
+            if v_indeg[dst[v_k]] = 0 then
+                v_qlen := v_qlen + 1;
+                v_queue[v_qlen] := dst[v_k];
+            end if;
+            v_k := v_k + 1;
+        end loop;
+    end loop;
+    if v_qlen < n then
+        select string_agg(quote_literal(p_names[i]), ', ' order by p_names[i]) into cycle
+        from generate_series(1, n) i where v_indeg[i] > 0;
+    end if;
+end
+$$;
+
 -- _create_tasks does create_tasks' work and returns how many tasks it inserted.
 create function {{.schema}}_api._create_tasks(p_run_id bigint, p_specs jsonb)
 returns integer
@@ -73,18 +141,16 @@ declare
     v_timeouts integer[];
     n integer;
     v_bad text;
+    v_known boolean[];
+    v_total integer;
     v_succeeded text[];
     v_src integer[];
     v_dst integer[];
-    v_start integer[];
-    v_indeg integer[];
-    v_queue integer[];
-    v_qlen integer;
     v_edges integer;
-    v_head integer := 1;
-    v_i integer;
-    v_k integer;
     v_ids bigint[];
+    v_dead_failed bigint[];
+    v_dead_cancelled bigint[];
+    v_dep_runs bigint[];
     v_status text;
     v_inserted integer := 0;
     v_ready boolean;
@@ -132,13 +198,13 @@ begin
         raise exception using errcode = 'OK422', column = 'task_index', message = format('duplicate task_index %s', v_bad);
     end if;
 
-    -- The new tasks: specs whose index and name the run does not have yet (idempotency).
+    -- Every spec, in spec order, and whether the run already has its index or name.
     -- Dependencies are de-duplicated, so counters count distinct names.
-    select coalesce(array_agg(s.idx order by s.pos), '{}'), array_agg(s.name order by s.pos),
+    select array_agg(s.idx order by s.pos), array_agg(s.name order by s.pos),
            array_agg(s.etype order by s.pos), array_agg(s.deps order by s.pos),
            array_agg(s.params order by s.pos), array_agg(s.retries order by s.pos),
-           array_agg(s.timeout order by s.pos)
-    into v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts
+           array_agg(s.timeout order by s.pos), array_agg(s.known order by s.pos)
+    into v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts, v_known
     from (
         select e.pos,
                coalesce((e.spec->>'task_index')::integer, e.pos::integer - 1) as idx,
@@ -147,75 +213,74 @@ begin
                array(select distinct d from jsonb_array_elements_text(coalesce(e.spec->'depends_on', '[]')) d order by d)::text as deps,
                e.spec->'params' as params,
                coalesce((e.spec->>'max_retries')::integer, 0) as retries,
-               coalesce((e.spec->>'timeout_seconds')::integer, 0) as timeout
+               coalesce((e.spec->>'timeout_seconds')::integer, 0) as timeout,
+               exists (select 1 from tasks t
+                       where t.run_id = p_run_id
+                         and t.task_index = coalesce((e.spec->>'task_index')::integer, e.pos::integer - 1))
+               or exists (select 1 from tasks t
+                          where t.run_id = p_run_id
+                            and t.task_name = coalesce(e.spec->>'task_name', e.spec->>'name')) as known
         from jsonb_array_elements(p_specs) with ordinality as e(spec, pos)
-    ) s
-    where not exists (select 1 from tasks t where t.run_id = p_run_id and t.task_index = s.idx)
-      and not exists (select 1 from tasks t where t.run_id = p_run_id and t.task_name = s.name);
-    n := cardinality(v_idx);
+    ) s;
+    v_total := coalesce(cardinality(v_idx), 0);
 
-    if n > 0 then
-        -- Every dependency must name a new or an existing task of the run.
-        select format('task %L depends on unknown task %L', x.name, d) into v_bad
-        from unnest(v_names, v_deps) as x(name, deps)
-        cross join unnest(x.deps::text[]) d
-        left join unnest(v_names) as known(name) on known.name = d
-        where known.name is null
-          and not exists (select 1 from tasks t where t.run_id = p_run_id and t.task_name = d)
-        limit 1;
+    -- The checks cover every spec, also those the run already has (they are skipped
+    -- below, not trusted): every dependency must name a new task or one the run has,
+    -- and the input as declared must have no cycle.
+    select format('task %L depends on unknown task %L', x.name, d) into v_bad
+    from unnest(v_names, v_deps) as x(name, deps)
+    cross join unnest(x.deps::text[]) d
+    left join unnest(v_names, v_known) as known(name, old) on known.name = d and not known.old
+    where known.name is null
+      and not exists (select 1 from tasks t where t.run_id = p_run_id and t.task_name = d)
+    limit 1;
+    if v_bad is not null then
+        raise exception using errcode = 'OK422', column = 'depends_on', message = v_bad;
+    end if;
+    if v_total > 0 and true = any(v_known) then
+        select k.cycle into v_bad from _dag_edges(v_names, v_deps) k;
         if v_bad is not null then
-            raise exception using errcode = 'OK422', column = 'depends_on', message = v_bad;
-        end if;
-
-        -- Kahn's algorithm over the new tasks (existing tasks were checked when created).
-        -- Edges run dependency → dependent, by position, sorted by source.
-        select array_agg(src.p order by src.p, dst.p), array_agg(dst.p order by src.p, dst.p)
-        into v_src, v_dst
-        from unnest(v_names, v_deps) with ordinality as dst(name, deps, p)
-        cross join unnest(dst.deps::text[]) d
-        join unnest(v_names) with ordinality as src(name, p) on src.name = d;
-        v_edges := coalesce(cardinality(v_src), 0);
-        v_indeg := array_fill(0, array[n]);
-        v_start := array_fill(null::integer, array[n]);
-        for v_k in 1..v_edges loop
-            v_indeg[v_dst[v_k]] := v_indeg[v_dst[v_k]] + 1;
-            if v_start[v_src[v_k]] is null then
-                v_start[v_src[v_k]] := v_k;
-            end if;
-        end loop;
-        -- A preallocated queue: element assignment on a plpgsql array is O(1), appending is not.
-        v_queue := array_fill(0, array[n]);
-        v_qlen := 0;
-        for v_i in 1..n loop
-            if v_indeg[v_i] = 0 then
-                v_qlen := v_qlen + 1;
-                v_queue[v_qlen] := v_i;
-            end if;
-        end loop;
-        while v_head <= v_qlen loop
-            v_i := v_queue[v_head];
-            v_head := v_head + 1;
-            v_k := v_start[v_i];
-            while v_k is not null and v_k <= v_edges and v_src[v_k] = v_i loop
-                v_indeg[v_dst[v_k]] := v_indeg[v_dst[v_k]] - 1;
-                if v_indeg[v_dst[v_k]] = 0 then
-                    v_qlen := v_qlen + 1;
-                    v_queue[v_qlen] := v_dst[v_k];
-                end if;
-                v_k := v_k + 1;
-            end loop;
-        end loop;
-        if v_qlen < n then
-            select string_agg(quote_literal(v_names[i]), ', ' order by v_names[i]) into v_bad
-            from generate_series(1, n) i where v_indeg[i] > 0;
             raise exception using errcode = 'OK422', column = 'depends_on', message = 'dependency cycle among tasks ' || v_bad;
         end if;
+        -- The new tasks only (idempotency: the run keeps the tasks it has).
+        select coalesce(array_agg(x.idx order by x.p), '{}'), array_agg(x.name order by x.p),
+               array_agg(x.etype order by x.p), array_agg(x.deps order by x.p),
+               array_agg(x.params order by x.p), array_agg(x.retries order by x.p),
+               array_agg(x.timeout order by x.p)
+        into v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts
+        from unnest(v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts, v_known)
+            with ordinality as x(idx, name, etype, deps, params, retries, timeout, old, p)
+        where not x.old;
+    end if;
+    n := coalesce(cardinality(v_idx), 0);
+
+    if n > 0 then
+        -- Kahn's algorithm over the new tasks (existing tasks were checked when created;
+        -- no existing task depends on a new one, so a cycle lies among the new ones).
+        select k.src, k.dst, k.cycle into v_src, v_dst, v_bad from _dag_edges(v_names, v_deps) k;
+        if v_bad is not null then
+            raise exception using errcode = 'OK422', column = 'depends_on', message = 'dependency cycle among tasks ' || v_bad;
+        end if;
+        v_edges := coalesce(cardinality(v_src), 0);
 
         -- Ids are drawn first so each task's downstream array is written with the task.
         v_ids := array(select nextval(v_seq) from generate_series(1, n));
         v_status := case when v_run_status = 'paused' then 'paused' else 'pending' end;
         select coalesce(array_agg(t.task_name), '{}') into v_succeeded
         from tasks t where t.run_id = p_run_id and t.status = 'success';
+
+        -- Existing dependencies that already failed or were cancelled: the new tasks
+        -- that depend on them finish at once, below, as if they had been there then.
+        -- (A run that has none, as every run being started, pays one probe.)
+        if exists (select 1 from tasks t where t.run_id = p_run_id and t.status in ('failed', 'cancelled')) then
+            select array_agg(distinct e.id) filter (where e.status = 'failed'),
+                   array_agg(distinct e.id) filter (where e.status = 'cancelled')
+            into v_dead_failed, v_dead_cancelled
+            from unnest(v_deps) as x(deps)
+            cross join unnest(x.deps::text[]) d
+            join tasks e on e.run_id = p_run_id and e.task_name = d
+            where e.status in ('failed', 'cancelled');
+        end if;
 
         -- New tasks that depend on existing ones join those tasks' downstream arrays
         -- (before the insert, so the join sees only the existing tasks).
@@ -256,6 +321,20 @@ begin
         into v_inserted, v_ready;
 
         perform _tasks_added(p_run_id, v_inserted, v_ready);
+
+        -- A new task whose dependency already failed (or was cancelled) would never
+        -- become ready and its run would never finish: it fails (is cancelled) at once
+        -- with its own dependents, by the state machine's propagation rule.
+        if v_dead_failed is not null then
+            select array_agg(f.run_id) into v_dep_runs
+            from _finish_dependents(v_dead_failed, 'failed', 'dependency failed') f;
+            perform _count_finished(v_dep_runs, array_fill('failed'::text, array[coalesce(cardinality(v_dep_runs), 0)]));
+        end if;
+        if v_dead_cancelled is not null then
+            select array_agg(f.run_id) into v_dep_runs
+            from _finish_dependents(v_dead_cancelled, 'cancelled', 'dependency cancelled') f;
+            perform _count_finished(v_dep_runs, array_fill('cancelled'::text, array[coalesce(cardinality(v_dep_runs), 0)]));
+        end if;
     end if;
 
     return v_inserted;

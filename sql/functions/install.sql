@@ -1,6 +1,27 @@
 -- orkstate function package: every function of the install, in the schema {{.schema}}_api.
--- tern installs it whole, in one transaction, so a running scheduler never sees half of it:
---   tern code install -c tern.conf sql/functions
+-- pgstore.Migrate and `tern code install -c tern.conf sql/functions` both render this
+-- file and run it in one transaction, so they behave the same and a running scheduler
+-- never sees half of the package. What the install does (install_package.sql):
+--
+--   - refuses an install schema name that pgstore.ValidateSchemaName refuses (tern
+--     configs other than ours do not check ORK_SCHEMA);
+--   - creates {{.schema}}_api, or reuses it only when its comment marks it as this
+--     install's package: a schema of that name that orkstate did not create is refused;
+--   - does nothing when the package text is the one installed last and the functions
+--     are still the ones it created (a hash of each, kept in the schema's comment; such
+--     a call takes ~40 ms, TestReinstallOnlyWhenPackageChanges);
+--   - otherwise drops the package's own routines in one DROP ... RESTRICT (a view or
+--     anything else outside the package that uses one stops the install with the
+--     objects named; nothing is dropped with CASCADE), creates the new ones, and gives
+--     every routine whose signature (or, when it changed, whose unique name) existed
+--     before exactly its old privileges; a routine new in this release gets those all
+--     the old ones had in common, plus the owner's default privileges. The schema is
+--     never dropped, so grants on it and default privileges in it survive
+--     (TestGrantsSurviveReinstallAndUpgrade).
+--
+-- So the package may hold only routines, and its files must not use the dollar quotes
+-- $install$, $package$ or $schema$ (the package is one literal inside a DO block).
+--
 -- Functions are SECURITY INVOKER and pin search_path; a role with USAGE on both schemas and
 -- DML on the tables of {{.schema}} can call every one of them.
 -- The tables are private; these functions and their documented columns are the API.
@@ -21,10 +42,13 @@
 -- runs and tasks (an update of a row inserted or updated earlier in the same transaction
 -- re-checks its foreign key), which deadlocked concurrent reporters of one run.
 
-drop schema if exists {{.schema}}_api cascade;
-create schema {{.schema}}_api;
-comment on schema {{.schema}}_api is 'orkstate functions of the install {{.schema}} (re-installed whole on each deploy)';
+-- Nothing planted in public (an unnest(bigint[]), an = on bigint[]) may resolve while
+-- the package is installed: its functions pin their own path, the install pins this one.
+set local search_path = pg_catalog, pg_temp;
 
+do $install$
+declare
+    v_package constant text := $package$
 {{ template "checks.sql" . }}
 {{ template "notify.sql" . }}
 {{ template "task_queue.sql" . }}
@@ -39,3 +63,6 @@ comment on schema {{.schema}}_api is 'orkstate functions of the install {{.schem
 {{ template "retry_task.sql" . }}
 {{ template "schedules.sql" . }}
 {{ template "deferred_jobs.sql" . }}
+$package$;
+{{ template "install_package.sql" . }}
+$install$;

@@ -2,11 +2,16 @@
 -- pending (the attempt is not counted as a failure; the next claim increments it, so
 -- the old claimer's late report is stale). Returns one row per task, like set_task_states.
 --
--- It works through the due lease rows, oldest first, at most 200 per call (about
--- 200,000 task probes at worst), skipping rows another sweeper holds; the rows it
--- finishes with are deleted. Most due rows only name finished tasks (nothing is written
--- when a claimed task finishes), so a deployment that claims more than 200 batches
--- between two sweeps should sweep more often.
+-- It works through the due lease rows, oldest first, 1,000 at a time, skipping rows
+-- another sweeper holds, until it has expired p_limit tasks or no due row is left; the
+-- rows it finishes with are deleted. So fewer than p_limit rows back means nothing
+-- else is due (but rows a concurrent sweeper holds): a caller that sweeps again while
+-- the batch was full drains the backlog. Most due rows only name finished tasks
+-- (nothing is written when a claimed task finishes); a call used to read at most 200
+-- of them, and with one-task claims at 500/s a once-a-second sweep fell behind for
+-- good (a killed scheduler's tasks came back after 33 s with an 8 s lease) and
+-- returned nothing while expired tasks waited behind the finished ones
+-- (TestLeaseSweepKeepsUpWithSmallClaims, storetest's LeaseSweepPastFinishedClaims).
 create function {{.schema}}_api.expire_task_leases(p_limit integer)
 returns table (ord integer, task_id bigint, outcome text, status text)
 language plpgsql
@@ -23,48 +28,57 @@ as $$
 #variable_conflict use_column
 declare
     v_rows bigint[];
+    v_kept bigint[] := '{}';
     v_ids bigint[];
     v_attempts integer[];
+    v_done integer := 0;
     n integer;
 begin
     perform _check_limit(p_limit);
-    v_rows := array(
-        select l.id from task_leases l
-        where l.expires_at <= now()
-        order by l.expires_at
-        limit 200
-        for update skip locked);
-    if cardinality(v_rows) = 0 then
-        return;
-    end if;
-    -- The rows name the candidates; the task's own row decides. Locked here and fenced
-    -- by attempt below: a report racing the expiry wins or loses whole.
-    select array_agg(x.id order by x.id), array_agg(x.attempts order by x.id) into v_ids, v_attempts
-    from (
-        select t.id, t.attempts
-        from task_leases l
-        cross join unnest(l.task_ids) as r(ids)
-        join tasks t on t.id >= lower(r.ids) and t.id < upper(r.ids)
+    loop
+        -- Rows this call kept (a task of theirs left over or locked by a reporter) are
+        -- not read again: SKIP LOCKED does not skip a transaction's own locks.
+        v_rows := array(
+            select l.id from task_leases l
+            where l.expires_at <= now() and l.id <> all(v_kept)
+            order by l.expires_at
+            limit 1000
+            for update skip locked);
+        exit when cardinality(v_rows) = 0;
+        -- The rows name the candidates; the task's own row decides. Locked here and
+        -- fenced by attempt below: a report racing the expiry wins or loses whole.
+        select array_agg(x.id order by x.id), array_agg(x.attempts order by x.id) into v_ids, v_attempts
+        from (
+            select t.id, t.attempts
+            from task_leases l
+            cross join unnest(l.task_ids) as r(ids)
+            join tasks t on t.id >= lower(r.ids) and t.id < upper(r.ids)
+            where l.id = any(v_rows)
+              and t.status = 'dispatched' and t.lease_expires_at <= now()
+            order by t.lease_expires_at, t.id
+            limit p_limit - v_done
+            for no key update of t skip locked
+        ) x;
+        n := coalesce(cardinality(v_ids), 0);
+        if n > 0 then
+            return query
+            select c.ord + v_done, c.task_id, c.outcome, c.status
+            from _change_tasks(v_ids, array_fill('pending'::text, array[n]),
+                               array_fill('lease expired'::text, array[n]), v_attempts) c;
+            v_done := v_done + n;
+        end if;
+        -- A lease row is done once none of its tasks is still dispatched under an ended
+        -- lease (one left over by p_limit, or locked by a reporter, keeps the row).
+        delete from task_leases l
         where l.id = any(v_rows)
-          and t.status = 'dispatched' and t.lease_expires_at <= now()
-        order by t.lease_expires_at, t.id
-        limit p_limit
-        for no key update of t skip locked
-    ) x;
-    n := coalesce(cardinality(v_ids), 0);
-    if n > 0 then
-        return query select * from _change_tasks(
-            v_ids, array_fill('pending'::text, array[n]), array_fill('lease expired'::text, array[n]), v_attempts);
-    end if;
-    -- A lease row is done once none of its tasks is still dispatched under an ended
-    -- lease (one left over by p_limit, or locked by a reporter, keeps the row).
-    delete from task_leases l
-    where l.id = any(v_rows)
-      and not exists (
-          select 1
-          from unnest(l.task_ids) as r(ids)
-          join tasks t on t.id >= lower(r.ids) and t.id < upper(r.ids)
-          where t.status = 'dispatched' and t.lease_expires_at <= now());
+          and not exists (
+              select 1
+              from unnest(l.task_ids) as r(ids)
+              join tasks t on t.id >= lower(r.ids) and t.id < upper(r.ids)
+              where t.status = 'dispatched' and t.lease_expires_at <= now());
+        v_kept := v_kept || array(select l.id from task_leases l where l.id = any(v_rows));
+        exit when v_done >= p_limit;
+    end loop;
 end
 $$;
 

@@ -1,5 +1,6 @@
 -- retry_task is an operator's retry: a finished task of an unfinished run goes back to
--- pending (attempts reset, error, output and timestamps cleared, unmet_deps recomputed),
+-- pending (attempts reset, error, execution name, output and timestamps cleared,
+-- unmet_deps recomputed),
 -- with the transitive dependents that failed or were cancelled because of it. When the
 -- task had succeeded, its waiting dependents count it as unmet again. OK404 for an
 -- unknown task; OK409 for an unfinished task or a finished run.
@@ -63,7 +64,7 @@ begin
 
     update tasks t
     set status = case when v_run_status = 'paused' then 'paused' else 'pending' end,
-        attempts = 0, error = '', output = null, retry_at = null, claimed_by = '', lease_expires_at = null,
+        attempts = 0, error = '', output = null, execution_name = '', retry_at = null, claimed_by = '', lease_expires_at = null,
         timeout_at = null, dispatched_at = null, started_at = null, finished_at = null,
         unmet_deps = (select count(*) from unnest(t.depends_on) d
                       where not exists (select 1 from tasks u

@@ -1,3 +1,12 @@
+-- _one_based returns a one-dimensional array with its first element at index 1.
+create function {{.schema}}_api._one_based(p anyarray)
+returns anyarray
+language sql
+immutable
+as $$
+    select case when coalesce(array_lower(p, 1), 1) = 1 then p else array(select unnest(p)) end
+$$;
+
 -- set_task_states applies N status reports in one call and returns one row per input:
 --   ord      the input's position (1-based)
 --   task_id  the input's task id
@@ -8,6 +17,8 @@
 -- stale. A task named several times is changed in input order. An unknown status or
 -- arrays of different lengths fail the whole call, changing nothing; bad ids never
 -- block the other rows. Rows come back in input order within each round of repeats.
+-- Arrays may start at any index (they are taken in order); more than one dimension
+-- is refused (OK422).
 -- Example: select * from ork_api.set_task_states(array[1,2], array['running','success']);
 create function {{.schema}}_api.set_task_states(
     p_task_ids bigint[],
@@ -34,6 +45,21 @@ begin
     if p_task_ids is null then
         raise exception using errcode = 'OK422', column = 'task_ids', message = 'task_ids must not be null';
     end if;
+    -- Arrays built in SQL may start at any index ('[0:1]={7,7}') or have two
+    -- dimensions; the rounds below subscript them 1…n, and a shifted array paired
+    -- each report with another row's fields. One-dimensional arrays are rebased to 1
+    -- (free when they already start there); more dimensions are refused.
+    if array_ndims(p_task_ids) > 1 or array_ndims(p_statuses) > 1 or array_ndims(p_execution_names) > 1
+       or array_ndims(p_errors) > 1 or array_ndims(p_outputs) > 1 or array_ndims(p_attempts) > 1 then
+        raise exception using errcode = 'OK422', column = 'task_ids',
+            message = 'set_task_states takes one-dimensional arrays';
+    end if;
+    p_task_ids := _one_based(p_task_ids);
+    p_statuses := _one_based(p_statuses);
+    p_execution_names := _one_based(p_execution_names);
+    p_errors := _one_based(p_errors);
+    p_outputs := _one_based(p_outputs);
+    p_attempts := _one_based(p_attempts);
     if coalesce(cardinality(p_statuses), 0) <> n then
         raise exception using errcode = 'OK422', column = 'statuses',
             message = format('statuses has %s elements, task_ids has %s', coalesce(cardinality(p_statuses), 0), n);
@@ -109,7 +135,8 @@ $$;
 
 -- fail_dependent_tasks fails, transitively, the unfinished dependents of a failed task
 -- with error 'dependency failed' and returns how many it failed. set_task_states does
--- this by itself; this is for a caller that failed a task some other way.
+-- this by itself; this is for a caller that failed a task some other way. OK404 for an
+-- unknown task, OK409 for a task that is not failed.
 create function {{.schema}}_api.fail_dependent_tasks(p_task_id bigint)
 returns integer
 language plpgsql
@@ -120,9 +147,17 @@ as $$
 declare
     v_ids bigint[];
     v_runs bigint[];
+    v_status text;
 begin
-    if not exists (select 1 from tasks t where t.id = p_task_id) then
+    select t.status into v_status from tasks t where t.id = p_task_id;
+    if not found then
         raise exception using errcode = 'OK404', message = format('task %s not found', p_task_id);
+    end if;
+    -- Only a failed task's dependents may fail because of it: failing a running or
+    -- succeeded task's dependents would end work whose dependency is fine.
+    if v_status <> 'failed' then
+        raise exception using errcode = 'OK409',
+            message = format('task %s is %s; only a failed task''s dependents can be failed', p_task_id, v_status);
     end if;
     select array_agg(f.task_id), array_agg(f.run_id) into v_ids, v_runs
     from _finish_dependents(array[p_task_id], 'failed', 'dependency failed') f;

@@ -164,5 +164,43 @@ create index deferred_jobs_due_idx on {{.schema}}.deferred_jobs (next_poll_at, i
 
 ---- create above / drop below ----
 
-drop schema if exists {{.schema}}_api cascade;
+-- The function package's schema goes only when this install's package created it (its
+-- comment says so), and without CASCADE: an object outside the package that uses one of
+-- its functions stops the removal and is named. (Rewritten after release: a down part
+-- runs from the current file, so this guards existing installs too.)
+do $down$
+declare
+    v_api constant text := $schema${{.schema}}_api$schema$;
+    v_marker constant text := 'orkstate functions of the install ' || $schema${{.schema}}$schema$;
+    v_nsp oid;
+    v_comment text;
+    v_routines text;
+    v_detail text;
+begin
+    select n.oid, obj_description(n.oid, 'pg_namespace') into v_nsp, v_comment
+    from pg_catalog.pg_namespace n where n.nspname = v_api;
+    if v_nsp is null then
+        return;
+    end if;
+    if not coalesce(v_comment = v_marker or starts_with(v_comment, v_marker || ' ')
+                    or starts_with(v_comment, v_marker || ';'), false) then
+        raise notice 'orkstate: schema % is not the function package of this install; left as it is', v_api;
+        return;
+    end if;
+    select string_agg(p.oid::regprocedure::text, ', ') into v_routines
+    from pg_catalog.pg_proc p where p.pronamespace = v_nsp;
+    begin
+        if v_routines is not null then
+            execute 'drop routine ' || v_routines;
+        end if;
+        execute format('drop schema %I', v_api);
+    exception when dependent_objects_still_exist then
+        get stacked diagnostics v_detail = pg_exception_detail;
+        raise exception using errcode = 'dependent_objects_still_exist',
+            message = format('orkstate: cannot remove %I: objects outside the package depend on it: %s',
+                             v_api, replace(v_detail, e'\n', '; ')),
+            hint = 'Drop those objects first; the removal drops nothing of the package schema with CASCADE.';
+    end;
+end
+$down$;
 drop schema {{.schema}} cascade;

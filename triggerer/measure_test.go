@@ -1,0 +1,262 @@
+package triggerer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/orkstate/orkstate"
+)
+
+// measureSize is ORKSTATE_TRIGGERER_MEASURE: the job count of the measurements
+// below, which run only when it is set (they take seconds and want a quiet machine):
+//
+//	ORKSTATE_TRIGGERER_MEASURE=5000 go test -run TestMeasure -v ./triggerer/
+func measureSize(t *testing.T) int {
+	n, _ := strconv.Atoi(os.Getenv("ORKSTATE_TRIGGERER_MEASURE"))
+	if n <= 0 {
+		t.Skip("set ORKSTATE_TRIGGERER_MEASURE=<jobs> to measure")
+	}
+	return n
+}
+
+// measureWorkers is the triggerer's and River's MaxWorkers in the measurements.
+const measureWorkers = 1000
+
+// deferredFixture gives n running tasks one pending deferred job each, job id
+// "job-<deferred job id>", and returns the deferred job ids.
+func (b *testBundle) deferredFixture(t *testing.T, n int) []int64 {
+	t.Helper()
+	ctx := context.Background()
+	wf, err := b.store.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "wf", ExecutorType: "x"})
+	must(t, err, "CreateWorkflow")
+	var ids []int64
+	for off := 0; off < n; off += 1000 {
+		run, err := b.store.CreateRun(ctx, wf.ID, "measure")
+		must(t, err, "CreateRun")
+		specs := make([]orkstate.NewTask, min(1000, n-off))
+		for i := range specs {
+			specs[i] = orkstate.NewTask{TaskIndex: i, TaskName: fmt.Sprintf("t%d", i), ExecutorType: "x"}
+		}
+		_, err = b.store.CreateDAGTasks(ctx, run.ID, specs)
+		must(t, err, "CreateDAGTasks")
+		claimed, err := b.store.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "m", Limit: len(specs)})
+		must(t, err, "ClaimTasks")
+		ups := make([]orkstate.TaskUpdate, len(claimed))
+		for i, c := range claimed {
+			ups[i] = orkstate.TaskUpdate{TaskID: c.ID, Status: orkstate.TaskRunning, Attempt: c.Attempt}
+		}
+		_, err = b.store.SetTaskStates(ctx, ups)
+		must(t, err, "SetTaskStates")
+		rows, err := b.pool.Query(ctx, fmt.Sprintf(`
+			insert into %[1]s.deferred_jobs (task_id, service_type, job_id)
+			select id, '%[2]s', 'job-' || (select coalesce(max(id), 0) from %[1]s.deferred_jobs) + row_number() over (order by id)
+			from %[1]s.tasks where run_id = $1 order by id returning id`,
+			b.schema, fakeServiceType), run.ID)
+		must(t, err, "insert deferred jobs")
+		got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		must(t, err, "insert deferred jobs")
+		ids = append(ids, got...)
+	}
+	_, err = b.pool.Exec(ctx, "vacuum analyze "+b.schema+".deferred_jobs")
+	must(t, err, "vacuum")
+	return ids
+}
+
+// waitDeferredDone waits until no deferred job is open.
+func (b *testBundle) waitDeferredDone(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var open int
+		must(t, b.pool.QueryRow(context.Background(),
+			"select count(*) from "+b.schema+".deferred_jobs where status in ('pending', 'polling')").Scan(&open), "count open")
+		if open == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deferred jobs still open after %s", open, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// measureConfig is the triggerer's config for the measurements: tracker answers
+// completed at the first poll; River fetches like the bench's River baseline.
+func (b *testBundle) measureConfig(tracker Tracker) *Config {
+	cfg := b.config(tracker)
+	cfg.MaxWorkers = measureWorkers
+	cfg.River = &river.Config{FetchCooldown: 5 * time.Millisecond}
+	return cfg
+}
+
+func completeAtOnce() *fakeTracker {
+	return newFake(func(context.Context, string, int) (orkstate.PollResult, string, error) {
+		return orkstate.PollCompleted, "", nil
+	})
+}
+
+// TestMeasureThroughput: deferred jobs completed on their first poll through the
+// triggerer, and River's own no-op jobs, same count and workers, same process.
+func TestMeasureThroughput(t *testing.T) {
+	n := measureSize(t)
+	ctx := context.Background()
+
+	rb := setup(t)
+	noop := riverNoopRate(t, rb, n)
+
+	b := setup(t)
+	ids := b.deferredFixture(t, n)
+	tr := b.start(t, b.measureConfig(completeAtOnce()))
+	start := time.Now()
+	for off := 0; off < len(ids); off += 1000 {
+		must(t, pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			return tr.EnqueueTx(ctx, tx, ids[off:min(len(ids), off+1000)]...)
+		}), "EnqueueTx")
+	}
+	b.waitDeferredDone(t, time.Minute)
+	secs := time.Since(start).Seconds()
+	var notDone int
+	must(t, b.pool.QueryRow(ctx, "select count(*) from "+b.schema+".tasks where status <> 'success'").Scan(&notDone), "count tasks")
+	if notDone > 0 {
+		t.Errorf("%d tasks not succeeded", notDone)
+	}
+	rate := float64(n) / secs
+	t.Logf("MEASURE n=%d workers=%d: triggerer %.0f deferred jobs/s (%.2fs); River no-op %.0f jobs/s; ratio %.2f",
+		n, measureWorkers, rate, secs, noop, rate/noop)
+}
+
+type measureNoopArgs struct{ I int }
+
+func (measureNoopArgs) Kind() string { return "measure_noop" }
+
+type measureNoopWorker struct {
+	river.WorkerDefaults[measureNoopArgs]
+}
+
+func (measureNoopWorker) Work(context.Context, *river.Job[measureNoopArgs]) error { return nil }
+
+// riverNoopRate is River's rate on n no-op jobs in b's schema: from the first
+// insert until the last completion event.
+func riverNoopRate(t *testing.T, b *testBundle, n int) float64 {
+	t.Helper()
+	ctx := context.Background()
+	workers := river.NewWorkers()
+	river.AddWorker(workers, measureNoopWorker{})
+	client, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{
+		Schema:        b.schema,
+		Queues:        map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: measureWorkers}},
+		Workers:       workers,
+		FetchCooldown: 5 * time.Millisecond,
+		Logger:        b.config().Logger,
+	})
+	must(t, err, "river client")
+	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: n + 1000, Kinds: []river.EventKind{river.EventKindJobCompleted}})
+	defer cancel()
+	must(t, client.Start(ctx), "river start")
+	defer func() { _ = client.Stop(ctx) }()
+	params := make([]river.InsertManyParams, n)
+	for i := range params {
+		params[i] = river.InsertManyParams{Args: measureNoopArgs{I: i}}
+	}
+	var done atomic.Int64
+	start := time.Now()
+	for off := 0; off < n; off += 1000 {
+		_, err := client.InsertMany(ctx, params[off:min(n, off+1000)])
+		must(t, err, "InsertMany")
+	}
+	timeout := time.After(time.Minute)
+	for done.Load() < int64(n) {
+		select {
+		case <-events:
+			done.Add(1)
+		case <-timeout:
+			t.Fatalf("river: %d of %d no-op jobs completed", done.Load(), n)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// TestMeasureLatency measures, at half the rate the triggerer reaches, the time
+// from a tracker answering "completed" to that job's finish being durable
+// (committed, the worker about to be released).
+func TestMeasureLatency(t *testing.T) {
+	n := measureSize(t)
+	ctx := context.Background()
+
+	// The rate to halve.
+	b0 := setup(t)
+	ids0 := b0.deferredFixture(t, n)
+	tr0 := b0.start(t, b0.measureConfig(completeAtOnce()))
+	start := time.Now()
+	for off := 0; off < n; off += 1000 {
+		must(t, pgx.BeginFunc(ctx, b0.pool, func(tx pgx.Tx) error {
+			return tr0.EnqueueTx(ctx, tx, ids0[off:min(n, off+1000)]...)
+		}), "EnqueueTx")
+	}
+	b0.waitDeferredDone(t, time.Minute)
+	maxRate := float64(n) / time.Since(start).Seconds()
+	rate := maxRate / 2
+
+	b := setup(t)
+	ids := b.deferredFixture(t, n)
+	answered := make([]atomic.Int64, n) // unix nanos, by position in ids
+	durable := make([]atomic.Int64, n)
+	pos := make(map[int64]int, n)
+	for i, id := range ids {
+		pos[id] = i
+	}
+	byJobID := make(map[string]int, n)
+	rows, err := b.pool.Query(ctx, "select id, job_id from "+b.schema+".deferred_jobs")
+	must(t, err, "job ids")
+	for rows.Next() {
+		var id int64
+		var jobID string
+		must(t, rows.Scan(&id, &jobID), "scan")
+		byJobID[jobID] = pos[id]
+	}
+	tracker := TrackerFunc{Type: fakeServiceType, Func: func(_ context.Context, jobID string, _ json.RawMessage) (orkstate.PollResult, string, error) {
+		answered[byJobID[jobID]].Store(time.Now().UnixNano())
+		return orkstate.PollCompleted, "", nil
+	}}
+	tr, err := New(b.measureConfig(tracker))
+	must(t, err, "New")
+	tr.groups.onDurable = func(id int64) { durable[pos[id]].Store(time.Now().UnixNano()) }
+	must(t, tr.Start(ctx), "Start")
+	t.Cleanup(func() { _ = tr.Stop(ctx); tr.Close() })
+
+	const tick = 10 * time.Millisecond
+	perTick := max(1, int(rate*tick.Seconds()))
+	ticker := time.NewTicker(tick)
+	for off := 0; off < n; off += perTick {
+		<-ticker.C
+		must(t, pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			return tr.EnqueueTx(ctx, tx, ids[off:min(n, off+perTick)]...)
+		}), "EnqueueTx")
+	}
+	ticker.Stop()
+	b.waitDeferredDone(t, time.Minute)
+
+	lat := make([]time.Duration, 0, n)
+	for i := range n {
+		if a, d := answered[i].Load(), durable[i].Load(); a > 0 && d > 0 {
+			lat = append(lat, time.Duration(d-a))
+		}
+	}
+	slices.Sort(lat)
+	if len(lat) < n {
+		t.Fatalf("%d of %d jobs have both times", len(lat), n)
+	}
+	t.Logf("MEASURE n=%d: max %.0f jobs/s; at %.0f jobs/s, tracker answer → durable: p50 %s, p99 %s, max %s",
+		n, maxRate, rate, lat[n/2], lat[n*99/100], lat[n-1])
+}
