@@ -312,6 +312,16 @@ func MissingDAGError(workflowName string) string {
 	return fmt.Sprintf("workflow %q has executor type dag but no compiled tasks or snapshot", workflowName)
 }
 
+// ValidTime refuses a time outside the years 1 … 9999: PostgreSQL's timestamptz
+// holds more, but sqlitecompat's microseconds since 1970 in an int64 would wrap
+// silently past the year 294,000.
+func ValidTime(field string, t *time.Time) error {
+	if t != nil && (t.Year() < 1 || t.Year() > 9999) {
+		return Invalid(field, t.Format(time.RFC3339), "must lie in the years 1 to 9999")
+	}
+	return nil
+}
+
 // ScheduleChange is what SetSchedule stores.
 type ScheduleChange struct {
 	Expr    string

@@ -153,14 +153,11 @@ func TestSQLBounds(t *testing.T) {
 	}
 }
 
-// Data exceptions that reach PostgreSQL (a caller of the SQL functions through
-// pgstore bypassing the Go checks cannot, but a future column could) are
-// *ValidationError, never a raw driver error.
-func TestDataExceptionIsValidation(t *testing.T) {
+// A time PostgreSQL cannot store, or sqlitecompat could not, is a *ValidationError
+// (it was a raw pgconn error).
+func TestTimeOutOfRangeIsValidation(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	// An UpdateRunStatus error with a NUL byte is refused in Go; SetScheduleTimes has
-	// no text, so provoke the class through a time out of range.
 	wf := b.workflow(t, "times")
 	far := time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)
 	err := b.s.SetScheduleTimes(b.ctx, wf.ID, &far, &far)

@@ -14,6 +14,9 @@ func (s *Store) SetSchedule(ctx context.Context, workflowID int64, expr string, 
 	if now.IsZero() {
 		now = time.Now()
 	}
+	if err := orkstate.ValidTime("now", &now); err != nil {
+		return err
+	}
 	c, err := orkstate.PlanSchedule(expr, enabled, now)
 	if err != nil {
 		return err
@@ -29,6 +32,12 @@ func (s *Store) SetSchedule(ctx context.Context, workflowID int64, expr string, 
 }
 
 func (s *Store) SetScheduleTimes(ctx context.Context, workflowID int64, last, next *time.Time) error {
+	if err := orkstate.ValidTime("last", last); err != nil {
+		return err
+	}
+	if err := orkstate.ValidTime("next", next); err != nil {
+		return err
+	}
 	tag, err := s.db.Exec(ctx, s.sql(`
 		update {ork}.workflows
 		set last_scheduled_at = $2, next_scheduled_at = $3, updated_at = now()
@@ -46,6 +55,9 @@ func (s *Store) DueWorkflows(ctx context.Context, now time.Time, limit int) ([]o
 	}
 	if now.IsZero() {
 		now = time.Now()
+	}
+	if err := orkstate.ValidTime("now", &now); err != nil {
+		return nil, err
 	}
 	rows, err := s.db.Query(ctx, s.sql(`
 		select `+workflowColumns+` from {ork}.workflows

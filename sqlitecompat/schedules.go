@@ -15,6 +15,9 @@ func (s *Store) SetSchedule(ctx context.Context, workflowID int64, expr string, 
 	if now.IsZero() {
 		now = s.clock()
 	}
+	if err := orkstate.ValidTime("now", &now); err != nil {
+		return err
+	}
 	c, err := orkstate.PlanSchedule(expr, enabled, now)
 	if err != nil {
 		return err
@@ -34,6 +37,12 @@ func (s *Store) SetSchedule(ctx context.Context, workflowID int64, expr string, 
 
 // SetScheduleTimes overwrites the last and next fire times.
 func (s *Store) SetScheduleTimes(ctx context.Context, workflowID int64, last, next *time.Time) error {
+	if err := orkstate.ValidTime("last", last); err != nil {
+		return err
+	}
+	if err := orkstate.ValidTime("next", next); err != nil {
+		return err
+	}
 	return s.write(ctx, func(t *txState) error {
 		res, err := t.exec(`UPDATE workflows SET last_scheduled_at = ?, next_scheduled_at = ?, updated_at = ? WHERE id = ?`,
 			tsPtr(last), tsPtr(next), ts(t.now), workflowID)
@@ -58,6 +67,9 @@ func (s *Store) DueWorkflows(ctx context.Context, now time.Time, limit int) ([]o
 	if now.IsZero() {
 		now = s.clock()
 	}
+	if err := orkstate.ValidTime("now", &now); err != nil {
+		return nil, err
+	}
 	rows, err := s.rdb.QueryContext(ctx, `SELECT `+workflowCols+` FROM workflows w WHERE `+dueWhere+`
 		ORDER BY w.next_scheduled_at, w.id LIMIT ?`, ts(now), limit)
 	return collect(rows, err, scanWorkflow)
@@ -75,6 +87,9 @@ func (s *Store) FireDueSchedules(ctx context.Context, now time.Time, limit int) 
 	}
 	if now.IsZero() {
 		now = s.clock()
+	}
+	if err := orkstate.ValidTime("now", &now); err != nil {
+		return nil, err
 	}
 	out := []orkstate.Run{}
 	err := s.write(ctx, func(t *txState) error {

@@ -70,6 +70,19 @@ func (s *suite) testAgreement(t *testing.T) {
 		equal(t, "nothing due", len(due), 0)
 	})
 
+	s.test(t, "TimesOutsideYears1To9999", func(t *testing.T, b *bundle) {
+		wf := b.workflow()
+		far := time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)
+		isValidation(t, "SetScheduleTimes in year 300000", b.store.SetScheduleTimes(b.ctx, wf.ID, &far, nil))
+		isValidation(t, "SetSchedule at year 300000", b.store.SetSchedule(b.ctx, wf.ID, "@hourly", true, far))
+		_, err := b.store.FireDueSchedules(b.ctx, far, 10)
+		isValidation(t, "FireDueSchedules at year 300000", err)
+		isNil(t, "next fire time untouched", b.getWorkflow(wf.ID).NextScheduledAt)
+		ok := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+		noErr(t, "SetScheduleTimes in year 9999", b.store.SetScheduleTimes(b.ctx, wf.ID, nil, &ok))
+		sameTime(t, "next fire time", b.getWorkflow(wf.ID).NextScheduledAt, ok)
+	})
+
 	s.test(t, "ClaimerIsStoredAsGiven", func(t *testing.T, b *bundle) {
 		_, ts := b.dagRun(nt("a"))
 		a := ts.id("a")
