@@ -22,11 +22,13 @@ lint: ## gofmt check, go vet, staticcheck (installed into GOPATH/bin when missin
 	@if [ ! -x "$(STATICCHECK)" ]; then echo "installing staticcheck"; $(GO) install honnef.co/go/tools/cmd/staticcheck@latest; fi
 	$(STATICCHECK) ./...
 
-bench: ## quick benchmarks against ork-v1, River and the raw ceiling (< 3 min); writes $(BENCH_OUT)/quick.{json,txt,svg}
+bench: ## quick benchmarks against ork-v1, River and the same-write floor (~3 min); writes $(BENCH_OUT)/quick.{json,txt,svg} and the README table
 	$(GO) run ./cmd/orkstate bench --out $(BENCH_OUT)
+	$(GO) test ./bench -count=1 -run TestREADMEMatchesResults -update
 
-bench-full: ## the large scenarios (1M blocked tasks, more runs); writes $(BENCH_OUT)/full.{json,txt,svg}
+bench-full: ## the large scenarios (1M blocked tasks, aged install, more runs); writes $(BENCH_OUT)/full.{json,txt,svg} and the README table
 	$(GO) run ./cmd/orkstate bench --full --out $(BENCH_OUT)
+	$(GO) test ./bench -count=1 -run TestREADMEMatchesResults -update
 
 demo: ## run a DAG workflow through two scheduler loops in a fresh schema (falls back to SQLite without PostgreSQL)
 	$(GO) run ./cmd/orkstate demo

@@ -1,23 +1,28 @@
 // Package bench measures orkstate on a real PostgreSQL against baselines run in
 // the same process, on the same database, at the same time:
 //
-//   - ork-v1: the algorithm of the original Rust store (Ork's ork-state), written
-//     here in Go against tables of its own: one UPDATE per row in a loop inside a
-//     transaction, dispatch by a plain SELECT (no SKIP LOCKED) that re-checks
-//     every dependency of every pending task on each poll, and the follow-up
-//     queries, one by one, after every status report.
-//   - River: the same number of no-op jobs inserted with InsertMany and worked by
-//     a River client (riverqueue/river with riverpgxv5).
-//   - raw: a bare bulk UPDATE … WHERE id = ANY($1) of the same rows — no logic,
-//     the physical limit of the table.
+//   - ork-v1: the original store (Ork's ork-state, github.com/gajop/ork) — its
+//     schema as its migrations 001–012 leave it (UUID keys, every index) and the
+//     statements its code sends, in the same order and batching, each beside its
+//     source line (orkv1.go), driven as its one scheduler loop drives it; at its
+//     default batch of 100 and at 1,000. The calibration scenario measures its
+//     batch status update and dispatch query alone.
+//   - the same-write floor: plain SQL doing exactly the writes orkstate makes for a
+//     report of successes; and the bare UPDATE of the status column (not the same
+//     work: a quarter of it), the table's physical limit.
+//   - River: no-op jobs inserted with InsertMany (on the clock) and worked by a River
+//     client; orkstate's own triggerer on River for deferred jobs; graphile-worker
+//     when node and npm are on the machine.
 //
-// Every scenario installs into a fresh schema (dropped afterwards), reports
-// throughput, p50/p99 latency, duplicates and losses, and the ratio of orkstate
-// to each baseline. Run prints a table, and Report.Write puts JSON and an SVG
-// chart in a directory.
+// Every measurement is repeated (Sizes.Reps) and reported as the median with its
+// spread, p50/p99 over every sample (no p99 from fewer than 20), WAL bytes, Go
+// allocations and on-disk bytes per item, duplicates and losses, and the ratio of
+// orkstate to each baseline's best configuration. Every scenario installs into a
+// fresh schema (dropped afterwards). Run prints a table, and Report.Write puts JSON
+// and an SVG chart in a directory; ReadmeTable renders the README's table from them.
 //
 // bench is a program, not a test: nothing here is timed inside `go test` (the
-// smoke test only checks that a tiny run works).
+// smoke test only checks that tiny runs work).
 package bench
 
 import (
@@ -25,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"sort"
@@ -42,8 +48,14 @@ const (
 	SystemOrkstate = "orkstate"
 	SystemOrkV1    = "ork-v1"
 	SystemRiver    = "river"
-	SystemRaw      = "raw"
-	SystemSQLite   = "sqlitecompat"
+	// SystemFloor is plain SQL doing exactly the writes orkstate makes: the floor
+	// of the same work. SystemRaw is a bare UPDATE of the status column: a quarter
+	// of the writes, not the same work, kept as the table's physical limit.
+	SystemFloor  = "same-write floor"
+	SystemRaw    = "bare UPDATE"
+	SystemSQLite = "sqlitecompat"
+	// SystemTriggerer is orkstate's own triggerer polling deferred jobs as River jobs.
+	SystemTriggerer = "orkstate triggerer on River"
 )
 
 // Sizes are the knobs of every scenario. QuickSizes, FullSizes and TinySizes are
@@ -73,48 +85,87 @@ type Sizes struct {
 	RiverWorkers int
 
 	// Deferred jobs.
-	DeferredJobs      int
-	DeferredRiverJobs int
-	Pollers           int
+	DeferredJobs int // through the SQL claim and through the triggerer on River alike
+	Pollers      int
 
 	// Wake-up latency samples.
 	WakeSamples int
+
+	// Calibration of ork-v1: rows of single-row UPDATEs (in transactions of 1,000),
+	// and pending tasks under the dispatch query (polled V1Polls times).
+	CalibUpdates int
+	CalibPending int
+
+	// Failure paths: runs per system (10% of tasks fail once, 1 run in 20 cancelled).
+	FailureRuns      int
+	FailureV1Runs    int
+	FailureV1Batches []int // ork-v1's batch sizes (one scheduler)
+
+	// Open loop: seconds runs arrive for, at each fraction of the measured maximum.
+	OpenLoopSeconds float64
+	OpenLoopLoads   []float64
+	OpenLoopV1      bool // ork-v1 too, at the same fractions of its own maximum
+
+	// Aged install: finished tasks of history (0: not run; full mode only).
+	AgedTasks int
+
+	// V1ExtraSchedulers, above 1, adds an ork-v1 variant with that many scheduler
+	// loops at once to claims and e2e (the original runs one).
+	V1ExtraSchedulers int
+
+	// Reps is how many times each measurement is repeated (median and spread reported).
+	Reps int
 }
 
-// QuickSizes is `make bench`: every scenario in well under three minutes on two cores.
+// QuickSizes is `make bench`: every scenario in about three minutes on two cores.
 func QuickSizes() Sizes {
 	return Sizes{
-		BatchTasks: 50_000, BatchV1Tasks: 5_000, BatchSize: 1000,
-		ClaimTasks: 50_000, ClaimV1Tasks: 5_000, ClaimBatch: 1000, Claimers: []int{1, 2, 4, 8},
-		Blocked: []int{0, 100_000}, LatencyReady: 20_000, V1Polls: 3,
-		E2ERuns: 150, E2EV1Runs: 10, E2ESQLite: 50, Schedulers: 4, RiverWorkers: 1000,
-		DeferredJobs: 10_000, DeferredRiverJobs: 500, Pollers: 2,
-		WakeSamples: 30,
+		BatchTasks: 30_000, BatchV1Tasks: 3_000, BatchSize: 1000,
+		ClaimTasks: 30_000, ClaimV1Tasks: 3_000, ClaimBatch: 1000, Claimers: []int{1, 2, 4, 8},
+		Blocked: []int{0, 100_000}, LatencyReady: 10_000, V1Polls: 3,
+		E2ERuns: 100, E2EV1Runs: 10, E2ESQLite: 30, Schedulers: 4, RiverWorkers: 1000,
+		DeferredJobs: 500, Pollers: 2,
+		WakeSamples:  30,
+		CalibUpdates: 5_000, CalibPending: 100_000,
+		FailureRuns: 40, FailureV1Runs: 5, FailureV1Batches: []int{100},
+		OpenLoopSeconds: 2, OpenLoopLoads: []float64{0.5, 0.8},
+		Reps: 3,
 	}
 }
 
-// FullSizes is `make bench-full`: a million blocked tasks, bigger batches of work, longer DAG sets.
+// FullSizes is `make bench-full`: a million blocked tasks, bigger batches of work,
+// longer DAG sets, an aged install with a million finished tasks.
 func FullSizes() Sizes {
 	s := QuickSizes()
-	s.BatchTasks, s.BatchV1Tasks = 300_000, 20_000
-	s.ClaimTasks, s.ClaimV1Tasks = 200_000, 20_000
+	s.BatchTasks, s.BatchV1Tasks = 200_000, 10_000
+	s.ClaimTasks, s.ClaimV1Tasks = 100_000, 10_000
 	s.Blocked = []int{0, 100_000, 1_000_000}
-	s.LatencyReady = 50_000
-	s.E2ERuns, s.E2EV1Runs, s.E2ESQLite = 1000, 50, 200
-	s.DeferredJobs, s.DeferredRiverJobs = 100_000, 5_000
+	s.LatencyReady = 30_000
+	s.E2ERuns, s.E2EV1Runs, s.E2ESQLite = 500, 30, 100
+	s.DeferredJobs = 5_000
 	s.WakeSamples = 100
+	s.CalibUpdates = 20_000
+	s.FailureRuns, s.FailureV1Runs, s.FailureV1Batches = 200, 20, []int{100, 1000}
+	s.OpenLoopSeconds, s.OpenLoopV1 = 10, true
+	s.AgedTasks = 1_000_000
+	s.V1ExtraSchedulers = 4
 	return s
 }
 
-// TinySizes runs every code path in seconds; the smoke test uses it.
+// TinySizes runs every code path in seconds, once; the smoke test uses it.
 func TinySizes() Sizes {
 	return Sizes{
-		BatchTasks: 200, BatchV1Tasks: 100, BatchSize: 50,
+		BatchTasks: 200, BatchV1Tasks: 200, BatchSize: 50,
 		ClaimTasks: 200, ClaimV1Tasks: 100, ClaimBatch: 50, Claimers: []int{1, 2},
 		Blocked: []int{0, 200}, LatencyReady: 100, V1Polls: 2,
 		E2ERuns: 2, E2EV1Runs: 1, E2ESQLite: 1, Schedulers: 2, RiverWorkers: 10,
-		DeferredJobs: 50, DeferredRiverJobs: 20, Pollers: 2,
-		WakeSamples: 2,
+		DeferredJobs: 50, Pollers: 2,
+		WakeSamples:  2,
+		CalibUpdates: 1000, CalibPending: 500,
+		FailureRuns: 20, FailureV1Runs: 20, FailureV1Batches: []int{100},
+		OpenLoopSeconds: 1, OpenLoopLoads: []float64{0.5}, OpenLoopV1: true,
+		V1ExtraSchedulers: 2,
+		Reps:              1,
 	}
 }
 
@@ -151,6 +202,22 @@ type Result struct {
 	// Losses counts items that should have been processed and were not.
 	Duplicates int `json:"duplicates"`
 	Losses     int `json:"losses"`
+	// Config names the baseline's configuration (ork-v1: schedulers and batch);
+	// ratios use the best configuration of a baseline.
+	Config string `json:"config,omitempty"`
+	// Reps is how many repetitions the figures come from: Throughput is the median
+	// repetition's, ThroughputMin/Max the spread; latencies pool every sample
+	// (Samples of them; P99Ms is 0, printed n/a, under 20).
+	Reps          int     `json:"reps,omitempty"`
+	ThroughputMin float64 `json:"throughput_min,omitempty"`
+	ThroughputMax float64 `json:"throughput_max,omitempty"`
+	Samples       int     `json:"samples,omitempty"`
+	// Per item, medians over the repetitions: WAL bytes written (the server's WAL
+	// position around the clocked part), Go heap allocations of this process, and the
+	// on-disk bytes of the system's tables (heap, indexes, TOAST) per finished item.
+	WALBytesPerItem  float64 `json:"wal_bytes_per_item,omitempty"`
+	AllocsPerItem    float64 `json:"allocs_per_item,omitempty"`
+	DiskBytesPerItem float64 `json:"disk_bytes_per_item,omitempty"`
 	// Ratios of this result to baselines: "x ork-v1" is orkstate's throughput over
 	// ork-v1's; "of raw" is orkstate's throughput as a fraction of the raw ceiling.
 	Ratios map[string]float64 `json:"ratios,omitempty"`
@@ -188,6 +255,13 @@ type Machine struct {
 	Postgres   string `json:"postgres"`
 	CPUModel   string `json:"cpu_model,omitempty"`
 	SyncCommit string `json:"synchronous_commit,omitempty"`
+	// The server settings that move the numbers.
+	Autovacuum     string `json:"autovacuum,omitempty"`
+	SharedBuffers  string `json:"shared_buffers,omitempty"`
+	WALCompression string `json:"wal_compression,omitempty"`
+	MaxWALSize     string `json:"max_wal_size,omitempty"`
+	// Commit is the source measured (git HEAD, "+dirty" with uncommitted changes).
+	Commit string `json:"commit,omitempty"`
 }
 
 // scenario is one named step of the run.
@@ -209,9 +283,14 @@ func Scenarios() []string {
 func allScenarios() []scenario {
 	return []scenario{
 		{name: "batch_status", desc: "batch status updates with dependency propagation", run: runBatchStatus},
+		{name: "calibration", desc: "ork-v1's batch update and dispatch query alone, against a replay of the original", run: runCalibration},
 		{name: "claims", desc: "claim throughput with 1, 2, 4, 8 claimers", run: runClaims},
 		{name: "claim_latency", desc: "claim latency with blocked tasks", run: runClaimLatency},
 		{name: "e2e", desc: "end-to-end DAG runs with simulated schedulers", run: runE2E},
+		{name: "graphile", desc: "graphile-worker no-op jobs (when node and npm are installed)", run: runGraphile},
+		{name: "failures", desc: "end-to-end runs with failures, retries and cancellations", run: runFailures},
+		{name: "open_loop", desc: "runs arriving at a fixed rate: latency under 50% and 80% load", run: runOpenLoop},
+		{name: "aged", desc: "claims and e2e on an install with 1M finished tasks, autovacuum on (full mode)", run: runAged},
 		{name: "deferred", desc: "deferred polls through the SQL claim and through River", run: runDeferred},
 		{name: "wakeup", desc: "wake-up latency, NOTIFY against polling", run: runWakeup},
 		{name: "sqlite", desc: "end-to-end DAG runs on sqlitecompat", run: runSQLiteE2E},
@@ -337,7 +416,11 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 
 func machine(ctx context.Context, pool *pgxpool.Pool) Machine {
 	m := Machine{CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, GoVersion: runtime.Version()}
-	_ = pool.QueryRow(ctx, "select current_setting('server_version'), current_setting('synchronous_commit')").Scan(&m.Postgres, &m.SyncCommit)
+	_ = pool.QueryRow(ctx, `select current_setting('server_version'), current_setting('synchronous_commit'),
+		current_setting('autovacuum'), current_setting('shared_buffers'), current_setting('wal_compression'),
+		current_setting('max_wal_size')`).Scan(&m.Postgres, &m.SyncCommit, &m.Autovacuum, &m.SharedBuffers,
+		&m.WALCompression, &m.MaxWALSize)
+	m.Commit = gitCommit()
 	m.Postgres = "PostgreSQL " + m.Postgres
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -365,10 +448,16 @@ func percentiles(ds []time.Duration) (p50, p99 float64) {
 	return at(0.50), at(0.99)
 }
 
-// try runs one measurement; an error becomes the result of that scenario, variant and
-// system, and the other measurements still run.
-func (r *runner) try(scenario, variant, system string, measure func() error) {
-	if err := measure(); err != nil {
-		r.add(Result{Scenario: scenario, Variant: variant, System: system, Error: err.Error()})
+// gitCommit is the HEAD the benchmark runs from, "+dirty" when sources differ from it
+// (bench/results and README.md, which the run itself rewrites, aside).
+func gitCommit() string {
+	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		return ""
 	}
+	commit := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--", ".", ":!bench/results", ":!README.md").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		commit += "+dirty"
+	}
+	return commit
 }

@@ -2,6 +2,9 @@ package bench_test
 
 import (
 	"context"
+	"flag"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,14 +12,16 @@ import (
 	"github.com/orkstate/orkstate/internal/testdb"
 )
 
-// TestSmoke runs one scenario (orkstate, raw and ork-v1) at a trivial size so the harness keeps compiling and
-// working; it checks correctness (no duplicates, nothing lost), never speed.
+// TestSmoke runs a few scenarios (orkstate, the floor, the bare UPDATE, ork-v1's report path, its calibration
+// and the failure paths on both) at trivial sizes so the harness keeps compiling and working; it checks
+// correctness (no duplicates, nothing lost), never speed.
 func TestSmoke(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	sizes := bench.TinySizes()
-	rep, err := bench.Run(ctx, &bench.Config{Pool: testdb.Pool(t), Sizes: &sizes, Only: []string{"batch_status"}, Mode: "smoke"})
+	sizes.FailureRuns, sizes.FailureV1Runs = 4, 4
+	rep, err := bench.Run(ctx, &bench.Config{Pool: testdb.Pool(t), Sizes: &sizes, Only: []string{"batch_status", "calibration", "failures"}, Mode: "smoke"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +35,9 @@ func TestSmoke(t *testing.T) {
 		if r.Losses != 0 {
 			t.Errorf("%s/%s/%s: lost %d", r.Scenario, r.Variant, r.System, r.Losses)
 		}
+		if r.Note != "" && strings.Contains(r.Note, "not finished") {
+			t.Errorf("%s/%s/%s: %s", r.Scenario, r.Variant, r.System, r.Note)
+		}
 		if r.System != bench.SystemOrkV1 && r.Duplicates != 0 {
 			t.Errorf("%s/%s/%s: %d duplicates", r.Scenario, r.Variant, r.System, r.Duplicates)
 		}
@@ -37,5 +45,37 @@ func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := rep.Write(dir); err != nil {
 		t.Fatal(err)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite README.md's benchmark table from bench/results")
+
+// TestREADMEMatchesResults fails when the README's benchmark table is not the one
+// bench/results/{quick,full}.json generate; -update rewrites it.
+func TestREADMEMatchesResults(t *testing.T) {
+	quick, err := bench.LoadReport("results/quick.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := bench.LoadReport("results/full.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := bench.ReplaceReadmeTable(string(readme), bench.ReadmeTable(quick, full))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		if err := os.WriteFile("../README.md", []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if want != string(readme) {
+		t.Fatal("README.md's benchmark table differs from bench/results: run `go test ./bench -run TestREADMEMatchesResults -update` (make bench does)")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/orkstate/orkstate"
 	"github.com/orkstate/orkstate/notify"
+	"github.com/orkstate/orkstate/pgstore"
 )
 
 // dagShape is the DAG of every run of an end-to-end scenario.
@@ -53,45 +55,92 @@ type waiterFactory func() (wait func(ctx context.Context) error, stop func())
 
 // e2eOutcome is what one end-to-end drive measured.
 type e2eOutcome struct {
-	tasks          int
+	tasks          int // tasks of the runs
 	secs           float64
 	dups, lost     int
-	runDurations   []time.Duration
+	runDurations   []time.Duration // run created → finished
 	unfinishedRuns int
+	cancelled      int
+	failedOnce     int
 }
 
-// driveE2E creates runs pending runs of shape through the Store, then lets
-// schedulers goroutines run them to the end with instant executors: each loop
-// starts pending runs, claims up to claimBatch tasks and reports every claimed task
-// successful in one SetTaskStates call; a loop that found nothing to do
-// waits on its waiter. It is written against orkstate.Store, so it drives pgstore
-// and sqlitecompat alike.
-func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, shape dagShape, runs, schedulers, claimBatch int) (*e2eOutcome, error) {
-	wf, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "bench_" + shape.name, JobName: "bench-job", ExecutorType: "noop"})
+// failurePlan makes the failure-path workload: a task fails its first attempt when
+// failFirst says so (it has a retry left and is claimed again after the backoff),
+// and the run of every cancelEvery-th created run is cancelled when one of its tasks
+// is first claimed. The zero plan fails nothing.
+type failurePlan struct {
+	failEvery   int // a task fails its first attempt when its key hashes to 0 mod failEvery
+	cancelEvery int
+	// interval, when set, spaces the runs' creation (an open loop: runs arrive at a
+	// fixed rate whatever the schedulers do); zero creates them back to back.
+	interval time.Duration
+}
+
+func (p failurePlan) active() bool { return p.failEvery > 0 || p.cancelEvery > 0 }
+
+func (p failurePlan) failFirst(key uint64) bool {
+	return p.failEvery > 0 && (key*0x9E3779B97F4A7C15)>>32%uint64(p.failEvery) == 0
+}
+
+// workflowSeq names the workflows of driveE2E apart (an install may serve several drives).
+var workflowSeq atomic.Int64
+
+// driveE2E starts schedulers goroutines and creates runs runs of shape through the
+// Store, all on the clock (as River's inserts are): each loop starts pending runs,
+// claims up to claimBatch tasks and reports them in one SetTaskStates call; a loop
+// that found nothing to do waits on its waiter. It ends when every run has
+// finished. It is written against orkstate.Store, so it drives pgstore and
+// sqlitecompat alike.
+func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, shape dagShape, runs, schedulers, claimBatch int, plan failurePlan) (*e2eOutcome, error) {
+	wf, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: fmt.Sprintf("bench_%s_%d", shape.name, workflowSeq.Add(1)), JobName: "bench-job", ExecutorType: "noop"})
 	if err != nil {
 		return nil, err
 	}
-	snap, err := s.CreateSnapshot(ctx, wf.ID, shape.specs)
+	specs := shape.specs
+	if plan.failEvery > 0 {
+		specs = slices.Clone(specs)
+		for i := range specs {
+			specs[i].MaxRetries = 1
+		}
+	}
+	snap, err := s.CreateSnapshot(ctx, wf.ID, specs)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.SetCurrentSnapshot(ctx, wf.ID, snap.ID); err != nil {
 		return nil, err
 	}
-	for i := 0; i < runs; i++ {
-		if _, err := s.CreateRun(ctx, wf.ID, "bench"); err != nil {
-			return nil, err
-		}
-	}
 	total := runs * len(shape.specs)
 
-	var succeeded atomic.Int64
 	var mu sync.Mutex
-	claimed := make(map[int64]int, total)
+	claimed := make(map[[2]int64]int, total) // (task, attempt) → claims
+	toCancel := map[int64]bool{}
+	var finishedRuns, cancelled, failedOnce, succeeded atomic.Int64
 	runCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
-	start := time.Now()
+	g.Go(func() error {
+		t0 := time.Now()
+		for i := 0; i < runs; i++ {
+			if plan.interval > 0 {
+				select {
+				case <-gctx.Done():
+					return gctx.Err()
+				case <-time.After(time.Until(t0.Add(time.Duration(i) * plan.interval))):
+				}
+			}
+			run, err := s.CreateRun(gctx, wf.ID, "bench")
+			if err != nil {
+				return err
+			}
+			if plan.cancelEvery > 0 && i%plan.cancelEvery == plan.cancelEvery-1 {
+				mu.Lock()
+				toCancel[run.ID] = true
+				mu.Unlock()
+			}
+		}
+		return nil
+	})
 	for i := 0; i < schedulers; i++ {
 		g.Go(func() error {
 			wait, stop := newWaiter()
@@ -109,74 +158,126 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 				if len(got) > 0 {
 					// Instant executors: the task is done when dispatched, so the report is
 					// dispatched → success — the same two writes a River job gets (fetch, complete).
-					ups := make([]orkstate.TaskUpdate, len(got))
-					for i, t := range got {
-						ups[i] = orkstate.TaskUpdate{TaskID: t.ID, Status: orkstate.TaskSuccess, Attempt: t.Attempt}
+					ups := make([]orkstate.TaskUpdate, 0, len(got))
+					var cancelNow []int64
+					mu.Lock()
+					for _, t := range got {
+						claimed[[2]int64{t.ID, int64(t.Attempt)}]++
+						if toCancel[t.RunID] {
+							delete(toCancel, t.RunID)
+							cancelNow = append(cancelNow, t.RunID)
+						}
+					}
+					mu.Unlock()
+					for _, t := range got {
+						st := orkstate.TaskSuccess
+						if t.Attempt == 1 && plan.failFirst(uint64(t.RunID)<<20|uint64(t.TaskIndex)) {
+							st = orkstate.TaskFailed
+							failedOnce.Add(1)
+						}
+						ups = append(ups, orkstate.TaskUpdate{TaskID: t.ID, Status: st, Attempt: t.Attempt, Error: "bench failure"})
+					}
+					for _, id := range cancelNow {
+						if err := s.CancelRun(gctx, id); err != nil {
+							return err
+						}
+						cancelled.Add(1)
 					}
 					out, err := s.SetTaskStates(gctx, ups)
 					if err != nil {
 						return err
 					}
-					done := 0
 					for _, o := range out {
 						if o.Outcome == orkstate.OutcomeApplied && o.Status == orkstate.TaskSuccess {
-							done++
+							succeeded.Add(1)
 						}
 					}
-					mu.Lock()
-					for _, t := range got {
-						claimed[t.ID]++
-					}
-					mu.Unlock()
-					if succeeded.Add(int64(done)) >= int64(total) {
-						cancel()
-						return nil
-					}
-					continue
-				}
-				if len(started) == 0 {
+				} else if len(started) == 0 {
 					if err := wait(gctx); err != nil {
 						return err
 					}
+				}
+				if !plan.active() {
+					// every task succeeds: done when all have (no query on the loop's path)
+					if succeeded.Load() >= int64(total) {
+						finishedRuns.Store(int64(runs))
+					}
+				} else if finishedRuns.Load() < int64(runs) {
+					var n int
+					if err := countFinishedRuns(gctx, s, wf.ID, &n); err != nil {
+						return err
+					}
+					finishedRuns.Store(int64(n))
+				}
+				if finishedRuns.Load() >= int64(runs) {
+					cancel()
+					return nil
 				}
 			}
 			return nil
 		})
 	}
+	start := time.Now()
 	err = g.Wait()
 	secs := time.Since(start).Seconds()
-	if err != nil && !(errors.Is(err, context.Canceled) && succeeded.Load() >= int64(total)) {
-		return nil, fmt.Errorf("%d of %d tasks done: %w", succeeded.Load(), total, err)
+	if err != nil && !(errors.Is(err, context.Canceled) && finishedRuns.Load() >= int64(runs)) {
+		return nil, fmt.Errorf("%d of %d runs finished: %w", finishedRuns.Load(), runs, err)
 	}
-	out := &e2eOutcome{tasks: total, secs: secs}
+	out := &e2eOutcome{tasks: total, secs: secs, cancelled: int(cancelled.Load()), failedOnce: int(failedOnce.Load())}
 	for _, c := range claimed {
 		out.dups += c - 1
 	}
-	out.lost = total - int(succeeded.Load())
 	all, err := s.ListRuns(ctx, wf.ID)
 	if err != nil {
 		return nil, err
 	}
 	for _, run := range all {
-		if run.Status != orkstate.RunSuccess || run.StartedAt == nil || run.FinishedAt == nil {
+		want := orkstate.RunSuccess
+		if plan.cancelEvery > 0 && run.Status == orkstate.RunCancelled {
+			want = orkstate.RunCancelled
+		}
+		if run.Status != want || run.FinishedAt == nil {
 			out.unfinishedRuns++
 			continue
 		}
-		out.runDurations = append(out.runDurations, run.FinishedAt.Sub(*run.StartedAt))
+		out.runDurations = append(out.runDurations, run.FinishedAt.Sub(run.CreatedAt))
+	}
+	if !plan.active() {
+		// every task must have succeeded exactly once
+		tasks := 0
+		for range claimed {
+			tasks++
+		}
+		out.lost = total - tasks
 	}
 	return out, nil
 }
 
-// e2eResult turns an outcome into a Result.
-func e2eResult(system, variant string, o *e2eOutcome, schedulers int) Result {
-	p50, p99 := percentiles(o.runDurations)
-	res := Result{Scenario: "e2e", Variant: variant, System: system, Items: o.tasks, Unit: "tasks",
-		Seconds: o.secs, P50Ms: p50, P99Ms: p99, LatencyOf: "run start → finish",
-		Duplicates: o.dups, Losses: o.lost, Note: fmt.Sprintf("%d schedulers", schedulers)}
-	if o.unfinishedRuns > 0 {
-		res.Note += fmt.Sprintf(", %d runs not successful", o.unfinishedRuns)
+// countFinishedRuns counts the workflow's runs that ended.
+func countFinishedRuns(ctx context.Context, s orkstate.Store, wf int64, n *int) error {
+	if ps, ok := s.(*pgstore.Store); ok {
+		return ps.Pool().QueryRow(ctx, fmt.Sprintf(`select count(*) from %s.runs where workflow_id = $1 and status in ('success', 'failed', 'cancelled')`, ps.Schema()), wf).Scan(n)
 	}
-	return res
+	runs, err := s.ListRuns(ctx, wf)
+	if err != nil {
+		return err
+	}
+	*n = 0
+	for _, r := range runs {
+		if r.Status.IsTerminal() {
+			*n++
+		}
+	}
+	return nil
+}
+
+// e2eSample turns an outcome into a sample.
+func e2eSample(o *e2eOutcome) *sample {
+	s := &sample{items: o.tasks, secs: o.secs, lat: o.runDurations, dups: o.dups, lost: o.lost}
+	if o.unfinishedRuns > 0 {
+		s.note = fmt.Sprintf("%d runs not finished as planned", o.unfinishedRuns)
+	}
+	return s
 }
 
 // pgWaiters gives each loop a Waker on the install's LISTEN/NOTIFY listener.
@@ -190,130 +291,205 @@ func pgWaiters(l *notify.Listener, poll time.Duration) waiterFactory {
 	}
 }
 
-// runE2E: the DAG shapes on orkstate (schedulers woken by NOTIFY), on ork-v1, and
+// runOrkstateE2E installs a schema, drives runs runs of shape through it with the
+// plan, and returns the sample (the on-disk size of the install per task included).
+func (r *runner) runOrkstateE2E(ctx context.Context, shape dagShape, runs int, plan failurePlan) (*sample, *e2eOutcome, error) {
+	s, drop, err := r.install(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer drop()
+	return r.orkstateE2EOn(ctx, s, shape, runs, plan, true)
+}
+
+// orkstateE2EOn drives runs runs of shape through an existing install.
+func (r *runner) orkstateE2EOn(ctx context.Context, s *pgstore.Store, shape dagShape, runs int, plan failurePlan, disk bool) (*sample, *e2eOutcome, error) {
+	l, err := notify.NewListener(r.pool, &notify.ListenerConfig{Schema: s.Schema(), Logger: discardLogger()})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := l.Start(ctx); err != nil {
+		return nil, nil, err
+	}
+	defer l.Stop()
+	m := r.startMeter(ctx)
+	o, err := driveE2E(ctx, s, pgWaiters(l, 100*time.Millisecond), shape, runs, r.sizes.Schedulers, 1000, plan)
+	if err != nil {
+		return nil, nil, err
+	}
+	smp := e2eSample(o)
+	m.stop(smp)
+	smp.secs = o.secs
+	if disk {
+		smp.diskBytes, err = r.diskSize(ctx, s.Schema())
+		smp.diskItems = o.tasks
+	}
+	return smp, o, err
+}
+
+// runE2E: the DAG shapes on orkstate (schedulers woken by NOTIFY), on ork-v1 (its
+// scheduler loop: one as deployed at batch 100 and 1,000, four as an extra), and
 // River's no-op jobs of the same count.
 func runE2E(ctx context.Context, r *runner) error {
 	sz := r.sizes
 	for _, shape := range []dagShape{chainsShape(), fanShape()} {
-		r.try("e2e", shape.name, SystemOrkstate, func() error {
-			s, drop, err := r.install(ctx)
-			if err != nil {
-				return err
-			}
-			defer drop()
-			l, err := notify.NewListener(r.pool, &notify.ListenerConfig{Schema: s.Schema(), Logger: discardLogger()})
-			if err != nil {
-				return err
-			}
-			if err := l.Start(ctx); err != nil {
-				return err
-			}
-			defer l.Stop()
-			o, err := driveE2E(ctx, s, pgWaiters(l, 100*time.Millisecond), shape, sz.E2ERuns, sz.Schedulers, 1000)
-			if err != nil {
-				return err
-			}
-			r.add(e2eResult(SystemOrkstate, shape.name, o, sz.Schedulers))
-			return nil
-		})
-
-		r.try("e2e", shape.name, SystemOrkV1, func() error {
-			v, drop, err := r.newOrkV1(ctx)
-			if err != nil {
-				return err
-			}
-			defer drop()
-			o, err := driveV1E2E(ctx, v, shape, sz.E2EV1Runs, sz.Schedulers, 1000)
-			if err != nil {
-				return err
-			}
-			res := e2eResult(SystemOrkV1, shape.name, o, sz.Schedulers)
-			res.Note += fmt.Sprintf("; %d runs (fewer: it is slow)", sz.E2EV1Runs)
-			r.add(res)
-			return nil
-		})
+		r.measure(Result{Scenario: "e2e", Variant: shape.name, System: SystemOrkstate, Unit: "tasks",
+			LatencyOf: "run created → finished", Note: fmt.Sprintf("%d schedulers, batch 1000", sz.Schedulers)},
+			func(int) (*sample, error) {
+				smp, _, err := r.runOrkstateE2E(ctx, shape, sz.E2ERuns, failurePlan{})
+				return smp, err
+			})
+		for _, cfg := range v1Configs(sz) {
+			r.measure(Result{Scenario: "e2e", Variant: shape.name, System: SystemOrkV1, Unit: "tasks",
+				Config: cfg.String(), LatencyOf: "run created → finished",
+				Note: fmt.Sprintf("%d runs (fewer: it is slow)", sz.E2EV1Runs)},
+				func(int) (*sample, error) {
+					smp, _, err := r.runV1E2E(ctx, shape, sz.E2EV1Runs, cfg.schedulers, cfg.batch, failurePlan{})
+					return smp, err
+				})
+		}
 	}
-	r.add(runRiverNoop(ctx, r, "e2e", sz.E2ERuns*100))
+	r.measure(Result{Scenario: "e2e", Variant: "no-op jobs", System: SystemRiver, Unit: "jobs", LatencyOf: "job insert → completed"},
+		func(int) (*sample, error) { return runRiverNoop(ctx, r, sz.E2ERuns*100) })
 	return nil
 }
 
-// driveV1E2E runs the same workload with ork-v1's algorithm: schedulers poll
-// (every 10 ms when idle), start runs, dispatch and report running then success,
-// each report followed by its one-by-one follow-ups.
-func driveV1E2E(ctx context.Context, v *orkV1, shape dagShape, runs, schedulers, batch int) (*e2eOutcome, error) {
-	wf, err := v.createWorkflow(ctx, "bench_"+shape.name, shape.specs)
+// runV1E2E drives runs runs of shape through ork-v1's scheduler loop and returns the sample.
+func (r *runner) runV1E2E(ctx context.Context, shape dagShape, runs, schedulers, batch int, plan failurePlan) (*sample, *e2eOutcome, error) {
+	v, drop, err := r.newOrkV1(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if _, err := v.pool.Exec(ctx, v.sql(`insert into {ork}.runs (workflow_id, status, triggered_by)
-		select $1, 'pending', 'bench' from generate_series(1, $2)`), wf, runs); err != nil {
+	defer drop()
+	m := r.startMeter(ctx)
+	o, err := driveV1E2E(ctx, v, shape, runs, schedulers, batch, plan)
+	if err != nil {
+		return nil, nil, err
+	}
+	smp := e2eSample(o)
+	m.stop(smp)
+	smp.secs = o.secs
+	smp.diskBytes, err = r.diskSize(ctx, v.schema)
+	smp.diskItems = o.tasks
+	return smp, o, err
+}
+
+// driveV1E2E runs the same workload through ork-v1's scheduler loop (loopOnce):
+// runs are created (create_run) on the clock while schedulers loop; a loop without
+// work sleeps its poll interval (0.5 s, config.rs:28-31; nothing else wakes it, as
+// executors report within the loop). It ends when every run has finished.
+func driveV1E2E(ctx context.Context, v *orkV1, shape dagShape, runs, schedulers, batch int, plan failurePlan) (*e2eOutcome, error) {
+	specs := make([]specV1, len(shape.specs))
+	for i, s := range shape.specs {
+		specs[i] = specV1{name: s.Name, deps: s.DependsOn}
+		if plan.failEvery > 0 {
+			specs[i].params = map[string]any{"max_retries": 1}
+		}
+	}
+	wf, err := v.createWorkflow(ctx, "bench_"+shape.name, specs)
+	if err != nil {
 		return nil, err
 	}
 	total := runs * len(shape.specs)
 	var mu sync.Mutex
-	claimed := make(map[int64]int, total)
+	claimed := make(map[uuid]int, total)
+	attempts := map[uuid]int{}
+	cancelledRuns := map[uuid]bool{}
+	failed := map[uuid]bool{}
+	var cancelled, failedOnce atomic.Int64
 	runCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
-	start := time.Now()
+	var created atomic.Int64
+	g.Go(func() error {
+		t0 := time.Now()
+		for i := 0; i < runs; i++ {
+			if plan.interval > 0 {
+				select {
+				case <-gctx.Done():
+					return gctx.Err()
+				case <-time.After(time.Until(t0.Add(time.Duration(i) * plan.interval))):
+				}
+			}
+			if err := v.createRun(gctx, wf); err != nil {
+				return err
+			}
+			created.Add(1)
+		}
+		return nil
+	})
+	var finished atomic.Int64
 	for i := 0; i < schedulers; i++ {
 		g.Go(func() error {
 			for gctx.Err() == nil {
-				started, err := v.startPendingRuns(gctx, 20)
-				if err != nil {
-					return err
-				}
-				tasks, err := v.dispatch(gctx, batch)
-				if err != nil {
-					return err
-				}
-				if len(tasks) == 0 {
-					if started == 0 {
-						select {
-						case <-gctx.Done():
-						case <-time.After(10 * time.Millisecond):
-						}
+				var cancelNow []uuid
+				fail := func(t v1Task) bool {
+					mu.Lock()
+					defer mu.Unlock()
+					claimed[t.ID]++
+					attempts[t.ID]++
+					if plan.cancelEvery > 0 && !cancelledRuns[t.RunID] && runIndex(t.RunID)%uint64(plan.cancelEvery) == 0 {
+						cancelledRuns[t.RunID] = true
+						cancelNow = append(cancelNow, t.RunID)
 					}
-					continue
+					if attempts[t.ID] == 1 && plan.failFirst(runIndex(t.ID)) {
+						failed[t.ID] = true
+						failedOnce.Add(1)
+						return true
+					}
+					return false
 				}
-				ids := make([]int64, len(tasks))
-				for i, t := range tasks {
-					ids[i] = t.ID
-				}
-				if err := v.report(gctx, ids, orkstate.TaskRunning); err != nil {
+				worked, _, done, err := v.loopOnce(gctx, batch, fail)
+				if err != nil {
 					return err
 				}
-				if err := v.report(gctx, ids, orkstate.TaskSuccess); err != nil {
-					return err
+				for _, id := range cancelNow {
+					if err := v.cancelRun(gctx, id); err != nil {
+						return err
+					}
+					cancelled.Add(1)
+					done++
 				}
-				mu.Lock()
-				for _, id := range ids {
-					claimed[id]++
+				// Count finished runs only when the loop's own count says all may be
+				// (schedulers that dispatched the same task count a run twice).
+				if finished.Add(int64(done)) >= int64(runs) {
+					var n int64
+					if err := v.pool.QueryRow(gctx, v.sql(`select count(*) from {ork}.runs where status in ('success', 'failed', 'cancelled')`)).Scan(&n); err != nil {
+						return err
+					}
+					if n >= int64(runs) {
+						cancel()
+						return nil
+					}
+					finished.Store(n)
 				}
-				done := len(claimed)
-				mu.Unlock()
-				if done >= total {
-					cancel()
-					return nil
+				if !worked {
+					select {
+					case <-gctx.Done():
+					case <-time.After(v1PollInterval):
+					}
 				}
 			}
 			return nil
 		})
 	}
+	start := time.Now()
 	err = g.Wait()
 	secs := time.Since(start).Seconds()
-	mu.Lock()
-	done := len(claimed)
-	mu.Unlock()
-	if err != nil && !(errors.Is(err, context.Canceled) && done >= total) {
-		return nil, fmt.Errorf("%d of %d tasks done: %w", done, total, err)
+	if err != nil && !(errors.Is(err, context.Canceled) && finished.Load() >= int64(runs)) {
+		return nil, fmt.Errorf("%d of %d runs finished: %w", finished.Load(), runs, err)
 	}
-	out := &e2eOutcome{tasks: total, secs: secs}
-	for _, c := range claimed {
-		out.dups += c - 1
+	out := &e2eOutcome{tasks: total, secs: secs, cancelled: int(cancelled.Load()), failedOnce: int(failedOnce.Load())}
+	for id, c := range claimed {
+		if failed[id] {
+			c-- // its retry is not a duplicate
+		}
+		out.dups += max(0, c-1)
 	}
-	out.lost = total - done
-	rows, err := v.pool.Query(ctx, v.sql(`select status, extract(epoch from finished_at - started_at)::float8 from {ork}.runs`))
+	if !plan.active() {
+		out.lost = total - len(claimed)
+	}
+	rows, err := v.pool.Query(ctx, v.sql(`select status, extract(epoch from finished_at - created_at)::float8 from {ork}.runs`))
 	if err != nil {
 		return nil, err
 	}
@@ -324,11 +500,24 @@ func driveV1E2E(ctx context.Context, v *orkV1, shape dagShape, runs, schedulers,
 		if err := rows.Scan(&status, &secs); err != nil {
 			return nil, err
 		}
-		if status != "success" || secs == nil {
+		ok := status == "success" || plan.cancelEvery > 0 && status == "cancelled"
+		if !ok || secs == nil {
 			out.unfinishedRuns++
 			continue
 		}
 		out.runDurations = append(out.runDurations, time.Duration(*secs*float64(time.Second)))
 	}
 	return out, rows.Err()
+}
+
+// v1PollInterval is the original's default poll_interval_secs (config.rs:28-31).
+const v1PollInterval = 500 * time.Millisecond
+
+// runIndex is a stable number from a UUID, for choosing which runs and tasks fail.
+func runIndex(id uuid) uint64 {
+	var x uint64
+	for _, b := range id[:8] {
+		x = x<<8 | uint64(b)
+	}
+	return x
 }

@@ -15,34 +15,44 @@ import (
 )
 
 // baselines are the systems orkstate is compared with, in display order.
-var baselines = []string{SystemOrkV1, SystemRiver, SystemRaw, SystemSQLite}
+var baselines = []string{SystemOrkV1, SystemRiver, SystemGraphile, SystemTriggerer, SystemFloor, SystemRaw, SystemSQLite}
 
-// find returns the successful result of system in scenario that matches variant,
-// else the only successful result of system in scenario.
-func find(results []Result, scenario, variant, system string) *Result {
-	var only *Result
-	n := 0
+// find returns the successful result of system in scenario for variant: of several
+// (a baseline's configurations) the one with the best throughput, or with latency the
+// lowest p50. With none of that variant it looks at the whole scenario. A baseline's
+// configuration that ran work twice (ork-v1's extra schedulers, without SKIP LOCKED)
+// is not a configuration to compare with.
+func find(results []Result, scenario, variant, system string, byLatency bool) *Result {
+	better := func(a, b *Result) bool {
+		if byLatency {
+			return a.P50Ms > 0 && a.P50Ms < b.P50Ms
+		}
+		return a.Throughput > b.Throughput
+	}
+	var best, bestAny *Result
 	for i := range results {
 		r := &results[i]
-		if r.Scenario != scenario || r.System != system || r.Error != "" {
+		if r.Scenario != scenario || r.System != system || r.Error != "" || system != SystemOrkstate && r.Duplicates > 0 {
 			continue
 		}
-		if r.Variant == variant {
-			return r
+		if r.Variant == variant && (best == nil || better(r, best)) {
+			best = r
 		}
-		only = r
-		n++
+		if bestAny == nil || better(r, bestAny) {
+			bestAny = r
+		}
 	}
-	if n == 1 {
-		return only
+	if best != nil {
+		return best
 	}
-	return nil
+	return bestAny
 }
 
 // computeRatios fills Ratios: "x <baseline>" is orkstate's throughput over the
-// baseline's (for claim latency: the baseline's p50 latency over orkstate's, so
-// above 1 always means orkstate is better); "p50 ÷ 0 blocked" and "p50 ÷ polling"
-// compare latencies within orkstate.
+// baseline's best configuration (for claim latency: the baseline's p50 latency over
+// orkstate's, so above 1 always means orkstate is better); "time ÷ same-write floor"
+// is how much longer orkstate takes than plain SQL doing the same writes; "p50 ÷ 0
+// blocked" and "p50 ÷ polling" compare latencies within orkstate.
 func computeRatios(results []Result) {
 	for i := range results {
 		r := &results[i]
@@ -56,16 +66,18 @@ func computeRatios(results []Result) {
 			if r.Ratios == nil {
 				r.Ratios = map[string]float64{}
 			}
-			r.Ratios[k] = v
+			r.Ratios[k] = round2(v)
 		}
 		switch r.Scenario {
 		case "claim_latency":
-			if b := find(results, r.Scenario, r.Variant, SystemOrkV1); b != nil && r.P50Ms > 0 {
+			if b := find(results, r.Scenario, r.Variant, SystemOrkV1, true); b != nil && r.P50Ms > 0 {
 				set("x "+SystemOrkV1, b.P50Ms/r.P50Ms)
 			}
-			if z := find(results, r.Scenario, "0 blocked", SystemOrkstate); z != nil && z != r && z.P50Ms > 0 {
+			if z := find(results, r.Scenario, "0 blocked", SystemOrkstate, true); z != nil && z.Variant == "0 blocked" && z != r && z.P50Ms > 0 {
 				set("p50 ÷ 0 blocked", r.P50Ms/z.P50Ms)
-				set("p99 ÷ 0 blocked", r.P99Ms/z.P99Ms)
+				if z.P99Ms > 0 {
+					set("p99 ÷ 0 blocked", r.P99Ms/z.P99Ms)
+				}
 			}
 		case "wakeup":
 			if strings.HasPrefix(r.Variant, "polling") {
@@ -77,9 +89,19 @@ func computeRatios(results []Result) {
 					set("p50 ÷ polling", r.P50Ms/p.P50Ms)
 				}
 			}
+		case "open_loop":
+			// throughput is the arrival rate: latency is the measure, read side by side
+		case "aged":
+			if f := find(results, r.Scenario, "fresh "+strings.TrimPrefix(r.Variant, "aged "), SystemOrkstate, false); f != nil && f != r && strings.HasPrefix(r.Variant, "aged ") && f.Throughput > 0 {
+				set("÷ fresh", r.Throughput/f.Throughput)
+			}
 		default:
 			for _, b := range baselines {
-				if base := find(results, r.Scenario, r.Variant, b); base != nil && base.Throughput > 0 {
+				if base := find(results, r.Scenario, r.Variant, b, false); base != nil && base.Throughput > 0 && r.Throughput > 0 {
+					if b == SystemFloor {
+						set("time ÷ "+b, base.Throughput/r.Throughput)
+						continue
+					}
 					set("x "+b, r.Throughput/base.Throughput)
 				}
 			}
@@ -111,8 +133,8 @@ func checkTargets(results []Result) []Target {
 			if v, ok := r.Ratios["x ork-v1"]; ok {
 				add("batch status updates ("+r.Variant+") vs ork-v1", v, "≥ 30×", v >= 30, "")
 			}
-			if v, ok := r.Ratios["x raw"]; ok {
-				add("batch status updates ("+r.Variant+"): raw ceiling ÷ orkstate", 1/v, "≤ 3×", 1/v <= 3, "")
+			if v, ok := r.Ratios["time ÷ "+SystemFloor]; ok {
+				add("batch status updates ("+r.Variant+"): orkstate's time ÷ the same-write floor's", v, "≤ 3×", v <= 3, "")
 			}
 		case "wakeup":
 			if r.Variant == "NOTIFY" {
@@ -211,13 +233,40 @@ func fmtRatios(m map[string]float64) string {
 	return strings.Join(parts, ", ")
 }
 
+// MachineLine describes where the numbers come from, in one line.
+func (m Machine) Line() string {
+	line := fmt.Sprintf("%d CPUs (%s), %s; autovacuum=%s, synchronous_commit=%s, shared_buffers=%s, wal_compression=%s, max_wal_size=%s; %s %s/%s",
+		m.CPUs, m.CPUModel, m.Postgres, m.Autovacuum, m.SyncCommit, m.SharedBuffers, m.WALCompression, m.MaxWALSize, m.GoVersion, m.GOOS, m.GOARCH)
+	if m.Commit != "" {
+		line += "; commit " + m.Commit
+	}
+	return line
+}
+
+// fmtP99 prints a p99, or n/a when it would come from fewer than minP99Samples samples.
+func fmtP99(r Result) string {
+	if r.Samples > 0 && r.Samples < minP99Samples {
+		return "n/a"
+	}
+	return fmtMs(r.P99Ms)
+}
+
+func fmtPer(v float64) string {
+	switch {
+	case v == 0:
+		return "-"
+	case v < 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return humanInt(v)
+}
+
 // PrintTable writes the results, the targets and what is missing as text.
 func (rep *Report) PrintTable(w io.Writer) {
-	m := rep.Machine
-	fmt.Fprintf(w, "orkstate bench, %s mode, %.0fs — %d CPUs (%s), %s (synchronous_commit=%s), %s %s/%s\n\n",
-		rep.Mode, rep.Seconds, m.CPUs, m.CPUModel, m.Postgres, m.SyncCommit, m.GoVersion, m.GOOS, m.GOARCH)
+	fmt.Fprintf(w, "orkstate bench, %s mode, %.0fs — %s\n", rep.Mode, rep.Seconds, rep.Machine.Line())
+	fmt.Fprintf(w, "Throughput: median of REPS repetitions (SPREAD: min–max); P50/P99 over every sample (p99 n/a under %d); per item: WAL bytes, Go allocations, on-disk bytes of the tables after the run.\n\n", minP99Samples)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tSYSTEM\tITEMS\tTHROUGHPUT\tP50\tP99\tDUP\tLOST\tRATIOS\tNOTE")
+	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tSYSTEM\tCONFIG\tITEMS\tTHROUGHPUT\tREPS\tSPREAD\tP50\tP99\tWAL B\tALLOCS\tDISK B\tDUP\tLOST\tRATIOS\tNOTE")
 	for _, r := range rep.Results {
 		tp := "-"
 		if r.Throughput > 0 {
@@ -230,8 +279,9 @@ func (rep *Report) PrintTable(w io.Writer) {
 		if r.Error != "" {
 			note = "ERROR: " + r.Error
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Scenario, r.Variant, r.System, r.Items, tp,
-			fmtMs(r.P50Ms), fmtMs(r.P99Ms), r.Duplicates, r.Losses, fmtRatios(r.Ratios), note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Scenario, r.Variant, r.System, r.Config, r.Items, tp,
+			r.Reps, spread(r), fmtMs(r.P50Ms), fmtP99(r), fmtPer(r.WALBytesPerItem), fmtPer(r.AllocsPerItem), fmtPer(r.DiskBytesPerItem),
+			r.Duplicates, r.Losses, fmtRatios(r.Ratios), note)
 	}
 	tw.Flush()
 	if len(rep.Targets) > 0 {
@@ -284,11 +334,14 @@ func (rep *Report) Write(dir string) ([]string, error) {
 }
 
 var systemColors = map[string]string{
-	SystemOrkstate: "#2b6cb0",
-	SystemOrkV1:    "#c53030",
-	SystemRiver:    "#6b46c1",
-	SystemRaw:      "#718096",
-	SystemSQLite:   "#2f855a",
+	SystemOrkstate:  "#2b6cb0",
+	SystemOrkV1:     "#c53030",
+	SystemRiver:     "#6b46c1",
+	SystemRaw:       "#718096",
+	SystemFloor:     "#a0aec0",
+	SystemTriggerer: "#9f7aea",
+	SystemSQLite:    "#2f855a",
+	SystemGraphile:  "#dd6b20",
 }
 
 // SVG draws throughput per result as horizontal bars on a log scale, grouped by
@@ -308,6 +361,9 @@ func (rep *Report) SVG() string {
 		label := r.Scenario
 		if r.Variant != "" {
 			label += " · " + r.Variant
+		}
+		if r.Config != "" {
+			label += " · " + r.Config
 		}
 		rows = append(rows, row{label: label, system: r.System, v: r.Throughput,
 			value: humanInt(r.Throughput) + " " + r.Unit + "/s", ratios: fmtRatios(r.Ratios), gap: prev != "" && prev != r.Scenario})
@@ -342,9 +398,9 @@ func (rep *Report) SVG() string {
 	fmt.Fprintf(&b, `<text x="10" y="20" font-size="14" font-weight="bold">orkstate bench (%s): throughput, log scale</text>`+"\n", html.EscapeString(rep.Mode))
 	fmt.Fprintf(&b, `<text x="10" y="38" fill="#555">%s</text>`+"\n", html.EscapeString(fmt.Sprintf("%d CPUs %s, %s, %s", m.CPUs, m.CPUModel, m.Postgres, rep.StartedAt.Format("2006-01-02"))))
 	lx := 10
-	for _, sys := range []string{SystemOrkstate, SystemOrkV1, SystemRiver, SystemRaw, SystemSQLite} {
+	for _, sys := range append([]string{SystemOrkstate}, baselines...) {
 		fmt.Fprintf(&b, `<rect x="%d" y="48" width="10" height="10" fill="%s"/><text x="%d" y="57">%s</text>`+"\n", lx, systemColors[sys], lx+14, sys)
-		lx += 110
+		lx += 14 + 7*len(sys) + 16
 	}
 	for d := loDec; d <= hiDec; d++ {
 		gx := float64(left) + x(math.Pow(10, d))

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
@@ -58,78 +59,79 @@ func (r *runner) riverSchema(ctx context.Context) (string, func(), error) {
 	return schema, drop, nil
 }
 
-// runRiverNoop measures River on n no-op jobs: from the first InsertMany until the
-// last job's completion is reported (River reports it once it is recorded).
-func runRiverNoop(ctx context.Context, r *runner, scenario string, n int) Result {
-	res := Result{Scenario: scenario, Variant: "no-op jobs", System: SystemRiver, Items: n, Unit: "jobs",
-		LatencyOf: "job insert → completed"}
-	err := func() error {
-		schema, drop, err := r.riverSchema(ctx)
-		if err != nil {
-			return err
-		}
-		defer drop()
-		worked := &atomic.Int64{}
-		workers := river.NewWorkers()
-		river.AddWorker(workers, &noopWorker{worked: worked})
-		client, err := river.NewClient(riverpgxv5.New(r.pool), &river.Config{
-			Schema:        schema,
-			Queues:        map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: r.sizes.RiverWorkers}},
-			Workers:       workers,
-			FetchCooldown: riverFetchCooldown,
-			Logger:        discardLogger(),
-		})
-		if err != nil {
-			return err
-		}
-		events, cancelSub := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: n + 1000,
-			Kinds: []river.EventKind{river.EventKindJobCompleted, river.EventKindJobFailed}})
-		defer cancelSub()
-		if err := client.Start(ctx); err != nil {
-			return err
-		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			_ = client.Stop(sctx)
-		}()
-		params := make([]river.InsertManyParams, n)
-		for i := range params {
-			params[i] = river.InsertManyParams{Args: noopArgs{I: i}}
-		}
-		start := time.Now()
-		for off := 0; off < n; off += 1000 {
-			if _, err := client.InsertMany(ctx, params[off:min(n, off+1000)]); err != nil {
-				return err
-			}
-		}
-		completed := 0
-		timeout := time.After(5 * time.Minute)
-		for completed < n {
-			select {
-			case ev := <-events:
-				if ev.Kind == river.EventKindJobCompleted {
-					completed++
-				} else {
-					res.Losses++
-					completed++
-				}
-			case <-timeout:
-				return fmt.Errorf("river: %d of %d jobs completed after 5 minutes", completed, n)
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		res.Seconds = time.Since(start).Seconds()
-		res.Duplicates = max(0, int(worked.Load())-n)
-		return r.pool.QueryRow(ctx, fmt.Sprintf(`
-			select coalesce(percentile_cont(0.5) within group (order by extract(epoch from finalized_at - created_at)), 0) * 1000,
-			       coalesce(percentile_cont(0.99) within group (order by extract(epoch from finalized_at - created_at)), 0) * 1000,
-			       count(*) filter (where state <> 'completed')
-			from %s.river_job`, schema)).Scan(&res.P50Ms, &res.P99Ms, &res.Losses)
-	}()
+// runRiverNoop measures River on n no-op jobs: from the first InsertMany (inserts
+// are on the clock, as orkstate's run creation is) until the last job's completion
+// is reported (River reports it once it is recorded).
+func runRiverNoop(ctx context.Context, r *runner, n int) (*sample, error) {
+	smp := &sample{items: n}
+	schema, drop, err := r.riverSchema(ctx)
 	if err != nil {
-		res.Error = err.Error()
+		return nil, err
 	}
-	return res
+	defer drop()
+	worked := &atomic.Int64{}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &noopWorker{worked: worked})
+	client, err := river.NewClient(riverpgxv5.New(r.pool), &river.Config{
+		Schema:        schema,
+		Queues:        map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: r.sizes.RiverWorkers}},
+		Workers:       workers,
+		FetchCooldown: riverFetchCooldown,
+		Logger:        discardLogger(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	events, cancelSub := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: n + 1000,
+		Kinds: []river.EventKind{river.EventKindJobCompleted, river.EventKindJobFailed}})
+	defer cancelSub()
+	if err := client.Start(ctx); err != nil {
+		return nil, err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = client.Stop(sctx)
+	}()
+	params := make([]river.InsertManyParams, n)
+	for i := range params {
+		params[i] = river.InsertManyParams{Args: noopArgs{I: i}}
+	}
+	m := r.startMeter(ctx)
+	for off := 0; off < n; off += 1000 {
+		if _, err := client.InsertMany(ctx, params[off:min(n, off+1000)]); err != nil {
+			return nil, err
+		}
+	}
+	completed := 0
+	timeout := time.After(5 * time.Minute)
+	for completed < n {
+		select {
+		case ev := <-events:
+			if ev.Kind != river.EventKindJobCompleted {
+				smp.lost++
+			}
+			completed++
+		case <-timeout:
+			return nil, fmt.Errorf("river: %d of %d jobs completed after 5 minutes", completed, n)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	m.stop(smp)
+	smp.dups = max(0, int(worked.Load())-n)
+	rows, err := r.pool.Query(ctx, fmt.Sprintf(`select (extract(epoch from finalized_at - created_at) * 1e6)::bigint from %s.river_job`, schema))
+	if err != nil {
+		return nil, err
+	}
+	us, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range us {
+		smp.lat = append(smp.lat, time.Duration(u)*time.Microsecond)
+	}
+	smp.diskBytes, err = r.diskSize(ctx, schema)
+	smp.diskItems = n
+	return smp, err
 }

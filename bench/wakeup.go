@@ -51,15 +51,15 @@ func runWakeup(ctx context.Context, r *runner) error {
 		{"NOTIFY", l, time.Second},
 		{fmt.Sprintf("polling every %s", wakePollInterval), nil, wakePollInterval},
 	} {
-		lat, lost, err := wakeSamples(ctx, s, wf.ID, mode.listener, mode.poll, r.sizes.WakeSamples)
-		if err != nil {
-			r.add(Result{Scenario: sc, Variant: mode.variant, System: SystemOrkstate, Error: err.Error()})
-			continue
-		}
-		p50, p99 := percentiles(lat)
-		r.add(Result{Scenario: sc, Variant: mode.variant, System: SystemOrkstate, Items: len(lat), Unit: "wake-ups",
-			P50Ms: p50, P99Ms: p99, LatencyOf: "dependency's success committed → dependent claimed", Losses: lost,
-			Note: "latency only; idle scheduler, one task at a time"})
+		// The samples are split over the repetitions; the latencies pool them all.
+		per := max(1, r.sizes.WakeSamples/max(1, r.sizes.Reps))
+		r.measure(Result{Scenario: sc, Variant: mode.variant, System: SystemOrkstate, Unit: "wake-ups",
+			LatencyOf: "dependency's success committed → dependent claimed", Note: "latency only; idle scheduler, one task at a time"},
+			func(int) (*sample, error) {
+				lat, lost, err := wakeSamples(ctx, s, wf.ID, mode.listener, mode.poll, per)
+				// no throughput: the samples wait on purpose
+				return &sample{items: len(lat), lat: lat, lost: lost}, err
+			})
 	}
 	return nil
 }
