@@ -51,7 +51,7 @@ func TestTwoHandlesShareClaimsFairly(t *testing.T) {
 		defer s.Close()
 		stores[i] = s
 	}
-	const total = 2000
+	const total = fairTasks
 	seedTasks(t, stores[0], total)
 	var got [2]int
 	var errs [2]error
