@@ -49,6 +49,8 @@ func Run(t *testing.T, newStore func(t *testing.T) orkstate.Store) {
 		{"Schedule", s.testSchedules},
 		{"Deferred", s.testDeferred},
 		{"Concurrency", s.testConcurrency},
+		{"Bounds", s.testBounds},
+		{"Agreement", s.testAgreement},
 		{"Hardening", s.testHardening},
 	}
 	for _, g := range groups {
