@@ -1,6 +1,12 @@
-// Package testdb gives tests a real PostgreSQL: one pool per test binary and a
-// fresh install schema per test, dropped when the test ends. A database that
-// cannot be reached fails the test with a message saying how to start one.
+// Package testdb gives tests a real PostgreSQL: one pool per test binary and an
+// install schema per test. A database that cannot be reached fails the test with a
+// message saying how to start one.
+//
+// Store hands out a migrated install that is reused: emptied (truncated) when a test
+// takes it, so tests do not each migrate under tern's database-wide advisory lock,
+// which serialised parallel tests and packages. Schema and FreshStore install a new
+// schema and drop it afterwards, for tests that change the install itself
+// (migrations, grants, function versions).
 package testdb
 
 import (
@@ -91,8 +97,20 @@ func Schema(t testing.TB) (*pgxpool.Pool, string) {
 	return p, schema
 }
 
-// Store returns a pgstore.Store on a fresh install schema.
+// Store returns a pgstore.Store on an empty, migrated install that t has to itself
+// (a reused one, see Reused). A test that changes the install's objects uses
+// FreshStore instead.
 func Store(t testing.TB) *pgstore.Store {
+	t.Helper()
+	s, err := pgstore.New(Pool(t), &pgstore.Config{Schema: Reused(t)})
+	if err != nil {
+		t.Fatalf("pgstore.New: %v", err)
+	}
+	return s
+}
+
+// FreshStore returns a pgstore.Store on a newly installed schema, dropped when t ends.
+func FreshStore(t testing.TB) *pgstore.Store {
 	t.Helper()
 	p, schema := Schema(t)
 	s, err := pgstore.New(p, &pgstore.Config{Schema: schema})
