@@ -15,8 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	orksql "github.com/orkstate/orkstate/sql"
 	"github.com/orkstate/orkstate/pgstore"
+	orksql "github.com/orkstate/orkstate/sql"
 )
 
 // Reused installs are named reusePrefix + a fingerprint of the embedded SQL + "_" + n.
@@ -43,7 +43,7 @@ var (
 	free      []held // installs this process holds the lock on and no test uses
 	nextN     int    // the next install number to try
 	sweepOnce sync.Once
-	fpOnce sync.Once
+	fpOnce    sync.Once
 	fp        string
 )
 
