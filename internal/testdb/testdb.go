@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orkstate/orkstate/pgstore"
@@ -66,6 +67,36 @@ func Pool(t testing.TB) *pgxpool.Pool {
 			URL(), poolErr)
 	}
 	return pool
+}
+
+var (
+	simpleOnce sync.Once
+	simplePool *pgxpool.Pool
+	simpleErr  error
+)
+
+// SimplePool returns a second shared pool whose connections use pgx's simple query
+// protocol (QueryExecModeSimpleProtocol), as PgBouncer in transaction pooling mode
+// requires: no prepared statements, every argument sent as text.
+func SimplePool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	Pool(t)
+	simpleOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cfg, err := pgxpool.ParseConfig(URL())
+		if err != nil {
+			simpleErr = err
+			return
+		}
+		cfg.MaxConns = 8
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		simplePool, simpleErr = pgxpool.NewWithConfig(ctx, cfg)
+	})
+	if simpleErr != nil {
+		t.Fatalf("simple-protocol pool: %v", simpleErr)
+	}
+	return simplePool
 }
 
 // SchemaName returns a schema name unique to this test process and call.
