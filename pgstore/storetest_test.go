@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +27,7 @@ import (
 //     argument sent as text.
 //   - WithTx: every call inside a transaction of the caller's (s.WithTx(tx)), which
 //     commits when the call succeeds and rolls back when it fails: the savepoint
-//     paths, and no call reaching past tx to the pool.
+//     paths, no call leaving tx aborted, and no call reaching past tx to the pool.
 func TestStore(t *testing.T) {
 	t.Run("Pool", func(t *testing.T) {
 		t.Parallel()
@@ -43,7 +45,13 @@ func TestStore(t *testing.T) {
 	})
 	t.Run("WithTx", func(t *testing.T) {
 		t.Parallel()
-		storetest.Run(t, func(t *testing.T) orkstate.Store { return &txStore{Store: testdb.Store(t)} },
+		storetest.Run(t, func(t *testing.T) orkstate.Store {
+			s, err := pgstore.New(testdb.OwnPool(t), &pgstore.Config{Schema: testdb.Reused(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return &txStore{Store: s}
+		},
 			// A caller's transaction is one connection doing one thing at a time:
 			// concurrent claimers and reporters are the pool's business (Pool and
 			// SimpleProtocol run them), and a deadlock inside a caller's tx is the
@@ -57,8 +65,12 @@ func TestStore(t *testing.T) {
 // application does that changes its rows and orkstate's together. Every method of
 // orkstate.Store is spelled out (none is promoted from the embedded Store), so a
 // method added to the contract does not compile here until it goes through a tx.
+//
+// Calls are serialised (a caller's transactions on one connection are), which also
+// keeps the count of pool acquisitions txCall checks to one call at a time.
 type txStore struct {
 	Store *pgstore.Store
+	mu    sync.Mutex
 }
 
 var _ orkstate.Store = (*txStore)(nil)
@@ -69,15 +81,25 @@ func (s *txStore) do(ctx context.Context, fn func(st *pgstore.Store) error) erro
 }
 
 // txCall runs fn on s's Store bound to a new transaction. A commit that fails (a
-// call that left its tx aborted yet returned no error) is an error of the call.
-func txCall[T any](ctx context.Context, s *txStore, fn func(st *pgstore.Store) (T, error)) (T, error) {
+// call that left its tx aborted yet returned no error) is an error of the call, and
+// so is a call that took a connection of the Store's pool besides the one its tx
+// holds (the pool is the test's own, so the count is this call's).
+func txCall[T any](ctx context.Context, s *txStore, fn func(st *pgstore.Store) (T, error)) (out T, err error) {
 	var zero T
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	acquired := s.Store.Pool().Stat().AcquireCount()
+	defer func() {
+		if n := s.Store.Pool().Stat().AcquireCount() - acquired; n != 1 {
+			out, err = zero, fmt.Errorf("the call took %d connections from the pool besides its tx's (err: %v)", n-1, err)
+		}
+	}()
 	tx, err := s.Store.Pool().Begin(ctx)
 	if err != nil {
 		return zero, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	out, err := fn(s.Store.WithTx(tx))
+	out, err = fn(s.Store.WithTx(tx))
 	if err != nil {
 		return out, err
 	}

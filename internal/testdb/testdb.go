@@ -99,6 +99,24 @@ func SimplePool(t testing.TB) *pgxpool.Pool {
 	return simplePool
 }
 
+// OwnPool returns a small pool of t's own, closed when t ends, for a test that
+// counts what its store does with its pool.
+func OwnPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	Pool(t)
+	cfg, err := pgxpool.ParseConfig(URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 2
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("pool: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
 // SchemaName returns a schema name unique to this test process and call.
 func SchemaName(t testing.TB) string {
 	name := strings.ToLower(t.Name())
