@@ -13,7 +13,7 @@ import (
 )
 
 // orkV1 is the baseline: the algorithm of the original store (Ork's ork-state
-// PostgresDatabase, see DESIGN.md §11/§12), written in Go against tables shaped
+// PostgresDatabase, which orkstate replaces: README.md, "Benchmarks"), written in Go against tables shaped
 // like its migrations, in a schema of its own. What it does, on purpose:
 //
 //   - status changes: one UPDATE per row, in a loop, inside one transaction;
