@@ -89,7 +89,7 @@ func SimplePool(t testing.TB) *pgxpool.Pool {
 			simpleErr = err
 			return
 		}
-		cfg.MaxConns = 8
+		cfg.MaxConns = 4
 		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 		simplePool, simpleErr = pgxpool.NewWithConfig(ctx, cfg)
 	})
