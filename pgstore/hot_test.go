@@ -719,10 +719,10 @@ func listen(t testing.TB, s *pgstore.Store, suffixes ...string) *pgxpool.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_, _ = conn.Exec(ctx, "unlisten *")
-		conn.Release()
-	})
+	// Closed, not given back: pgx keeps notifications it has received but not handed
+	// out, even after UNLISTEN, and installs are reused, so a later test on this
+	// connection would be handed this one's leftovers on its own channel names.
+	t.Cleanup(func() { _ = conn.Hijack().Close(ctx) })
 	for _, suffix := range suffixes {
 		if _, err := conn.Exec(ctx, "listen "+pgx.Identifier{s.Schema() + suffix}.Sanitize()); err != nil {
 			t.Fatal(err)
