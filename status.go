@@ -47,8 +47,9 @@ func (s TaskStatus) IsTerminal() bool {
 	return s == TaskSuccess || s == TaskFailed || s == TaskCancelled
 }
 
-// taskTransitions is the transition table of DESIGN.md §3. pending→dispatched is
-// reserved to claims and terminal→pending to an operator retry, so neither is here.
+// taskTransitions is the transition table of docs/semantics.md ("Statuses and the
+// transition table"). pending→dispatched is reserved to claims and terminal→pending
+// to an operator retry, so neither is here.
 var taskTransitions = map[TaskStatus][]TaskStatus{
 	TaskPending:    {TaskRunning, TaskSuccess, TaskFailed, TaskCancelled, TaskPaused},
 	TaskPaused:     {TaskPending, TaskCancelled},

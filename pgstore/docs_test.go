@@ -82,7 +82,7 @@ func TestDocExamples(t *testing.T) {
 		for i, block := range codeBlocks(t, doc, "sql") {
 			t.Run(fmt.Sprintf("%s sql %d", filepath.Base(doc), i), func(t *testing.T) {
 				t.Parallel()
-				b := setup(t)
+				b := setupFresh(t)
 				role := b.s.Schema() + "_app"
 				b.exec(t, "create role "+role)
 				t.Cleanup(func() { dropRole(b, role) })

@@ -11,12 +11,13 @@ import (
 )
 
 // SQLSTATEs raised by the functions of sql/functions. Their message says what
-// was wrong; for validation errors the column name is the field.
+// was wrong; for validation errors the column name is the field. A stale report is
+// an outcome row ('stale'), never an error raised in SQL, so there is no code for it
+// (TestSQLSTATEsMatchTheFunctions keeps this list and the functions in step).
 const (
 	codeNotFound          = "OK404"
 	codeInvalidTransition = "OK409"
 	codeValidation        = "OK422"
-	codeStale             = "OK412"
 )
 
 // translate turns driver errors into orkstate errors so callers never see pgx
@@ -45,8 +46,6 @@ func translate(err error) error {
 		return fmt.Errorf("%w: %s", orkstate.ErrNotFound, pgErr.Message)
 	case codeInvalidTransition:
 		return fmt.Errorf("%w: %s", orkstate.ErrInvalidTransition, pgErr.Message)
-	case codeStale:
-		return fmt.Errorf("%w: %s", orkstate.ErrStale, pgErr.Message)
 	case codeValidation:
 		return &orkstate.ValidationError{Field: fieldOf(pgErr), Reason: pgErr.Message}
 	case "54000":
