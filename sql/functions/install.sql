@@ -39,3 +39,5 @@ comment on schema {{.schema}}_api is 'orkstate functions of the install {{.schem
 {{ template "retry_task.sql" . }}
 {{ template "schedules.sql" . }}
 {{ template "deferred_jobs.sql" . }}
+{{ template "purge.sql" . }}
+{{ template "stats.sql" . }}
