@@ -22,6 +22,13 @@ type PurgeParams struct {
 	OlderThan time.Duration
 	// Progress, when set, is called after each batch with the totals so far.
 	Progress func(PurgeResult)
+	// Vacuum runs a plain VACUUM (skip_locked) of the purged tables after the last
+	// batch, so the space is reused at once instead of at autovacuum's next round
+	// (measured: 400,000 tasks of churn purged every 20,000 left the tables 7.9×
+	// the size of one wave with autovacuum alone, 1.65× with this; docs/architecture.md).
+	// It needs the tables' owner (others get a warning, not an error) and is
+	// skipped on a Store bound to a transaction. Defaults to false.
+	Vacuum bool
 }
 
 // PurgeResult counts what a purge deleted.
@@ -73,6 +80,9 @@ func (s *Store) PurgeRuns(ctx context.Context, p PurgeParams) (PurgeResult, erro
 			return total, err
 		}
 		if b.empty() {
+			if p.Vacuum && total.Batches > 0 {
+				return total, s.vacuumPurged(ctx)
+			}
 			return total, nil
 		}
 		total.add(b)
@@ -91,4 +101,15 @@ func (s *Store) purgeBatch(ctx context.Context, olderThan time.Duration, limit i
 		return PurgeResult{}, wrap(err, "pgstore: purge runs")
 	}
 	return b, nil
+}
+
+// vacuumPurged vacuums the tables a purge deletes from (VACUUM cannot run in a
+// transaction: on a Store bound to one it does nothing).
+func (s *Store) vacuumPurged(ctx context.Context) error {
+	if s.db != dbtx(s.pool) {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, s.sql(`vacuum (skip_locked) {ork}.runs, {ork}.tasks, {ork}.task_queue, {ork}.task_leases,
+		{ork}.task_deadlines, {ork}.task_logs, {ork}.task_log_sizes, {ork}.deferred_jobs`))
+	return wrap(err, "pgstore: vacuum after purge")
 }

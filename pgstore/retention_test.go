@@ -493,3 +493,29 @@ func waitFor(t testing.TB, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// PurgeParams.Vacuum vacuums the purged tables once the last batch is done, so their
+// space is free for reuse at once.
+func TestPurgeVacuums(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	w := b.workflow(t, "history")
+	b.history(t, w.ID, 20, 3, 48*time.Hour)
+	lastVacuum := func() bool {
+		var at *time.Time
+		noErr(t, b.s.Pool().QueryRow(b.ctx, `select last_vacuum from pg_stat_user_tables where relid = $1::regclass`,
+			b.s.Schema()+".tasks").Scan(&at))
+		return at != nil
+	}
+	got, err := b.s.PurgeRuns(b.ctx, pgstore.PurgeParams{OlderThan: time.Hour})
+	noErr(t, err)
+	if got.Runs != 20 || lastVacuum() {
+		t.Fatalf("purge without Vacuum = %+v, vacuumed %v; want 20 runs, no vacuum", got, lastVacuum())
+	}
+	b.history(t, w.ID, 20, 3, 48*time.Hour)
+	got, err = b.s.PurgeRuns(b.ctx, pgstore.PurgeParams{OlderThan: time.Hour, Vacuum: true})
+	noErr(t, err)
+	if got.Runs != 20 || !lastVacuum() {
+		t.Fatalf("purge with Vacuum = %+v, vacuumed %v; want 20 runs and tasks vacuumed", got, lastVacuum())
+	}
+}

@@ -190,6 +190,7 @@ func shortDuration(d time.Duration) string {
 func (a *app) purgeCommand() *cobra.Command {
 	var olderThan string
 	var batch int
+	var vacuum bool
 	c := &cobra.Command{
 		Use:   "purge --older-than 30d",
 		Short: "Delete finished runs older than a period, with their tasks, logs and deferred jobs",
@@ -202,7 +203,7 @@ It works in batches of --batch tasks, each its own transaction, so the hot paths
 are never blocked for longer than a batch, a kill loses at most the batch in
 progress, and running it again goes on where it stopped. Several purges at once
 take disjoint runs. PostgreSQL only (docs/operations.md: when and how often).`,
-		Example: "  orkstate purge --older-than 30d\n  orkstate purge --older-than 12h --batch 5000 --json",
+		Example: "  orkstate purge --older-than 30d\n  orkstate purge --older-than 12h --batch 5000 --vacuum --json",
 		Args:    args(),
 		RunE: cmdErr(func(cmd *cobra.Command, _ []string) error {
 			period, err := parsePeriod(olderThan)
@@ -218,7 +219,7 @@ take disjoint runs. PostgreSQL only (docs/operations.md: when and how often).`,
 			if be.pg == nil {
 				return errorf(orkstate.ErrUnsupported, "purge needs PostgreSQL; %s keeps its history", be.desc)
 			}
-			p := pgstore.PurgeParams{OlderThan: period, BatchSize: batch}
+			p := pgstore.PurgeParams{OlderThan: period, BatchSize: batch, Vacuum: vacuum}
 			if a.errTerminal && !a.json {
 				p.Progress = func(r pgstore.PurgeResult) {
 					fmt.Fprintf(a.stderr, "\rpurging: %d runs, %d tasks (%d batches)", r.Runs, r.Tasks, r.Batches)
@@ -246,6 +247,7 @@ take disjoint runs. PostgreSQL only (docs/operations.md: when and how often).`,
 	}
 	c.Flags().StringVar(&olderThan, "older-than", "", "retention period: 30d, 12h, 90m (required)")
 	c.Flags().IntVar(&batch, "batch", pgstore.DefaultPurgeBatch, "tasks per batch and transaction (1–10,000)")
+	c.Flags().BoolVar(&vacuum, "vacuum", false, "VACUUM the purged tables afterwards, so the space is reused at once (needs the tables' owner)")
 	_ = c.MarkFlagRequired("older-than")
 	return c
 }

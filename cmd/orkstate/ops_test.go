@@ -75,7 +75,7 @@ func TestPurgeCommand(t *testing.T) {
 		t.Errorf("runs after purge:\n%s", out)
 	}
 	var js map[string]float64
-	if err := json.Unmarshal([]byte(cli(t, tg, "--json", "purge", "--older-than", "720h")), &js); err != nil || js["runs"] != 0 || js["batches"] != 0 {
+	if err := json.Unmarshal([]byte(cli(t, tg, "--json", "purge", "--older-than", "720h", "--vacuum")), &js); err != nil || js["runs"] != 0 || js["batches"] != 0 {
 		t.Errorf("second purge --json = %v, %v; want nothing purged", js, err)
 	}
 	fails(t, tg, exitInvalid, `invalid older-than "30 days"`, "purge", "--older-than", "30 days")
