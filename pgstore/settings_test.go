@@ -57,7 +57,7 @@ func TestServerSettings(t *testing.T) {
 			startRun(t, s, specs)
 			got, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "wal", Limit: 1000})
 			noErr(t, err)
-						ids := make([]int64, len(got))
+			ids := make([]int64, len(got))
 			attempts := make([]int32, len(got))
 			statuses := make([]string, len(got))
 			for i, c := range got {
