@@ -61,7 +61,8 @@ func TestAgedInstall(t *testing.T) {
 	agedRate, agedClaim := agedWorkload(t, aged.s, runs, perRun, workers, func(ctx context.Context) {
 		defer close(purging)
 		t0 := time.Now()
-		purged, purgeErr = aged.s.PurgeRuns(ctx, pgstore.PurgeParams{OlderThan: 30 * 24 * time.Hour})
+		pause, _ := time.ParseDuration(os.Getenv("ORK_AGED_PAUSE"))
+		purged, purgeErr = aged.s.PurgeRuns(ctx, pgstore.PurgeParams{OlderThan: 30 * 24 * time.Hour, Pause: pause})
 		purgeTook = time.Since(t0)
 	})
 	<-purging

@@ -17,6 +17,11 @@ type PurgeParams struct {
 	// transaction, so it also bounds how long a batch holds its locks. Defaults
 	// to DefaultPurgeBatch.
 	BatchSize int
+	// Pause is how long to wait between batches, to leave the server's CPU and
+	// disk to the hot paths while a large backlog is purged (measured on 2 cores:
+	// an unpaced purge of 600,000 tasks, at ~9,600 tasks/s, cut the workers' e2e
+	// rate to 0.55–1.06× of a fresh install's). Must not be negative. Defaults to 0.
+	Pause time.Duration
 	// OlderThan is the retention period: runs that finished longer ago than
 	// this go. Must not be negative; zero purges every finished run.
 	OlderThan time.Duration
@@ -67,6 +72,9 @@ func (s *Store) PurgeRuns(ctx context.Context, p PurgeParams) (PurgeResult, erro
 	if p.OlderThan < 0 {
 		return PurgeResult{}, orkstate.Invalid("older_than", p.OlderThan, "must not be negative")
 	}
+	if p.Pause < 0 {
+		return PurgeResult{}, orkstate.Invalid("pause", p.Pause, "must not be negative")
+	}
 	if p.BatchSize == 0 {
 		p.BatchSize = DefaultPurgeBatch
 	}
@@ -88,6 +96,13 @@ func (s *Store) PurgeRuns(ctx context.Context, p PurgeParams) (PurgeResult, erro
 		total.add(b)
 		if p.Progress != nil {
 			p.Progress(total)
+		}
+		if p.Pause > 0 {
+			select {
+			case <-ctx.Done():
+				return total, ctx.Err()
+			case <-time.After(p.Pause):
+			}
 		}
 	}
 }

@@ -200,6 +200,15 @@ func TestPurgeRemovesOnlyOldFinishedHistory(t *testing.T) {
 		t.Fatalf("%d log sizes left; want 0", n)
 	}
 
+	// Paced: the 2 runs left behind in 2 batches, a pause after each.
+	b.history(t, w.ID, 2, 1, 48*time.Hour)
+	t0 := time.Now()
+	paced, err := s.PurgeRuns(ctx, pgstore.PurgeParams{OlderThan: time.Hour, BatchSize: 1, Pause: 100 * time.Millisecond})
+	noErr(t, err)
+	if took := time.Since(t0); paced.Runs != 2 || took < 200*time.Millisecond {
+		t.Fatalf("paced purge = %+v in %v; want 2 runs, ≥ 200 ms", paced, took)
+	}
+
 	again, err := s.PurgeRuns(ctx, pgstore.PurgeParams{OlderThan: time.Hour})
 	noErr(t, err)
 	if again != (pgstore.PurgeResult{}) {
@@ -475,6 +484,8 @@ func TestPurgeValidation(t *testing.T) {
 	wantValidation(t, err, "older_than")
 	_, err = b.s.PurgeRuns(b.ctx, pgstore.PurgeParams{OlderThan: time.Hour, BatchSize: 10001})
 	wantValidation(t, err, "batch_size")
+	_, err = b.s.PurgeRuns(b.ctx, pgstore.PurgeParams{OlderThan: time.Hour, Pause: -time.Second})
+	wantValidation(t, err, "pause")
 	_, err = b.s.Pool().Exec(b.ctx, b.sqlOf(`select * from {api}.purge_runs('-1 day', 10)`))
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "OK422" || pgErr.ColumnName != "older_than" {

@@ -191,6 +191,7 @@ func (a *app) purgeCommand() *cobra.Command {
 	var olderThan string
 	var batch int
 	var vacuum bool
+	var pause time.Duration
 	c := &cobra.Command{
 		Use:   "purge --older-than 30d",
 		Short: "Delete finished runs older than a period, with their tasks, logs and deferred jobs",
@@ -219,7 +220,7 @@ take disjoint runs. PostgreSQL only (docs/operations.md: when and how often).`,
 			if be.pg == nil {
 				return errorf(orkstate.ErrUnsupported, "purge needs PostgreSQL; %s keeps its history", be.desc)
 			}
-			p := pgstore.PurgeParams{OlderThan: period, BatchSize: batch, Vacuum: vacuum}
+			p := pgstore.PurgeParams{OlderThan: period, BatchSize: batch, Vacuum: vacuum, Pause: pause}
 			if a.errTerminal && !a.json {
 				p.Progress = func(r pgstore.PurgeResult) {
 					fmt.Fprintf(a.stderr, "\rpurging: %d runs, %d tasks (%d batches)", r.Runs, r.Tasks, r.Batches)
@@ -247,6 +248,7 @@ take disjoint runs. PostgreSQL only (docs/operations.md: when and how often).`,
 	}
 	c.Flags().StringVar(&olderThan, "older-than", "", "retention period: 30d, 12h, 90m (required)")
 	c.Flags().IntVar(&batch, "batch", pgstore.DefaultPurgeBatch, "tasks per batch and transaction (1–10,000)")
+	c.Flags().DurationVar(&pause, "pause", 0, "wait this long between batches, to leave the server to the hot paths")
 	c.Flags().BoolVar(&vacuum, "vacuum", false, "VACUUM the purged tables afterwards, so the space is reused at once (needs the tables' owner)")
 	_ = c.MarkFlagRequired("older-than")
 	return c

@@ -80,6 +80,7 @@ func TestPurgeCommand(t *testing.T) {
 	}
 	fails(t, tg, exitInvalid, `invalid older-than "30 days"`, "purge", "--older-than", "30 days")
 	fails(t, tg, exitInvalid, `invalid batch_size`, "purge", "--older-than", "1d", "--batch", "20000")
+	fails(t, tg, exitInvalid, `invalid pause`, "purge", "--older-than", "1d", "--pause", "-1s")
 	fails(t, tg, exitUsage, `required flag(s) "older-than" not set`, "purge")
 	fails(t, loaded(t, sqliteTarget(t)), exitInvalid, "purge needs PostgreSQL", "purge", "--older-than", "30d")
 }

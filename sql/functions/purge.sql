@@ -53,25 +53,26 @@ begin
     perform _check_limit(p_limit);
     v_cutoff := now() - p_older_than;
 
-    -- Candidates through runs_finished_idx (migration 004), locked; a run with an
-    -- unfinished task or a live deferred job is left alone (and stays locked only
-    -- until this call commits).
+    -- Candidates through runs_finished_idx (migration 004), locked. A run with an
+    -- unfinished task or a live deferred job is passed over before the limit counts,
+    -- so one held run at the head never stops the purge behind it
+    -- (TestPurgeRemovesOnlyOldFinishedHistory's batches of one).
     select array_agg(c.id order by c.finished_at, c.id), array_agg(c.tasks_total order by c.finished_at, c.id)
     into v_runs, v_sizes
     from (
         select r.id, r.finished_at, r.tasks_total
         from runs r
         where r.status in ('success', 'failed', 'cancelled') and r.finished_at < v_cutoff
+          and not exists (
+                  select 1 from tasks t
+                  where t.run_id = r.id and t.status not in ('success', 'failed', 'cancelled'))
+          and not exists (
+                  select 1 from tasks t join deferred_jobs j on j.task_id = t.id
+                  where t.run_id = r.id and j.status in ('pending', 'polling'))
         order by r.finished_at, r.id
         limit p_limit
         for update skip locked
-    ) c
-    where not exists (
-              select 1 from tasks t
-              where t.run_id = c.id and t.status not in ('success', 'failed', 'cancelled'))
-      and not exists (
-              select 1 from tasks t join deferred_jobs j on j.task_id = t.id
-              where t.run_id = c.id and j.status in ('pending', 'polling'));
+    ) c;
 
     -- Whole runs while their tasks fit the budget (a run counts at least 1, so an
     -- empty run uses budget too); the first run that does not fit is taken in part
@@ -115,21 +116,22 @@ begin
     -- Lease rows are written per claim and removed by expire_task_leases once due;
     -- one the sweep never reached (no sweeper ran, or it fell behind) is removed here
     -- when it is older than the period and names no task still dispatched.
+    -- (A row that still names a dispatched task is passed over before the limit counts.)
     with old as (
         select l.id from task_leases l
         where l.expires_at < v_cutoff
+          and not exists (
+              select 1
+              from unnest(l.task_ids) as r(ids)
+              join tasks t on t.id >= lower(r.ids) and t.id < upper(r.ids)
+              where t.status = 'dispatched')
         order by l.expires_at
         limit p_limit
         for update skip locked
     )
     delete from task_leases l
     using old
-    where l.id = old.id
-      and not exists (
-          select 1
-          from unnest(l.task_ids) as r(ids)
-          join tasks t on t.id >= lower(r.ids) and t.id < upper(r.ids)
-          where t.status = 'dispatched');
+    where l.id = old.id;
     get diagnostics n_leases = row_count;
 
     return query select n_runs, n_tasks, n_logs, n_jobs, n_leases;
