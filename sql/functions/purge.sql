@@ -24,8 +24,9 @@ language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
 set plan_cache_mode = force_generic_plan
--- Every statement below is a key or index probe per id; a generic plan otherwise
--- hashed the batch against a sequential scan of the history it is deleting.
+-- Every statement below is meant as a key or index probe per id, never a scan of the
+-- history it is deleting (whose size is the reason this function exists); as for
+-- expire_task_leases, the generic plan is kept from choosing otherwise.
 set enable_seqscan = off
 set enable_hashjoin = off
 set enable_mergejoin = off
