@@ -2,7 +2,6 @@ package metrics_test
 
 import (
 	"context"
-	"errors"
 	"log"
 	"net/http"
 
@@ -14,8 +13,6 @@ import (
 	"github.com/orkstate/orkstate/metrics"
 	"github.com/orkstate/orkstate/pgstore"
 )
-
-func errorsAs(err error, target any) bool { return errors.As(err, target) }
 
 // Mounting the handler: one registry with the install's metrics (and the Go
 // runtime's), served on /metrics beside the application's own routes. Workers

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -129,7 +130,7 @@ func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	_, err := metrics.New(nil, &metrics.Config{Window: -time.Second})
 	var v *orkstate.ValidationError
-	if !errorsAs(err, &v) || v.Field != "Window" {
+	if !errors.As(err, &v) || v.Field != "Window" {
 		t.Fatalf("New with a negative window = %v; want a ValidationError naming Window", err)
 	}
 }
