@@ -183,7 +183,7 @@ func TestGrantsSurviveReinstallAndUpgrade(t *testing.T) {
 	for _, q := range readmeGrants(t, schema, role) {
 		b.exec(t, q)
 	}
-	b.exec(t, "revoke execute on all functions in schema {api} from public")
+	b.exec(t, "revoke execute on all routines in schema {api} from public")
 	// A second role may call only set_notify_enabled, whose signature the upgrade changes.
 	ops := schema + "_ops"
 	b.exec(t, "create role "+ops)
