@@ -11,25 +11,26 @@ import (
 	"time"
 )
 
-// ValidateDAG checks a compiled DAG: non-empty unique names, dependencies that
-// name tasks of the DAG, no cycle, non-negative retries and timeouts, and valid
-// JSON in params and signatures. The error names the offending task or field.
+// ValidateDAG checks a compiled DAG: at most MaxTaskCount tasks, non-empty unique
+// names within MaxNameLength, dependencies that name tasks of the DAG, no cycle,
+// retries and timeouts within bounds, and valid JSON in params and signatures. The
+// error names the offending task or field.
 func ValidateDAG(tasks []TaskSpec) error {
+	if len(tasks) > MaxTaskCount {
+		return Invalid("tasks", len(tasks), fmt.Sprintf("at most %d tasks in a DAG", MaxTaskCount))
+	}
 	index := make(map[string]int, len(tasks))
 	for i, t := range tasks {
 		if strings.TrimSpace(t.Name) == "" {
 			return Invalid("task name", t.Name, fmt.Sprintf("task %d has an empty name", i))
 		}
+		if err := validTaskFields(t.Name, t.ExecutorType, t.DependsOn, t.MaxRetries, t.TimeoutSeconds); err != nil {
+			return err
+		}
 		if _, dup := index[t.Name]; dup {
 			return Invalid("task name", t.Name, "duplicate task name")
 		}
 		index[t.Name] = i
-		if t.MaxRetries < 0 {
-			return Invalid("max_retries", t.MaxRetries, "must not be negative (task "+t.Name+")")
-		}
-		if t.TimeoutSeconds < 0 {
-			return Invalid("timeout_seconds", t.TimeoutSeconds, "must not be negative (task "+t.Name+")")
-		}
 		if err := ValidJSON("params", t.Params); err != nil {
 			return err
 		}
@@ -145,12 +146,4 @@ func canonicalJSON(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, err
 	}
 	return json.Marshal(v)
-}
-
-// ValidJSON returns a validation error naming field unless raw is empty or valid JSON.
-func ValidJSON(field string, raw json.RawMessage) error {
-	if len(raw) > 0 && !json.Valid(raw) {
-		return Invalid(field, string(raw), "not valid JSON")
-	}
-	return nil
 }

@@ -9,7 +9,8 @@ import (
 var (
 	// ErrNotFound: no row has the given id or name.
 	ErrNotFound = errors.New("orkstate: not found")
-	// ErrInvalidTransition: the state machine forbids the change (DESIGN.md §3).
+	// ErrInvalidTransition: the state machine forbids the change (the transition
+	// table of docs/semantics.md).
 	ErrInvalidTransition = errors.New("orkstate: invalid status transition")
 	// ErrConflict: the change collides with existing data (a duplicate name).
 	ErrConflict = errors.New("orkstate: conflict")

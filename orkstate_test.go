@@ -17,7 +17,23 @@ func TestParseStatuses(t *testing.T) {
 			t.Errorf("ParseTaskStatus(%q) = %q, %v", s, got, err)
 		}
 	}
-	for _, bad := range []string{"", "PENDING", "done", " pending"} {
+	// Any case is accepted on input, as in the original (issue 11 item 16); the
+	// parsed value is lower case and Valid stays exact.
+	for _, in := range []string{"PENDING", "Pending", "pEnDiNg"} {
+		if got, err := orkstate.ParseTaskStatus(in); err != nil || got != orkstate.TaskPending {
+			t.Errorf("ParseTaskStatus(%q) = %q, %v", in, got, err)
+		}
+		if got, err := orkstate.ParseRunStatus(in); err != nil || got != orkstate.RunPending {
+			t.Errorf("ParseRunStatus(%q) = %q, %v", in, got, err)
+		}
+		if got, err := orkstate.ParseDeferredJobStatus(in); err != nil || got != orkstate.DeferredPending {
+			t.Errorf("ParseDeferredJobStatus(%q) = %q, %v", in, got, err)
+		}
+		if orkstate.TaskStatus(in).Valid() {
+			t.Errorf("TaskStatus(%q).Valid() = true, want false (only the stored form is valid)", in)
+		}
+	}
+	for _, bad := range []string{"", "done", " pending"} {
 		if _, err := orkstate.ParseTaskStatus(bad); !orkstate.IsValidation(err) {
 			t.Errorf("ParseTaskStatus(%q) error = %v, want a validation error", bad, err)
 		}

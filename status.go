@@ -1,6 +1,9 @@
 package orkstate
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // TaskStatus is the state of one task. Values are the lower-case strings stored in
 // the database; the zero value is not a valid status.
@@ -20,9 +23,11 @@ const (
 // TaskStatuses lists every task status in lifecycle order.
 var TaskStatuses = []TaskStatus{TaskPending, TaskPaused, TaskDispatched, TaskRunning, TaskSuccess, TaskFailed, TaskCancelled}
 
-// ParseTaskStatus returns the status named by s. An unknown string is an error
-// naming it; there is no default.
+// ParseTaskStatus returns the status named by s in any case ("RUNNING" is
+// running, as in the original). An unknown string is an error naming it; there is
+// no default.
 func ParseTaskStatus(s string) (TaskStatus, error) {
+	s = strings.ToLower(s)
 	for _, st := range TaskStatuses {
 		if string(st) == s {
 			return st, nil
@@ -33,16 +38,18 @@ func ParseTaskStatus(s string) (TaskStatus, error) {
 
 func (s TaskStatus) String() string { return string(s) }
 
-// Valid reports whether s is one of TaskStatuses.
-func (s TaskStatus) Valid() bool { _, err := ParseTaskStatus(string(s)); return err == nil }
+// Valid reports whether s is one of TaskStatuses exactly (lower case); input from
+// callers goes through ParseTaskStatus, which accepts any case.
+func (s TaskStatus) Valid() bool { st, err := ParseTaskStatus(string(s)); return err == nil && st == s }
 
 // IsTerminal reports whether s is success, failed or cancelled.
 func (s TaskStatus) IsTerminal() bool {
 	return s == TaskSuccess || s == TaskFailed || s == TaskCancelled
 }
 
-// taskTransitions is the transition table of DESIGN.md §3. pending→dispatched is
-// reserved to claims and terminal→pending to an operator retry, so neither is here.
+// taskTransitions is the transition table of docs/semantics.md ("Statuses and the
+// transition table"). pending→dispatched is reserved to claims and terminal→pending
+// to an operator retry, so neither is here.
 var taskTransitions = map[TaskStatus][]TaskStatus{
 	TaskPending:    {TaskRunning, TaskSuccess, TaskFailed, TaskCancelled, TaskPaused},
 	TaskPaused:     {TaskPending, TaskCancelled},
@@ -78,8 +85,9 @@ const (
 // RunStatuses lists every run status.
 var RunStatuses = []RunStatus{RunPending, RunRunning, RunPaused, RunSuccess, RunFailed, RunCancelled}
 
-// ParseRunStatus returns the status named by s, or an error naming it.
+// ParseRunStatus returns the status named by s in any case, or an error naming it.
 func ParseRunStatus(s string) (RunStatus, error) {
+	s = strings.ToLower(s)
 	for _, st := range RunStatuses {
 		if string(st) == s {
 			return st, nil
@@ -90,8 +98,8 @@ func ParseRunStatus(s string) (RunStatus, error) {
 
 func (s RunStatus) String() string { return string(s) }
 
-// Valid reports whether s is one of RunStatuses.
-func (s RunStatus) Valid() bool { _, err := ParseRunStatus(string(s)); return err == nil }
+// Valid reports whether s is one of RunStatuses exactly (lower case).
+func (s RunStatus) Valid() bool { st, err := ParseRunStatus(string(s)); return err == nil && st == s }
 
 // IsTerminal reports whether s is success, failed or cancelled. A terminal run never changes again.
 func (s RunStatus) IsTerminal() bool {
@@ -113,8 +121,9 @@ const (
 // DeferredJobStatuses lists every deferred job status.
 var DeferredJobStatuses = []DeferredJobStatus{DeferredPending, DeferredPolling, DeferredCompleted, DeferredFailed, DeferredCancelled}
 
-// ParseDeferredJobStatus returns the status named by s, or an error naming it.
+// ParseDeferredJobStatus returns the status named by s in any case, or an error naming it.
 func ParseDeferredJobStatus(s string) (DeferredJobStatus, error) {
+	s = strings.ToLower(s)
 	for _, st := range DeferredJobStatuses {
 		if string(st) == s {
 			return st, nil
@@ -125,10 +134,10 @@ func ParseDeferredJobStatus(s string) (DeferredJobStatus, error) {
 
 func (s DeferredJobStatus) String() string { return string(s) }
 
-// Valid reports whether s is one of DeferredJobStatuses.
+// Valid reports whether s is one of DeferredJobStatuses exactly (lower case).
 func (s DeferredJobStatus) Valid() bool {
-	_, err := ParseDeferredJobStatus(string(s))
-	return err == nil
+	st, err := ParseDeferredJobStatus(string(s))
+	return err == nil && st == s
 }
 
 // IsTerminal reports whether s is completed, failed or cancelled.

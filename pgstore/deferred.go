@@ -3,7 +3,6 @@ package pgstore
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -32,16 +31,10 @@ func (s *Store) CreateDeferredJobs(ctx context.Context, taskID int64, jobs []ork
 	services := make([]string, len(jobs))
 	jobIDs := make([]string, len(jobs))
 	data := make([]*string, len(jobs))
+	if err := orkstate.ValidateNewDeferredJobs(jobs); err != nil {
+		return nil, err
+	}
 	for i, j := range jobs {
-		if strings.TrimSpace(j.ServiceType) == "" {
-			return nil, orkstate.Invalid("service_type", j.ServiceType, fmt.Sprintf("job %d: must not be empty", i))
-		}
-		if strings.TrimSpace(j.JobID) == "" {
-			return nil, orkstate.Invalid("job_id", j.JobID, fmt.Sprintf("job %d: must not be empty", i))
-		}
-		if err := orkstate.ValidJSON("job_data", j.JobData); err != nil {
-			return nil, err
-		}
 		services[i], jobIDs[i] = j.ServiceType, j.JobID
 		if len(j.JobData) > 0 {
 			d := string(j.JobData)

@@ -11,8 +11,16 @@ import (
 	"github.com/orkstate/orkstate"
 )
 
-// docFiles are the documents whose code examples must work.
-var docFiles = []string{"../README.md", "../docs/semantics.md", "../docs/architecture.md"}
+// docFiles are the documents whose code examples must work: the README and every
+// document under docs/.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	docs, err := filepath.Glob("../docs/*.md")
+	if err != nil || len(docs) == 0 {
+		t.Fatalf("no documents under ../docs: %v", err)
+	}
+	return append([]string{"../README.md"}, docs...)
+}
 
 // codeBlocks returns the fenced blocks of lang in a markdown file.
 func codeBlocks(t *testing.T, path, lang string) []string {
@@ -78,11 +86,11 @@ func readmeGrants(t *testing.T, schema, role string) []string {
 func TestDocExamples(t *testing.T) {
 	t.Parallel()
 	examples := exampleSources(t)
-	for _, doc := range docFiles {
+	for _, doc := range docFiles(t) {
 		for i, block := range codeBlocks(t, doc, "sql") {
 			t.Run(fmt.Sprintf("%s sql %d", filepath.Base(doc), i), func(t *testing.T) {
 				t.Parallel()
-				b := setup(t)
+				b := setupFresh(t)
 				role := b.s.Schema() + "_app"
 				b.exec(t, "create role "+role)
 				t.Cleanup(func() { dropRole(b, role) })

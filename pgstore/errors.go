@@ -11,18 +11,19 @@ import (
 )
 
 // SQLSTATEs raised by the functions of sql/functions. Their message says what
-// was wrong; for validation errors the column name is the field.
+// was wrong; for validation errors the column name is the field. A stale report is
+// an outcome row ('stale'), never an error raised in SQL, so there is no code for it
+// (TestSQLSTATEsMatchTheFunctions keeps this list and the functions in step).
 const (
 	codeNotFound          = "OK404"
 	codeInvalidTransition = "OK409"
 	codeValidation        = "OK422"
-	codeStale             = "OK412"
 )
 
 // translate turns driver errors into orkstate errors so callers never see pgx
 // types: no rows → ErrNotFound, unique violation → ErrConflict, foreign key
-// violation → ErrNotFound, check violation and the functions' own codes → a
-// *ValidationError or the matching sentinel.
+// violation → ErrNotFound, check violation, data exceptions (class 22), program
+// limits and the functions' own codes → a *ValidationError or the matching sentinel.
 func translate(err error) error {
 	if err == nil {
 		return nil
@@ -45,9 +46,15 @@ func translate(err error) error {
 		return fmt.Errorf("%w: %s", orkstate.ErrNotFound, pgErr.Message)
 	case codeInvalidTransition:
 		return fmt.Errorf("%w: %s", orkstate.ErrInvalidTransition, pgErr.Message)
-	case codeStale:
-		return fmt.Errorf("%w: %s", orkstate.ErrStale, pgErr.Message)
 	case codeValidation:
+		return &orkstate.ValidationError{Field: fieldOf(pgErr), Reason: pgErr.Message}
+	case "54000":
+		// program_limit_exceeded: a value too big for an index row, an array or a
+		// statement. The shared bounds refuse these first; this is the backstop.
+		return &orkstate.ValidationError{Field: fieldOf(pgErr), Reason: pgErr.Message}
+	}
+	if len(pgErr.Code) == 5 && pgErr.Code[:2] == "22" {
+		// Class 22, data exception: bad UTF-8, a NUL byte, a number or time out of range.
 		return &orkstate.ValidationError{Field: fieldOf(pgErr), Reason: pgErr.Message}
 	}
 	return err

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"strconv"
 	"time"
@@ -22,8 +21,8 @@ import (
 
 // Defaults of the leases when a caller leaves them zero.
 const (
-	DefaultTaskLease     = 5 * time.Minute
-	DefaultDeferredLease = time.Minute
+	DefaultTaskLease     = orkstate.DefaultTaskLease
+	DefaultDeferredLease = orkstate.DefaultDeferredLease
 )
 
 // taskSpec is one element of create_tasks' JSON argument.
@@ -41,8 +40,11 @@ type taskSpec struct {
 
 // CreateTasks creates count legacy tasks task_0 … task_{count-1} without dependencies.
 func (s *Store) CreateTasks(ctx context.Context, runID int64, count int, executorType string, params json.RawMessage) ([]orkstate.Task, error) {
-	if count < 0 {
-		return nil, orkstate.Invalid("count", count, "must not be negative")
+	if err := orkstate.ValidateTaskCount(count); err != nil {
+		return nil, err
+	}
+	if err := orkstate.ValidName("executor_type", executorType, false); err != nil {
+		return nil, err
 	}
 	if err := orkstate.ValidJSON("params", params); err != nil {
 		return nil, err
@@ -56,11 +58,11 @@ func (s *Store) CreateTasks(ctx context.Context, runID int64, count int, executo
 
 // CreateDAGTasks creates a run's tasks with their dependencies (see the interface).
 func (s *Store) CreateDAGTasks(ctx context.Context, runID int64, tasks []orkstate.NewTask) ([]orkstate.Task, error) {
+	if err := orkstate.ValidateNewTasks(tasks); err != nil {
+		return nil, err
+	}
 	specs := make([]taskSpec, len(tasks))
 	for i, t := range tasks {
-		if err := orkstate.ValidJSON("params", t.Params); err != nil {
-			return nil, err
-		}
 		deps := t.DependsOn
 		if deps == nil {
 			deps = []string{}
@@ -116,6 +118,10 @@ func collectOutcomes(rows pgx.Rows) ([]orkstate.TaskOutcome, error) {
 // SetTaskStates applies N reports in one statement (set_task_states). A deadlock
 // with a concurrent batch is retried when the Store is not bound to a caller's tx.
 func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate) ([]orkstate.TaskOutcome, error) {
+	updates, err := orkstate.NormalizeTaskUpdates(updates)
+	if err != nil {
+		return nil, err
+	}
 	n := len(updates)
 	ids := make([]int64, n)
 	statuses := make([]string, n)
@@ -124,15 +130,6 @@ func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate
 	outputs := make([]*string, n) // JSON as text: the simple protocol sends []byte as bytea
 	attempts := make([]int32, n)
 	for i, u := range updates {
-		if !u.Status.Valid() {
-			return nil, orkstate.Invalid("status", string(u.Status), fmt.Sprintf("unknown task status in update %d (task %d)", i, u.TaskID))
-		}
-		if err := checkAttempt(u.Attempt); err != nil {
-			return nil, err
-		}
-		if err := orkstate.ValidJSON("output", u.Output); err != nil {
-			return nil, err
-		}
 		ids[i], statuses[i], attempts[i] = u.TaskID, string(u.Status), int32(u.Attempt)
 		if u.ExecutionName != "" {
 			names[i] = &updates[i].ExecutionName
@@ -149,7 +146,7 @@ func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate
 		return []orkstate.TaskOutcome{}, nil
 	}
 	var out []orkstate.TaskOutcome
-	err := s.retryDeadlock(ctx, func() error {
+	err = s.retryDeadlock(ctx, func() error {
 		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.set_task_states($1, $2, $3, $4, $5, $6)`),
 			ids, statuses, names, errs, outputs, attempts)
 		if err != nil {
@@ -176,15 +173,6 @@ func (s *Store) UpdateTaskStatus(ctx context.Context, u orkstate.TaskUpdate) (*o
 	return &out[0], nil
 }
 
-// checkAttempt refuses a fencing token the functions' integer cannot hold: narrowed
-// to 32 bits, 7<<32 became 0, "unfenced", and a stale report was applied.
-func checkAttempt(a int) error {
-	if a < 0 || a > math.MaxInt32 {
-		return orkstate.Invalid("attempt", a, fmt.Sprintf("must be between 0 and %d", math.MaxInt32))
-	}
-	return nil
-}
-
 // retryDeadlock runs fn, again after a deadlock or serialization failure, when the
 // Store owns its transactions; inside a caller's tx the error is the caller's to handle.
 func (s *Store) retryDeadlock(ctx context.Context, fn func() error) error {
@@ -205,17 +193,9 @@ func (s *Store) retryDeadlock(ctx context.Context, fn func() error) error {
 
 // ClaimTasks moves up to p.Limit dispatchable tasks to dispatched for p.Claimer.
 func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkstate.ClaimedTask, error) {
-	if p.Claimer == "" {
-		return nil, orkstate.Invalid("claimer", p.Claimer, "must not be empty")
-	}
-	if p.Limit < 1 || p.Limit > orkstate.MaxClaimLimit {
-		return nil, orkstate.Invalid("limit", p.Limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
-	}
-	if p.Lease < 0 {
-		return nil, orkstate.Invalid("lease", p.Lease, "must not be negative")
-	}
-	if p.Lease == 0 {
-		p.Lease = DefaultTaskLease
+	p, err := p.Normalize()
+	if err != nil {
+		return nil, err
 	}
 	var types []string
 	if len(p.ExecutorTypes) > 0 {
@@ -242,6 +222,12 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 			k.UpstreamOutputs = map[string]json.RawMessage{}
 		} else if err := json.Unmarshal(upstream, &k.UpstreamOutputs); err != nil {
 			return fmt.Errorf("upstream outputs of task %d: %w", c.ID, err)
+		} else {
+			for name, o := range k.UpstreamOutputs {
+				if string(o) == "null" { // no output: nil, as UpstreamOutputs and sqlitecompat give it
+					k.UpstreamOutputs[name] = nil
+				}
+			}
 		}
 		claimed = append(claimed, k)
 		// Empty slices and maps for the next row, so no two tasks share one.
@@ -268,8 +254,8 @@ func (s *Store) FailTimedOutTasks(ctx context.Context, limit int) ([]orkstate.Ta
 }
 
 func (s *Store) sweep(ctx context.Context, fn string, limit int) ([]orkstate.TaskOutcome, error) {
-	if limit < 1 || limit > orkstate.MaxClaimLimit {
-		return nil, orkstate.Invalid("limit", limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
+	if err := orkstate.CheckBatchLimit(limit); err != nil {
+		return nil, err
 	}
 	var out []orkstate.TaskOutcome
 	err := s.retryDeadlock(ctx, func() error {
@@ -304,8 +290,8 @@ func (s *Store) FailDependentTasks(ctx context.Context, taskID int64) (int, erro
 
 // StartPendingRuns starts up to limit pending runs (start_pending_runs).
 func (s *Store) StartPendingRuns(ctx context.Context, limit int) ([]orkstate.StartedRun, error) {
-	if limit < 1 || limit > orkstate.MaxClaimLimit {
-		return nil, orkstate.Invalid("limit", limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
+	if err := orkstate.CheckBatchLimit(limit); err != nil {
+		return nil, err
 	}
 	rows, err := s.db.Query(ctx, s.sql(`select run_id, status, tasks_created, coalesce(error, '') from {api}.start_pending_runs($1)`), limit)
 	if err != nil {
@@ -380,17 +366,9 @@ func (s *Store) FireDueSchedules(ctx context.Context, now time.Time, limit int) 
 
 // ClaimDeferredJobs leases up to p.Limit due deferred jobs (claim_deferred_jobs).
 func (s *Store) ClaimDeferredJobs(ctx context.Context, p orkstate.DeferredClaimParams) ([]orkstate.DeferredJob, error) {
-	if p.Claimer == "" {
-		return nil, orkstate.Invalid("claimer", p.Claimer, "must not be empty")
-	}
-	if p.Limit < 1 || p.Limit > orkstate.MaxClaimLimit {
-		return nil, orkstate.Invalid("limit", p.Limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
-	}
-	if p.Lease < 0 {
-		return nil, orkstate.Invalid("lease", p.Lease, "must not be negative")
-	}
-	if p.Lease == 0 {
-		p.Lease = DefaultDeferredLease
+	p, err := p.Normalize()
+	if err != nil {
+		return nil, err
 	}
 	rows, err := s.db.Query(ctx, s.sql(`select `+deferredJobColumns+` from {api}.claim_deferred_jobs($1, $2, $3)`), p.Claimer, p.Limit, p.Lease)
 	if err != nil {
@@ -413,6 +391,10 @@ type pollOutcomeRow struct {
 
 // ReportDeferredPolls applies poll results in one statement (report_deferred_polls).
 func (s *Store) ReportDeferredPolls(ctx context.Context, reports []orkstate.DeferredPollReport) ([]orkstate.DeferredOutcome, error) {
+	reports, err := orkstate.NormalizePollReports(reports)
+	if err != nil {
+		return nil, err
+	}
 	n := len(reports)
 	ids := make([]int64, n)
 	results := make([]string, n)
@@ -420,17 +402,6 @@ func (s *Store) ReportDeferredPolls(ctx context.Context, reports []orkstate.Defe
 	after := make([]*time.Duration, n)
 	attempts := make([]int32, n)
 	for i, r := range reports {
-		switch r.Result {
-		case orkstate.PollRunning, orkstate.PollCompleted, orkstate.PollFailed:
-		default:
-			return nil, orkstate.Invalid("result", string(r.Result), fmt.Sprintf("unknown poll result in report %d (job %d)", i, r.JobID))
-		}
-		if r.NextPollAfter < 0 {
-			return nil, orkstate.Invalid("next_poll_after", r.NextPollAfter, "must not be negative")
-		}
-		if err := checkAttempt(r.Attempt); err != nil {
-			return nil, err
-		}
 		ids[i], results[i], errs[i], attempts[i] = r.JobID, string(r.Result), r.Error, int32(r.Attempt)
 		if r.NextPollAfter > 0 {
 			after[i] = &reports[i].NextPollAfter
@@ -440,7 +411,7 @@ func (s *Store) ReportDeferredPolls(ctx context.Context, reports []orkstate.Defe
 		return []orkstate.DeferredOutcome{}, nil
 	}
 	var got []pollOutcomeRow
-	err := s.retryDeadlock(ctx, func() error {
+	err = s.retryDeadlock(ctx, func() error {
 		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.report_deferred_polls($1, $2, $3, $4, $5)`),
 			ids, results, errs, after, attempts)
 		if err != nil {
@@ -467,11 +438,15 @@ func (s *Store) ReportDeferredPolls(ctx context.Context, reports []orkstate.Defe
 
 // UpdateDeferredJobStatus moves one job (update_deferred_job_status).
 func (s *Store) UpdateDeferredJobStatus(ctx context.Context, id int64, status orkstate.DeferredJobStatus, errMsg string) error {
-	if !status.Valid() {
-		return orkstate.Invalid("status", string(status), "unknown deferred job status")
+	status, err := orkstate.ParseDeferredJobStatus(string(status))
+	if err != nil {
+		return err
+	}
+	if err := orkstate.ValidText("error", errMsg); err != nil {
+		return err
 	}
 	var outcome string
-	err := s.db.QueryRow(ctx, s.sql(`select {api}.update_deferred_job_status($1, $2, $3)`), id, string(status), errMsg).Scan(&outcome)
+	err = s.db.QueryRow(ctx, s.sql(`select {api}.update_deferred_job_status($1, $2, $3)`), id, string(status), errMsg).Scan(&outcome)
 	if err != nil {
 		return wrap(err, "pgstore: deferred job %d to %s", id, status)
 	}

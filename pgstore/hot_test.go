@@ -663,6 +663,7 @@ func TestOneNotificationPerStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string]int{}
+	var payloads []string
 	for {
 		waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		n, err := conn.Conn().WaitForNotification(waitCtx)
@@ -676,10 +677,11 @@ func TestOneNotificationPerStatement(t *testing.T) {
 		switch n.Channel {
 		case s.Schema() + "_runs", s.Schema() + "_tasks_ready":
 			got[strings.TrimPrefix(n.Channel, s.Schema())]++
+			payloads = append(payloads, n.Channel+" "+n.Payload)
 		}
 	}
 	if got["_runs"] != 1 || got["_tasks_ready"] != 0 || len(got) != 1 {
-		t.Fatalf("notifications for a 1,000-task batch that finished its run: %v, want one on _runs", got)
+		t.Fatalf("notifications for a 1,000-task batch that finished its run: %v, want one on _runs; got %q", got, payloads)
 	}
 }
 
@@ -717,10 +719,10 @@ func listen(t testing.TB, s *pgstore.Store, suffixes ...string) *pgxpool.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_, _ = conn.Exec(ctx, "unlisten *")
-		conn.Release()
-	})
+	// Closed, not given back: pgx keeps notifications it has received but not handed
+	// out, even after UNLISTEN, and installs are reused, so a later test on this
+	// connection would be handed this one's leftovers on its own channel names.
+	t.Cleanup(func() { _ = conn.Hijack().Close(ctx) })
 	for _, suffix := range suffixes {
 		if _, err := conn.Exec(ctx, "listen "+pgx.Identifier{s.Schema() + suffix}.Sanitize()); err != nil {
 			t.Fatal(err)

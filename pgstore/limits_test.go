@@ -361,7 +361,7 @@ func TestFairnessBoundWithLargeRun(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// TestPrioritiesMigrationDownKeepsWork: migration 004's down part keeps every ready,
+// TestPrioritiesMigrationDownKeepsWork: migration 005's down part keeps every ready,
 // leased and timed task (their priorities, keys and slots go with the tables), and
 // the install works again after migrating up.
 func TestPrioritiesMigrationDownKeepsWork(t *testing.T) {
@@ -386,11 +386,11 @@ func TestPrioritiesMigrationDownKeepsWork(t *testing.T) {
 		return n
 	}
 	queued, leased := count(`select count(*) from %s.task_queue`), count(`select count(*) from %s.task_leases`)
-	if err := pgstore.MigrateTo(ctx, p, schema, 3); err != nil {
+	if err := pgstore.MigrateTo(ctx, p, schema, 4); err != nil {
 		t.Fatal(err)
 	}
 	if q, l := count(`select count(*) from %s.task_queue`), count(`select count(*) from %s.task_leases`); q != queued || l != leased {
-		t.Fatalf("at version 3: %d queue rows (had %d), %d lease rows (had %d)", q, queued, l, leased)
+		t.Fatalf("at version 4: %d queue rows (had %d), %d lease rows (had %d)", q, queued, l, leased)
 	}
 	if err := pgstore.Migrate(ctx, p, schema); err != nil {
 		t.Fatal(err)

@@ -137,7 +137,7 @@ func olderPackage(t *testing.T) fs.FS {
 // the package runs as one string, whose position Postgres reports.
 func TestInstallErrorNamesThePlace(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setupFresh(t)
 	for _, c := range []struct{ after, insert, want string }{
 		{"begin\n", "    selec 1;\n", `(at "selec 1;" in {api}.cancel_run)`},  // in the body
 		{"returns void\n", "strictt\n", `(at "strictt" in {api}.cancel_run)`}, // in the header
@@ -173,7 +173,7 @@ func installPackage(t *testing.T, pool *pgxpool.Pool, schema string, dir fs.FS) 
 // PUBLIC gets none back, not even on a routine new in the upgrade (fire_schedules).
 func TestGrantsSurviveReinstallAndUpgrade(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setupFresh(t)
 	schema, pool := b.s.Schema(), b.s.Pool()
 	role := schema + "_app"
 	b.exec(t, "create role "+role)
@@ -183,7 +183,7 @@ func TestGrantsSurviveReinstallAndUpgrade(t *testing.T) {
 	for _, q := range readmeGrants(t, schema, role) {
 		b.exec(t, q)
 	}
-	b.exec(t, "revoke execute on all functions in schema {api} from public")
+	b.exec(t, "revoke execute on all routines in schema {api} from public")
 	// A second role may call only set_notify_enabled, whose signature the upgrade changes.
 	ops := schema + "_ops"
 	b.exec(t, "create role "+ops)
@@ -226,7 +226,7 @@ func TestGrantsSurviveReinstallAndUpgrade(t *testing.T) {
 // a routine dropped by hand is put back.
 func TestReinstallOnlyWhenPackageChanges(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setupFresh(t)
 	schema, pool := b.s.Schema(), b.s.Pool()
 	before := apiRoutines(t, pool, schema)
 	noErr(t, pgstore.Migrate(b.ctx, pool, schema))
@@ -279,7 +279,7 @@ func TestInstallRefusesForeignAPISchema(t *testing.T) {
 // naming it; it is never dropped.
 func TestInstallRefusesToDropDependents(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setupFresh(t)
 	schema, pool := b.s.Schema(), b.s.Pool()
 	b.exec(t, "create view {ork}.uses_api as select * from {api}.claim_tasks('view', 1)")
 	before := apiRoutines(t, pool, schema)

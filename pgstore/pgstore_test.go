@@ -23,9 +23,17 @@ type testBundle struct {
 	s   *pgstore.Store
 }
 
+// setup gives t an empty install of its own (a reused one: see testdb.Store).
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	return &testBundle{ctx: context.Background(), s: testdb.Store(t)}
+}
+
+// setupFresh gives t a newly installed schema, for tests that change the install
+// itself (migrations, grants, function versions): a reused one must stay as installed.
+func setupFresh(t *testing.T) *testBundle {
+	t.Helper()
+	return &testBundle{ctx: context.Background(), s: testdb.FreshStore(t)}
 }
 
 // exec runs raw SQL against the bundle's install ({ork} is its schema).
@@ -118,7 +126,7 @@ func installObjects(t *testing.T, b *testBundle, schema string) (namespaces, rel
 
 func TestMigrateUpDownUp(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setupFresh(t)
 	schema, pool := b.s.Schema(), b.s.Pool()
 
 	if ns, rels := installObjects(t, b, schema); ns != 2 || rels == 0 {
@@ -858,7 +866,7 @@ func TestTaskQueueMigrationKeepsWork(t *testing.T) {
 	for _, to := range []int32{2, 1} {
 		t.Run(fmt.Sprintf("down to %d", to), func(t *testing.T) {
 			t.Parallel()
-			b := setup(t)
+			b := setupFresh(t)
 			schema, pool := b.s.Schema(), b.s.Pool()
 			w := b.workflow(t, "queue")
 			_, err := b.s.ReplaceWorkflowTasks(b.ctx, w.ID, []orkstate.TaskSpec{
@@ -906,7 +914,7 @@ func TestTaskQueueMigrationKeepsWork(t *testing.T) {
 // functions and the Store as that role.
 func TestLeastPrivilegeRole(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setupFresh(t)
 	role := b.s.Schema() + "_app"
 	b.exec(t, "create role "+role)
 	t.Cleanup(func() { dropRole(b, role) })

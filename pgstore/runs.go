@@ -36,6 +36,9 @@ const runStatsOfR = `(select json_build_object(
 	from {ork}.tasks t where t.run_id = r.id)`
 
 func (s *Store) CreateRun(ctx context.Context, workflowID int64, triggeredBy string) (*orkstate.Run, error) {
+	if err := orkstate.ValidName("triggered_by", triggeredBy, false); err != nil {
+		return nil, err
+	}
 	rows, err := s.db.Query(ctx, s.sql(`
 		insert into {ork}.runs (workflow_id, snapshot_id, triggered_by)
 		select id, current_snapshot_id, $2 from {ork}.workflows where id = $1
@@ -78,9 +81,12 @@ func (s *Store) ListRunsPage(ctx context.Context, q orkstate.RunListQuery) (*ork
 		return nil, err
 	}
 	if q.Status != "" {
-		if _, err := orkstate.ParseRunStatus(string(q.Status)); err != nil {
+		if q.Status, err = orkstate.ParseRunStatus(string(q.Status)); err != nil {
 			return nil, err
 		}
+	}
+	if err := orkstate.ValidText("workflow_name", q.WorkflowName); err != nil {
+		return nil, err
 	}
 	// $1 status ('' = any), $2 workflow name search ('' = any), $3 its ILIKE pattern.
 	const filter = `($1::text = '' or status = $1)
@@ -128,10 +134,14 @@ func (s *Store) PendingRuns(ctx context.Context, limit int) ([]orkstate.Run, err
 // cancelled). A repeated non-terminal status is a no-op; anything else, and every
 // change of a terminal run, is ErrInvalidTransition.
 func (s *Store) UpdateRunStatus(ctx context.Context, id int64, status orkstate.RunStatus, errMsg string) error {
-	if _, err := orkstate.ParseRunStatus(string(status)); err != nil {
+	status, err := orkstate.ParseRunStatus(string(status))
+	if err != nil {
 		return err
 	}
-	err := s.inTx(ctx, func(tx *Store) error {
+	if err := orkstate.ValidText("error", errMsg); err != nil {
+		return err
+	}
+	err = s.inTx(ctx, func(tx *Store) error {
 		var cur orkstate.RunStatus
 		err := tx.db.QueryRow(ctx, s.sql(`select status from {ork}.runs where id = $1 for no key update`), id).Scan(&cur)
 		if err != nil {

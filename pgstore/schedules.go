@@ -2,7 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/orkstate/orkstate"
@@ -12,29 +11,20 @@ import (
 // time after now (time.Now() when now is zero); disabled: it is cleared. An empty
 // expr clears the schedule and disables it.
 func (s *Store) SetSchedule(ctx context.Context, workflowID int64, expr string, enabled bool, now time.Time) error {
-	expr = strings.TrimSpace(expr)
 	if now.IsZero() {
 		now = time.Now()
 	}
-	var next *time.Time
-	switch {
-	case expr == "":
-		enabled = false
-	case enabled:
-		t, err := orkstate.NextFireTime(expr, now)
-		if err != nil {
-			return err
-		}
-		next = &t
-	default:
-		if _, err := orkstate.ParseSchedule(expr); err != nil {
-			return err
-		}
+	if err := orkstate.ValidTime("now", &now); err != nil {
+		return err
+	}
+	c, err := orkstate.PlanSchedule(expr, enabled, now)
+	if err != nil {
+		return err
 	}
 	tag, err := s.db.Exec(ctx, s.sql(`
 		update {ork}.workflows
 		set schedule = $2, schedule_enabled = $3, next_scheduled_at = $4, updated_at = now()
-		where id = $1`), workflowID, expr, enabled, next)
+		where id = $1`), workflowID, c.Expr, c.Enabled, c.Next)
 	if err == nil && tag.RowsAffected() == 0 {
 		err = orkstate.ErrNotFound
 	}
@@ -42,6 +32,12 @@ func (s *Store) SetSchedule(ctx context.Context, workflowID int64, expr string, 
 }
 
 func (s *Store) SetScheduleTimes(ctx context.Context, workflowID int64, last, next *time.Time) error {
+	if err := orkstate.ValidTime("last", last); err != nil {
+		return err
+	}
+	if err := orkstate.ValidTime("next", next); err != nil {
+		return err
+	}
 	tag, err := s.db.Exec(ctx, s.sql(`
 		update {ork}.workflows
 		set last_scheduled_at = $2, next_scheduled_at = $3, updated_at = now()
@@ -59,6 +55,9 @@ func (s *Store) DueWorkflows(ctx context.Context, now time.Time, limit int) ([]o
 	}
 	if now.IsZero() {
 		now = time.Now()
+	}
+	if err := orkstate.ValidTime("now", &now); err != nil {
+		return nil, err
 	}
 	rows, err := s.db.Query(ctx, s.sql(`
 		select `+workflowColumns+` from {ork}.workflows

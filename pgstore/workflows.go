@@ -42,10 +42,7 @@ func scanSnapshot(rows pgx.Rows) (*orkstate.Snapshot, error) {
 }
 
 func (s *Store) CreateWorkflow(ctx context.Context, w orkstate.NewWorkflow) (*orkstate.Workflow, error) {
-	if strings.TrimSpace(w.Name) == "" {
-		return nil, orkstate.Invalid("name", w.Name, "must not be empty")
-	}
-	if err := orkstate.ValidJSON("task_params", w.TaskParams); err != nil {
+	if err := w.Validate(); err != nil {
 		return nil, err
 	}
 	schedule := strings.TrimSpace(w.Schedule)
@@ -85,6 +82,9 @@ func (s *Store) GetWorkflowByName(ctx context.Context, name string) (*orkstate.W
 	if name == "" {
 		return nil, orkstate.Invalid("name", name, "must not be empty")
 	}
+	if err := orkstate.ValidText("name", name); err != nil {
+		return nil, err
+	}
 	rows, err := s.db.Query(ctx, s.sql(`select `+workflowColumns+` from {ork}.workflows where name = $1`), name)
 	if err != nil {
 		return nil, wrap(err, "pgstore: get workflow %q", name)
@@ -118,6 +118,9 @@ func (s *Store) ListWorkflows(ctx context.Context) ([]orkstate.Workflow, error) 
 func (s *Store) ListWorkflowsPage(ctx context.Context, q orkstate.WorkflowListQuery) (*orkstate.WorkflowPage, error) {
 	limit, offset, err := pageBounds(q.Limit, q.Offset)
 	if err != nil {
+		return nil, err
+	}
+	if err := orkstate.ValidText("search", q.Search); err != nil {
 		return nil, err
 	}
 	pattern := containsPattern(q.Search)
@@ -316,29 +319,11 @@ func jsonArg(v json.RawMessage) any {
 	return string(v)
 }
 
-// checkLimit refuses limit <= 0 for the lists that are not paged.
-func checkLimit(limit int) error {
-	if limit <= 0 {
-		return orkstate.Invalid("limit", limit, "must be positive")
-	}
-	return nil
-}
+// checkLimit refuses limit <= 0 for the lists that are not paged (the shared rule).
+func checkLimit(limit int) error { return orkstate.CheckListLimit(limit) }
 
-// pageBounds applies the paging rules: limit 0 → DefaultPageLimit, capped at
-// MaxPageLimit; a negative limit or offset is a validation error.
-func pageBounds(limit, offset int) (int, int, error) {
-	switch {
-	case limit < 0:
-		return 0, 0, orkstate.Invalid("limit", limit, "must not be negative")
-	case offset < 0:
-		return 0, 0, orkstate.Invalid("offset", offset, "must not be negative")
-	case limit == 0:
-		limit = orkstate.DefaultPageLimit
-	case limit > orkstate.MaxPageLimit:
-		limit = orkstate.MaxPageLimit
-	}
-	return limit, offset, nil
-}
+// pageBounds is the shared paging rule, orkstate.PageBounds.
+func pageBounds(limit, offset int) (int, int, error) { return orkstate.PageBounds(limit, offset) }
 
 // likeEscaper makes \, % and _ literal in a LIKE pattern with ESCAPE '\'.
 var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)

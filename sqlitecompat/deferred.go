@@ -5,10 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
-	"strings"
-	"time"
 
 	"github.com/orkstate/orkstate"
 )
@@ -35,20 +32,12 @@ func scanDeferred(r scanner) (*orkstate.DeferredJob, error) {
 }
 
 // DefaultNextPollAfter is the delay before the next poll of a job reported running.
-const DefaultNextPollAfter = 10 * time.Second
+const DefaultNextPollAfter = orkstate.DefaultNextPollAfter
 
 // CreateDeferredJobs adds deferred jobs, due at once, to an unfinished task.
 func (s *Store) CreateDeferredJobs(ctx context.Context, taskID int64, jobs []orkstate.NewDeferredJob) ([]orkstate.DeferredJob, error) {
-	for i, j := range jobs {
-		if strings.TrimSpace(j.ServiceType) == "" {
-			return nil, orkstate.Invalid("service_type", j.ServiceType, fmt.Sprintf("must not be empty (job %d)", i))
-		}
-		if strings.TrimSpace(j.JobID) == "" {
-			return nil, orkstate.Invalid("job_id", j.JobID, fmt.Sprintf("must not be empty (job %d)", i))
-		}
-		if err := orkstate.ValidJSON("job_data", j.JobData); err != nil {
-			return nil, err
-		}
+	if err := orkstate.ValidateNewDeferredJobs(jobs); err != nil {
+		return nil, err
 	}
 	var out []orkstate.DeferredJob
 	err := s.write(ctx, func(t *txState) error {
@@ -126,20 +115,12 @@ func (s *Store) CancelDeferredJobsForTask(ctx context.Context, taskID int64) (in
 // ClaimDeferredJobs leases up to p.Limit due jobs, oldest due first: polling,
 // attempts+1, lease_expires_at = next_poll_at = now + lease, started_at once.
 func (s *Store) ClaimDeferredJobs(ctx context.Context, p orkstate.DeferredClaimParams) ([]orkstate.DeferredJob, error) {
-	if strings.TrimSpace(p.Claimer) == "" {
-		return nil, orkstate.Invalid("claimer", p.Claimer, "must not be empty")
-	}
-	if p.Limit < 1 || p.Limit > orkstate.MaxClaimLimit {
-		return nil, orkstate.Invalid("limit", p.Limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
-	}
-	if p.Lease < 0 {
-		return nil, orkstate.Invalid("lease", p.Lease, "must not be negative")
-	}
-	if p.Lease == 0 {
-		p.Lease = time.Minute
+	p, err := p.Normalize()
+	if err != nil {
+		return nil, err
 	}
 	out := []orkstate.DeferredJob{}
-	err := s.write(ctx, func(t *txState) error {
+	err = s.write(ctx, func(t *txState) error {
 		out = out[:0]
 		ids, err := t.ids(`SELECT id FROM deferred_jobs WHERE status IN ('pending', 'polling') AND next_poll_at <= ?
 			ORDER BY next_poll_at, id LIMIT ?`, ts(t.now), p.Limit)
@@ -214,8 +195,8 @@ func (t *txState) reportPolls(reports []orkstate.DeferredPollReport) ([]orkstate
 		switch r.Result {
 		case orkstate.PollRunning:
 			after := r.NextPollAfter
-			if after == 0 {
-				after = DefaultNextPollAfter
+			if after == 0 { // a report from UpdateDeferredJobStatus, not normalized
+				after = orkstate.DefaultNextPollAfter
 			}
 			_, err = t.exec(`UPDATE deferred_jobs SET status = 'polling', last_polled_at = ?, next_poll_at = ?,
 				lease_expires_at = NULL, claimed_by = '', started_at = coalesce(started_at, ?), finished_at = NULL
@@ -273,6 +254,7 @@ func (t *txState) reportPolls(reports []orkstate.DeferredPollReport) ([]orkstate
 	}
 	sort.Slice(taskIDs, func(i, j int) bool { return taskIDs[i] < taskIDs[j] })
 	taskStatus := map[int64]orkstate.TaskStatus{}
+	var us []orkstate.TaskUpdate
 	for _, id := range taskIDs {
 		c := changes[id]
 		u := orkstate.TaskUpdate{TaskID: id, Status: orkstate.TaskSuccess}
@@ -287,12 +269,16 @@ func (t *txState) reportPolls(reports []orkstate.DeferredPollReport) ([]orkstate
 				continue
 			}
 		}
-		o, err := t.applyReport(u)
-		if err != nil {
-			return nil, err
-		}
+		us = append(us, u)
+	}
+	// One round, as report_deferred_polls changes the tasks in one statement.
+	outs, err := t.applyReports(us)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range outs {
 		if o.Outcome == orkstate.OutcomeApplied || o.Outcome == orkstate.OutcomeRetrying {
-			taskStatus[id] = o.Status
+			taskStatus[o.TaskID] = o.Status
 		}
 	}
 	for i, r := range reports {
@@ -303,34 +289,18 @@ func (t *txState) reportPolls(reports []orkstate.DeferredPollReport) ([]orkstate
 	return out, nil
 }
 
-func validatePolls(reports []orkstate.DeferredPollReport) error {
-	for i, r := range reports {
-		switch r.Result {
-		case orkstate.PollRunning, orkstate.PollCompleted, orkstate.PollFailed:
-		default:
-			return orkstate.Invalid("result", string(r.Result), fmt.Sprintf("unknown poll result (row %d)", i))
-		}
-		if r.NextPollAfter < 0 {
-			return orkstate.Invalid("next_poll_after", r.NextPollAfter, fmt.Sprintf("must not be negative (row %d)", i))
-		}
-		if r.Attempt < 0 || r.Attempt > math.MaxInt32 {
-			return orkstate.Invalid("attempt", r.Attempt, fmt.Sprintf("must be between 0 and %d (row %d)", math.MaxInt32, i))
-		}
-	}
-	return nil
-}
-
 // ReportDeferredPolls applies poll results in one transaction, one outcome per
 // input in order.
 func (s *Store) ReportDeferredPolls(ctx context.Context, reports []orkstate.DeferredPollReport) ([]orkstate.DeferredOutcome, error) {
-	if err := validatePolls(reports); err != nil {
+	reports, err := orkstate.NormalizePollReports(reports)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]orkstate.DeferredOutcome, 0, len(reports))
 	if len(reports) == 0 {
 		return out, nil
 	}
-	err := s.write(ctx, func(t *txState) (err error) {
+	err = s.write(ctx, func(t *txState) (err error) {
 		out, err = t.reportPolls(reports)
 		return err
 	})
@@ -346,8 +316,12 @@ func (s *Store) ReportDeferredPolls(ctx context.Context, reports []orkstate.Defe
 // else is ErrInvalidTransition; completed and failed finish its task by the rules
 // of ReportDeferredPolls.
 func (s *Store) UpdateDeferredJobStatus(ctx context.Context, id int64, status orkstate.DeferredJobStatus, errMsg string) error {
-	if !status.Valid() {
-		return orkstate.Invalid("status", string(status), "unknown deferred job status")
+	status, err := orkstate.ParseDeferredJobStatus(string(status))
+	if err != nil {
+		return err
+	}
+	if err := orkstate.ValidText("error", errMsg); err != nil {
+		return err
 	}
 	return s.write(ctx, func(t *txState) error {
 		var st orkstate.DeferredJobStatus

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 
 	"github.com/orkstate/orkstate"
@@ -51,6 +50,9 @@ func insertRun(t *txState, workflowID int64, triggeredBy string) (*orkstate.Run,
 
 // CreateRun inserts a pending run capturing the workflow's current snapshot.
 func (s *Store) CreateRun(ctx context.Context, workflowID int64, triggeredBy string) (*orkstate.Run, error) {
+	if err := orkstate.ValidName("triggered_by", triggeredBy, false); err != nil {
+		return nil, err
+	}
 	var run *orkstate.Run
 	err := s.write(ctx, func(t *txState) (err error) {
 		run, err = insertRun(t, workflowID, triggeredBy)
@@ -63,10 +65,17 @@ func (s *Store) GetRun(ctx context.Context, id int64) (*orkstate.Run, error) {
 	return getRun(ctx, s.rdb, id)
 }
 
-// ListRuns returns runs newest first, of one workflow when workflowID is not 0.
+// ListRuns returns runs newest first, of one workflow when workflowID is not 0; an
+// unknown workflow is ErrNotFound.
 func (s *Store) ListRuns(ctx context.Context, workflowID int64) ([]orkstate.Run, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT `+runCols+` FROM runs r WHERE ? = 0 OR r.workflow_id = ? ORDER BY r.id DESC`, workflowID, workflowID)
-	return collect(rows, err, scanRun)
+	out, err := collect(rows, err, scanRun)
+	if err == nil && len(out) == 0 && workflowID != 0 {
+		if _, err := s.GetWorkflow(ctx, workflowID); err != nil {
+			return nil, err
+		}
+	}
+	return out, err
 }
 
 const statsCols = `count(t.id),
@@ -86,24 +95,29 @@ func (s *Store) ListRunsPage(ctx context.Context, q orkstate.RunListQuery) (*ork
 	if err != nil {
 		return nil, err
 	}
-	if q.Status != "" && !q.Status.Valid() {
-		return nil, orkstate.Invalid("status", string(q.Status), "unknown run status")
+	if q.Status != "" {
+		if q.Status, err = orkstate.ParseRunStatus(string(q.Status)); err != nil {
+			return nil, err
+		}
 	}
-	pat := likePattern(q.WorkflowName)
+	if err := orkstate.ValidText("workflow_name", q.WorkflowName); err != nil {
+		return nil, err
+	}
+	pat := searchArg(q.WorkflowName)
 	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	const where = ` FROM runs r JOIN workflows w ON w.id = r.workflow_id
-		WHERE (? = '' OR r.status = ?) AND w.name LIKE ? ESCAPE '\'`
+	where := ` FROM runs r JOIN workflows w ON w.id = r.workflow_id
+		WHERE (? = '' OR r.status = ?) AND ` + nameContains("w.name")
 	page := &orkstate.RunPage{Runs: []orkstate.RunSummary{}}
 	if err := tx.QueryRowContext(ctx, `SELECT count(*)`+where, q.Status, q.Status, pat).Scan(&page.Total); err != nil {
 		return nil, err
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT `+runCols+`, w.name, `+statsCols+`
 		FROM runs r JOIN workflows w ON w.id = r.workflow_id LEFT JOIN tasks t ON t.run_id = r.id
-		WHERE (? = '' OR r.status = ?) AND w.name LIKE ? ESCAPE '\'
+		WHERE (? = '' OR r.status = ?) AND `+nameContains("w.name")+`
 		GROUP BY r.id ORDER BY r.id DESC LIMIT ? OFFSET ?`, q.Status, q.Status, pat, limit, q.Offset)
 	if err != nil {
 		return nil, err
@@ -308,10 +322,15 @@ func resumeRun(t *txState, id int64) error {
 // success/failed are the operator's verdict: the run ends with that status and
 // errMsg, its unfinished tasks are cancelled with error "run finished by
 // operator", with their deferred jobs. A terminal run never changes
-// (ErrInvalidTransition); setting the current status is a no-op.
+// (ErrInvalidTransition); setting the current status is a no-op. errMsg is the
+// run's error only when the run ends (cancelled, success, failed), as in pgstore.
 func (s *Store) UpdateRunStatus(ctx context.Context, id int64, status orkstate.RunStatus, errMsg string) error {
-	if !status.Valid() {
-		return orkstate.Invalid("run status", string(status), "unknown run status")
+	status, err := orkstate.ParseRunStatus(string(status))
+	if err != nil {
+		return err
+	}
+	if err := orkstate.ValidText("error", errMsg); err != nil {
+		return err
 	}
 	return s.write(ctx, func(t *txState) error {
 		st, err := lockRun(t, id)
@@ -322,14 +341,13 @@ func (s *Store) UpdateRunStatus(ctx context.Context, id int64, status orkstate.R
 			return invalidTransition("run %d is %s", id, st)
 		}
 		if st == status {
-			if errMsg != "" {
-				_, err = t.exec(`UPDATE runs SET error = ? WHERE id = ?`, errMsg, id)
-			}
-			return err
+			return nil
 		}
 		switch {
 		case status == orkstate.RunCancelled:
-			err = cancelRun(t, id)
+			if err = cancelRun(t, id); err == nil && errMsg != "" {
+				_, err = t.exec(`UPDATE runs SET error = ? WHERE id = ?`, errMsg, id)
+			}
 		case status == orkstate.RunSuccess || status == orkstate.RunFailed:
 			if err = cancelUnfinishedTasks(t, id, operatorFinishError); err == nil {
 				err = t.finishRun(id, status, errMsg)
@@ -349,9 +367,6 @@ func (s *Store) UpdateRunStatus(ctx context.Context, id int64, status orkstate.R
 		default:
 			return invalidTransition("run %d: %s → %s", id, st, status)
 		}
-		if err == nil && errMsg != "" && !status.IsTerminal() {
-			_, err = t.exec(`UPDATE runs SET error = ? WHERE id = ?`, errMsg, id)
-		}
 		return err
 	})
 }
@@ -361,7 +376,7 @@ func (s *Store) UpdateRunStatus(ctx context.Context, id int64, status orkstate.R
 // legacy tasks, default 3) and marks them running. A run whose DAG is invalid or
 // empty fails with an error saying why.
 func (s *Store) StartPendingRuns(ctx context.Context, limit int) ([]orkstate.StartedRun, error) {
-	if err := checkLimit(limit); err != nil {
+	if err := checkBatchLimit(limit); err != nil {
 		return nil, err
 	}
 	out := []orkstate.StartedRun{}
@@ -418,17 +433,17 @@ const operatorFinishError = "run finished by operator"
 
 // pendingRun is what starting a run needs to know of it and its workflow.
 type pendingRun struct {
-	id, wf   int64
-	snap     sql.NullInt64
-	executor string
-	params   sql.NullString
+	id, wf         int64
+	snap           sql.NullInt64
+	name, executor string
+	params         sql.NullString
 }
 
-const pendingRunCols = `r.id, r.snapshot_id, w.id, w.executor_type, w.task_params
+const pendingRunCols = `r.id, r.snapshot_id, w.id, w.name, w.executor_type, w.task_params
 	FROM runs r JOIN workflows w ON w.id = r.workflow_id`
 
 func (p *pendingRun) dest() []any {
-	return []any{&p.id, &p.snap, &p.wf, &p.executor, &p.params}
+	return []any{&p.id, &p.snap, &p.wf, &p.name, &p.executor, &p.params}
 }
 
 // startRun starts a pending run: it creates the run's tasks (from its snapshot,
@@ -442,7 +457,7 @@ func startRun(t *txState, p pendingRun) (orkstate.StartedRun, error) {
 		}
 		return orkstate.StartedRun{RunID: p.id, Status: orkstate.RunFailed, Error: cause.Error()}, nil
 	}
-	specs, err := runSpecs(t, p.snap, p.wf, p.executor, p.params)
+	specs, err := runSpecs(t, p)
 	if err == nil && len(specs) == 0 {
 		err = &specError{msg: "run has no tasks"}
 	}
@@ -487,10 +502,12 @@ func isDBError(err error) bool {
 }
 
 // runSpecs is the DAG a run starts with: its snapshot, else the workflow's
-// compiled tasks, else task_params.task_count legacy tasks (default 3).
-func runSpecs(t *txState, snap sql.NullInt64, wf int64, executor string, params sql.NullString) ([]orkstate.TaskSpec, error) {
-	if snap.Valid {
-		sn, err := one(t.queryRow(`SELECT `+snapshotCols+` FROM workflow_snapshots WHERE id = ?`, snap.Int64), scanSnapshot, "snapshot", snap.Int64)
+// compiled tasks, else task_params.task_count legacy tasks (default 3, each with its
+// own params as in the original). A "dag" workflow has no legacy form: without a
+// snapshot or compiled tasks its run fails, as does a task_count out of bounds.
+func runSpecs(t *txState, p pendingRun) ([]orkstate.TaskSpec, error) {
+	if p.snap.Valid {
+		sn, err := one(t.queryRow(`SELECT `+snapshotCols+` FROM workflow_snapshots WHERE id = ?`, p.snap.Int64), scanSnapshot, "snapshot", p.snap.Int64)
 		if err == nil {
 			return sn.Tasks, nil
 		}
@@ -498,7 +515,7 @@ func runSpecs(t *txState, snap sql.NullInt64, wf int64, executor string, params 
 			return nil, &specError{msg: err.Error()}
 		}
 	}
-	wts, err := listWorkflowTasks(t.ctx, t.tx, wf)
+	wts, err := listWorkflowTasks(t.ctx, t.tx, p.wf)
 	if err != nil {
 		return nil, err
 	}
@@ -509,25 +526,21 @@ func runSpecs(t *txState, snap sql.NullInt64, wf int64, executor string, params 
 		}
 		return specs, nil
 	}
-	// Legacy tasks: task_params.task_count when it is a JSON number (rounded),
-	// else 3; each task gets the workflow's task_params as params.
-	count := 3
-	var tp map[string]any
-	if params.Valid && json.Unmarshal([]byte(params.String), &tp) == nil {
-		if f, ok := tp["task_count"].(float64); ok {
-			if f > 100000 {
-				return nil, &specError{msg: fmt.Sprintf("task_params.task_count %v is over 100000", f)}
-			}
-			count = max(int(math.Round(f)), 0)
-		}
+	if p.executor == orkstate.DAGExecutorType {
+		return nil, &specError{msg: orkstate.MissingDAGError(p.name)}
 	}
-	var p json.RawMessage
-	if params.Valid {
-		p = json.RawMessage(params.String)
+	var params json.RawMessage
+	if p.params.Valid {
+		params = json.RawMessage(p.params.String)
+	}
+	count, err := orkstate.LegacyTaskCount(params)
+	if err != nil {
+		return nil, &specError{msg: err.Error()}
 	}
 	specs := make([]orkstate.TaskSpec, count)
 	for i := range specs {
-		specs[i] = orkstate.TaskSpec{Name: fmt.Sprintf("task_%d", i), ExecutorType: executor, DependsOn: []string{}, Params: p}
+		specs[i] = orkstate.TaskSpec{Name: fmt.Sprintf("task_%d", i), ExecutorType: p.executor, DependsOn: []string{},
+			Params: orkstate.LegacyTaskParams(i, p.id, p.name)}
 	}
 	return specs, nil
 }

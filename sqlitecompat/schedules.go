@@ -2,31 +2,29 @@ package sqlitecompat
 
 import (
 	"context"
-	"strings"
+	"sort"
 	"time"
 
 	"github.com/orkstate/orkstate"
 )
 
 // SetSchedule validates expr and sets it; when enabled the next fire time is the
-// first after now, when disabled it is cleared. An empty expr clears and disables.
+// first after now (the store's clock when now is zero), when disabled it is
+// cleared. An empty expr clears and disables.
 func (s *Store) SetSchedule(ctx context.Context, workflowID int64, expr string, enabled bool, now time.Time) error {
-	expr = strings.TrimSpace(expr)
-	var next any
-	if expr == "" {
-		enabled = false
-	} else {
-		n, err := orkstate.NextFireTime(expr, now)
-		if err != nil {
-			return err
-		}
-		if enabled {
-			next = ts(n)
-		}
+	if now.IsZero() {
+		now = s.clock()
+	}
+	if err := orkstate.ValidTime("now", &now); err != nil {
+		return err
+	}
+	c, err := orkstate.PlanSchedule(expr, enabled, now)
+	if err != nil {
+		return err
 	}
 	return s.write(ctx, func(t *txState) error {
 		res, err := t.exec(`UPDATE workflows SET schedule = ?, schedule_enabled = ?, next_scheduled_at = ?, updated_at = ?
-			WHERE id = ?`, expr, enabled, next, ts(t.now), workflowID)
+			WHERE id = ?`, c.Expr, c.Enabled, tsPtr(c.Next), ts(t.now), workflowID)
 		if err != nil {
 			return err
 		}
@@ -39,6 +37,12 @@ func (s *Store) SetSchedule(ctx context.Context, workflowID int64, expr string, 
 
 // SetScheduleTimes overwrites the last and next fire times.
 func (s *Store) SetScheduleTimes(ctx context.Context, workflowID int64, last, next *time.Time) error {
+	if err := orkstate.ValidTime("last", last); err != nil {
+		return err
+	}
+	if err := orkstate.ValidTime("next", next); err != nil {
+		return err
+	}
 	return s.write(ctx, func(t *txState) error {
 		res, err := t.exec(`UPDATE workflows SET last_scheduled_at = ?, next_scheduled_at = ?, updated_at = ? WHERE id = ?`,
 			tsPtr(last), tsPtr(next), ts(t.now), workflowID)
@@ -60,6 +64,12 @@ func (s *Store) DueWorkflows(ctx context.Context, now time.Time, limit int) ([]o
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
+	if now.IsZero() {
+		now = s.clock()
+	}
+	if err := orkstate.ValidTime("now", &now); err != nil {
+		return nil, err
+	}
 	rows, err := s.rdb.QueryContext(ctx, `SELECT `+workflowCols+` FROM workflows w WHERE `+dueWhere+`
 		ORDER BY w.next_scheduled_at, w.id LIMIT ?`, ts(now), limit)
 	return collect(rows, err, scanWorkflow)
@@ -73,6 +83,12 @@ func (s *Store) DueWorkflows(ctx context.Context, now time.Time, limit int) ([]o
 // yield one run per fire time.
 func (s *Store) FireDueSchedules(ctx context.Context, now time.Time, limit int) ([]orkstate.Run, error) {
 	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	if now.IsZero() {
+		now = s.clock()
+	}
+	if err := orkstate.ValidTime("now", &now); err != nil {
 		return nil, err
 	}
 	out := []orkstate.Run{}
@@ -101,6 +117,8 @@ func (s *Store) FireDueSchedules(ctx context.Context, now time.Time, limit int) 
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		// Runs are created in workflow id order, as fire_schedules inserts them.
+		sort.Slice(ds, func(i, j int) bool { return ds[i].id < ds[j].id })
 		for _, d := range ds {
 			var next any
 			if n, err := orkstate.NextFireTime(d.expr, now); err == nil {

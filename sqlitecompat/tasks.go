@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 	"time"
@@ -105,11 +104,11 @@ func (s *Store) DispatchableTasks(ctx context.Context, limit int) ([]orkstate.Ta
 
 // CreateTasks creates count legacy tasks task_0 … task_{count-1} without dependencies.
 func (s *Store) CreateTasks(ctx context.Context, runID int64, count int, executorType string, params json.RawMessage) ([]orkstate.Task, error) {
-	if count <= 0 {
-		return nil, orkstate.Invalid("count", count, "must be positive")
+	if err := orkstate.ValidateTaskCount(count); err != nil {
+		return nil, err
 	}
-	if count > 100000 {
-		return nil, orkstate.Invalid("count", count, "must be at most 100000")
+	if err := orkstate.ValidName("executor_type", executorType, false); err != nil {
+		return nil, err
 	}
 	if err := orkstate.ValidJSON("params", params); err != nil {
 		return nil, err
@@ -123,7 +122,7 @@ func (s *Store) CreateTasks(ctx context.Context, runID int64, count int, executo
 
 // CreateDAGTasks creates a run's tasks with their dependencies; see docs/semantics.md.
 func (s *Store) CreateDAGTasks(ctx context.Context, runID int64, tasks []orkstate.NewTask) ([]orkstate.Task, error) {
-	if err := validateNewTasks(tasks); err != nil {
+	if err := orkstate.ValidateNewTasks(tasks); err != nil {
 		return nil, err
 	}
 	var out []orkstate.Task
@@ -132,39 +131,6 @@ func (s *Store) CreateDAGTasks(ctx context.Context, runID int64, tasks []orkstat
 		return err
 	})
 	return out, err
-}
-
-func validateNewTasks(tasks []orkstate.NewTask) error {
-	names := map[string]bool{}
-	idx := map[int]bool{}
-	for _, k := range tasks {
-		if strings.TrimSpace(k.TaskName) == "" {
-			return orkstate.Invalid("task name", k.TaskName, fmt.Sprintf("task %d has an empty name", k.TaskIndex))
-		}
-		if k.TaskIndex < 0 {
-			return orkstate.Invalid("task index", k.TaskIndex, "must not be negative (task "+k.TaskName+")")
-		}
-		if k.MaxRetries < 0 {
-			return orkstate.Invalid("max_retries", k.MaxRetries, "must not be negative (task "+k.TaskName+")")
-		}
-		if k.TimeoutSeconds < 0 {
-			return orkstate.Invalid("timeout_seconds", k.TimeoutSeconds, "must not be negative (task "+k.TaskName+")")
-		}
-		if names[k.TaskName] {
-			return orkstate.Invalid("task name", k.TaskName, "duplicate task name")
-		}
-		if idx[k.TaskIndex] {
-			return orkstate.Invalid("task index", k.TaskIndex, "duplicate task index (task "+k.TaskName+")")
-		}
-		names[k.TaskName], idx[k.TaskIndex] = true, true
-		if err := orkstate.ValidTaskLimits(k.TaskName, k.Priority, k.ConcurrencyKey); err != nil {
-			return err
-		}
-		if err := orkstate.ValidJSON("params", k.Params); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // dedupe returns the distinct dependency names, sorted (as create_tasks stores them).
@@ -203,12 +169,15 @@ func createDAGTasks(t *txState, runID int64, tasks []orkstate.NewTask) ([]orksta
 	wanted := map[int64]bool{}
 	var fresh []orkstate.NewTask
 	for _, k := range tasks {
-		if e := byIndex[k.TaskIndex]; e != nil {
-			wanted[e.ID] = true
-			continue
+		// As in pgstore, a spec names every existing task with its index or its name.
+		e1, e2 := byIndex[k.TaskIndex], byName[k.TaskName]
+		if e1 != nil {
+			wanted[e1.ID] = true
 		}
-		if e := byName[k.TaskName]; e != nil {
-			wanted[e.ID] = true
+		if e2 != nil {
+			wanted[e2.ID] = true
+		}
+		if e1 != nil || e2 != nil {
 			continue
 		}
 		k.DependsOn = dedupe(k.DependsOn)
@@ -386,8 +355,75 @@ func loadTaskState(t *txState, id int64) (*taskState, error) {
 
 const usec = int64(time.Second / time.Microsecond)
 
-// applyReport applies one status report by the rules of docs/semantics.md.
-func (t *txState) applyReport(u orkstate.TaskUpdate) (orkstate.TaskOutcome, error) {
+// effects are what a round of reports does beyond the reported tasks, applied after
+// every row of the round, in pgstore's order: successes' dependents first, then the
+// dependents of failures, then those of cancellations.
+type effects struct{ success, failed, cancelled []*taskState }
+
+// applyReports applies reports as set_task_states does: in rounds (the k-th report
+// of each task), each decided against the tasks as they were before it, its effects
+// on other tasks applied after the whole round. A row the round refused reports the
+// task's status after the round.
+func (t *txState) applyReports(us []orkstate.TaskUpdate) ([]orkstate.TaskOutcome, error) {
+	out := make([]orkstate.TaskOutcome, len(us))
+	var rounds [][]int
+	seen := make(map[int64]int, len(us))
+	for i, u := range us {
+		r := seen[u.TaskID]
+		seen[u.TaskID]++
+		if r == len(rounds) {
+			rounds = append(rounds, nil)
+		}
+		rounds[r] = append(rounds[r], i)
+	}
+	for _, round := range rounds {
+		var fx effects
+		var refused []int
+		for _, i := range round {
+			o, err := t.applyReport(us[i], &fx)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = o
+			switch o.Outcome {
+			case orkstate.OutcomeInvalid, orkstate.OutcomeStale, orkstate.OutcomeIgnored:
+				refused = append(refused, i)
+			}
+		}
+		if err := t.applyEffects(&fx); err != nil {
+			return nil, err
+		}
+		for _, i := range refused {
+			if err := t.queryRow(`SELECT status FROM tasks WHERE id = ?`, out[i].TaskID).Scan(&out[i].Status); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+func (t *txState) applyEffects(fx *effects) error {
+	for _, k := range fx.success {
+		if err := t.afterSuccess(k); err != nil {
+			return err
+		}
+	}
+	for _, k := range fx.failed {
+		if err := t.afterFinish(k, orkstate.TaskFailed, "dependency failed"); err != nil {
+			return err
+		}
+	}
+	for _, k := range fx.cancelled {
+		if err := t.afterFinish(k, orkstate.TaskCancelled, "dependency cancelled"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyReport applies one status report by the rules of docs/semantics.md to the
+// task itself, and adds what it does to other tasks to fx (see applyReports).
+func (t *txState) applyReport(u orkstate.TaskUpdate, fx *effects) (orkstate.TaskOutcome, error) {
 	out := orkstate.TaskOutcome{TaskID: u.TaskID}
 	k, err := loadTaskState(t, u.TaskID)
 	if err != nil {
@@ -432,7 +468,9 @@ func (t *txState) applyReport(u orkstate.TaskUpdate) (orkstate.TaskOutcome, erro
 		err = upd(`status = 'running', started_at = coalesce(started_at, ?), retry_at = NULL, lease_expires_at = NULL,
 			timeout_at = CASE WHEN timeout_seconds > 0 THEN coalesce(started_at, ?) + timeout_seconds * ? END`, now, now, usec)
 	case orkstate.TaskPaused:
-		err = upd(`status = 'paused'`)
+		// As in pgstore, only a failure's retry keeps retry_at: a paused report
+		// clears it (the resumed task is due at once).
+		err = upd(`status = 'paused', retry_at = NULL`)
 	case orkstate.TaskPending:
 		err = renew(`status = 'pending', claimed_by = '', lease_expires_at = NULL, dispatched_at = NULL,
 			started_at = NULL, finished_at = NULL, timeout_at = NULL, retry_at = NULL`)
@@ -442,9 +480,7 @@ func (t *txState) applyReport(u orkstate.TaskUpdate) (orkstate.TaskOutcome, erro
 		t.signals |= kindTasksReady
 	case orkstate.TaskSuccess:
 		err = upd(`status = 'success', finished_at = ?, claimed_by = '', lease_expires_at = NULL, timeout_at = NULL, retry_at = NULL`, now)
-		if err == nil {
-			err = t.afterSuccess(k)
-		}
+		fx.success = append(fx.success, k)
 	case orkstate.TaskFailed:
 		n := max(k.attempts, 1)
 		if n <= k.maxRetries {
@@ -459,14 +495,10 @@ func (t *txState) applyReport(u orkstate.TaskUpdate) (orkstate.TaskOutcome, erro
 			break
 		}
 		err = upd(`status = 'failed', finished_at = ?, claimed_by = '', lease_expires_at = NULL, timeout_at = NULL, retry_at = NULL`, now)
-		if err == nil {
-			err = t.afterFinish(k, orkstate.TaskFailed, "dependency failed")
-		}
+		fx.failed = append(fx.failed, k)
 	case orkstate.TaskCancelled:
 		err = upd(`status = 'cancelled', finished_at = ?, claimed_by = '', lease_expires_at = NULL, timeout_at = NULL, retry_at = NULL`, now)
-		if err == nil {
-			err = t.afterFinish(k, orkstate.TaskCancelled, "dependency cancelled")
-		}
+		fx.cancelled = append(fx.cancelled, k)
 	default:
 		return out, orkstate.Invalid("task status", string(u.Status), "unknown task status")
 	}
@@ -567,41 +599,20 @@ func (t *txState) cancelJobs(taskID int64) (int, error) {
 	return int(n), nil
 }
 
-func validateUpdates(updates []orkstate.TaskUpdate) error {
-	for i, u := range updates {
-		if !u.Status.Valid() {
-			return orkstate.Invalid("status", string(u.Status), fmt.Sprintf("unknown task status (row %d)", i))
-		}
-		if u.Attempt < 0 || u.Attempt > math.MaxInt32 {
-			return orkstate.Invalid("attempt", u.Attempt, fmt.Sprintf("must be between 0 and %d (row %d)", math.MaxInt32, i))
-		}
-		if err := orkstate.ValidJSON("output", u.Output); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // SetTaskStates applies N reports in one transaction, one outcome per input in
 // input order; a task named several times takes its rows in order.
 func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate) ([]orkstate.TaskOutcome, error) {
-	if err := validateUpdates(updates); err != nil {
+	updates, err := orkstate.NormalizeTaskUpdates(updates)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]orkstate.TaskOutcome, 0, len(updates))
 	if len(updates) == 0 {
 		return out, nil
 	}
-	err := s.write(ctx, func(t *txState) error {
-		out = out[:0]
-		for _, u := range updates {
-			o, err := t.applyReport(u)
-			if err != nil {
-				return err
-			}
-			out = append(out, o)
-		}
-		return nil
+	err = s.write(ctx, func(t *txState) (err error) {
+		out, err = t.applyReports(updates)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -629,17 +640,9 @@ func (s *Store) UpdateTaskStatus(ctx context.Context, u orkstate.TaskUpdate) (*o
 // first, in id order within a priority, within the concurrency limits (pickClaim).
 // They come back in that order.
 func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkstate.ClaimedTask, error) {
-	if strings.TrimSpace(p.Claimer) == "" {
-		return nil, orkstate.Invalid("claimer", p.Claimer, "must not be empty")
-	}
-	if p.Limit < 1 || p.Limit > orkstate.MaxClaimLimit {
-		return nil, orkstate.Invalid("limit", p.Limit, fmt.Sprintf("must be between 1 and %d", orkstate.MaxClaimLimit))
-	}
-	if p.Lease < 0 {
-		return nil, orkstate.Invalid("lease", p.Lease, "must not be negative")
-	}
-	if p.Lease == 0 {
-		p.Lease = 5 * time.Minute
+	p, err := p.Normalize()
+	if err != nil {
+		return nil, err
 	}
 	var types any
 	if len(p.ExecutorTypes) > 0 {
@@ -647,7 +650,7 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 		types = string(b)
 	}
 	out := []orkstate.ClaimedTask{}
-	err := s.write(ctx, func(t *txState) error {
+	err = s.write(ctx, func(t *txState) error {
 		out = out[:0]
 		now := ts(t.now)
 		picked, err := pickClaim(t, p.Limit, types)
@@ -748,19 +751,11 @@ func (s *Store) ExpireTaskLeases(ctx context.Context, limit int) ([]orkstate.Tas
 			return err
 		}
 		sort.Slice(us, func(i, j int) bool { return us[i].TaskID < us[j].TaskID })
-		ids := make([]int64, 0, len(us))
-		for _, u := range us {
-			o, err := t.applyReport(u)
-			if err != nil {
-				return err
-			}
-			ids = append(ids, u.TaskID)
-			out = append(out, o)
-		}
-		if len(ids) > 0 {
+		if len(us) > 0 {
 			t.signals |= kindTasksReady
 		}
-		return nil
+		out, err = t.applyReports(us)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -817,15 +812,13 @@ func (s *Store) FailTimedOutTasks(ctx context.Context, limit int) ([]orkstate.Ta
 			return err
 		}
 		sort.Slice(tos, func(i, j int) bool { return tos[i].id < tos[j].id })
-		for _, x := range tos {
-			o, err := t.applyReport(orkstate.TaskUpdate{TaskID: x.id, Status: orkstate.TaskFailed,
-				Error: fmt.Sprintf("timeout after %ds", x.sec), Attempt: x.attempts})
-			if err != nil {
-				return err
-			}
-			out = append(out, o)
+		us := make([]orkstate.TaskUpdate, len(tos))
+		for i, x := range tos {
+			us[i] = orkstate.TaskUpdate{TaskID: x.id, Status: orkstate.TaskFailed,
+				Error: fmt.Sprintf("timeout after %ds", x.sec), Attempt: x.attempts}
 		}
-		return nil
+		out, err = t.applyReports(us)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -942,6 +935,9 @@ func (s *Store) FailDependentTasks(ctx context.Context, taskID int64) (int, erro
 func (s *Store) AppendTaskLog(ctx context.Context, taskID int64, chunk string) error {
 	if len(chunk) > orkstate.MaxTaskLogBytes {
 		return orkstate.Invalid("chunk", fmt.Sprintf("%d bytes", len(chunk)), fmt.Sprintf("log would exceed %d bytes", orkstate.MaxTaskLogBytes))
+	}
+	if err := orkstate.ValidText("chunk", chunk); err != nil {
+		return err
 	}
 	return s.write(ctx, func(t *txState) error {
 		var size sql.NullInt64

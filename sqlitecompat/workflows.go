@@ -3,10 +3,13 @@ package sqlitecompat
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+
+	"modernc.org/sqlite"
 
 	"github.com/orkstate/orkstate"
 )
@@ -70,22 +73,14 @@ func one[T any](row *sql.Row, scan func(scanner) (*T, error), what string, id an
 // CreateWorkflow inserts a workflow; a taken name is ErrConflict. A non-empty
 // schedule is validated, enabled, and its next fire time computed from now.
 func (s *Store) CreateWorkflow(ctx context.Context, nw orkstate.NewWorkflow) (*orkstate.Workflow, error) {
-	if strings.TrimSpace(nw.Name) == "" {
-		return nil, orkstate.Invalid("name", nw.Name, "must not be empty")
-	}
-	if err := orkstate.ValidJSON("task_params", nw.TaskParams); err != nil {
+	if err := nw.Validate(); err != nil {
 		return nil, err
-	}
-	if nw.Schedule != "" {
-		if _, err := orkstate.ParseSchedule(nw.Schedule); err != nil {
-			return nil, err
-		}
 	}
 	var w *orkstate.Workflow
 	err := s.write(ctx, func(t *txState) error {
 		var next any
 		enabled := false
-		if nw.Schedule != "" {
+		if strings.TrimSpace(nw.Schedule) != "" {
 			n, err := orkstate.NextFireTime(nw.Schedule, t.now)
 			if err != nil {
 				return err
@@ -120,6 +115,12 @@ func (s *Store) GetWorkflow(ctx context.Context, id int64) (*orkstate.Workflow, 
 }
 
 func (s *Store) GetWorkflowByName(ctx context.Context, name string) (*orkstate.Workflow, error) {
+	if name == "" {
+		return nil, orkstate.Invalid("name", name, "must not be empty")
+	}
+	if err := orkstate.ValidText("name", name); err != nil {
+		return nil, err
+	}
 	return one(s.rdb.QueryRowContext(ctx, `SELECT `+workflowCols+` FROM workflows w WHERE w.name = ?`, name), scanWorkflow, "workflow", name)
 }
 
@@ -139,30 +140,34 @@ func (s *Store) ListWorkflows(ctx context.Context) ([]orkstate.Workflow, error) 
 	return collect(rows, err, scanWorkflow)
 }
 
-// pageBounds validates and defaults a page's limit and offset.
+// pageBounds is the shared paging rule (limits above MaxPageLimit are clamped).
 func pageBounds(limit, offset int) (int, error) {
-	if limit < 0 {
-		return 0, orkstate.Invalid("limit", limit, "must not be negative")
-	}
-	if offset < 0 {
-		return 0, orkstate.Invalid("offset", offset, "must not be negative")
-	}
-	if limit == 0 {
-		limit = orkstate.DefaultPageLimit
-	}
-	if limit > orkstate.MaxPageLimit {
-		return 0, orkstate.Invalid("limit", limit, fmt.Sprintf("must be at most %d", orkstate.MaxPageLimit))
-	}
-	return limit, nil
+	limit, _, err := orkstate.PageBounds(limit, offset)
+	return limit, err
 }
 
-// likePattern turns search text into a LIKE pattern (with ESCAPE '\') that matches
-// it as a literal substring. SQLite's LIKE is case-insensitive for ASCII; lower()
-// on both sides adds nothing beyond that, so non-ASCII case folding is not done.
-func likePattern(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	return "%" + r.Replace(s) + "%"
+// lowerFunc is a SQL function lower-casing text by Unicode rules: SQLite's LIKE and
+// lower() fold ASCII only, PostgreSQL's ILIKE folds "Ä" to "ä" too. Searches match
+// a name when instr(orkstate_lower(name), the lower-cased search) > 0, a literal
+// substring test, so %, _ and \ need no escaping.
+const lowerFunc = "orkstate_lower"
+
+func init() {
+	sqlite.MustRegisterDeterministicScalarFunction(lowerFunc, 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+		switch v := args[0].(type) {
+		case string:
+			return strings.ToLower(v), nil
+		case []byte:
+			return strings.ToLower(string(v)), nil
+		}
+		return args[0], nil
+	})
 }
+
+// nameContains is the search predicate on the column col; its argument is searchArg.
+func nameContains(col string) string { return `instr(` + lowerFunc + `(` + col + `), ?) > 0` }
+
+func searchArg(search string) string { return strings.ToLower(search) }
 
 // ListWorkflowsPage returns a page of workflows ordered by name with the total.
 func (s *Store) ListWorkflowsPage(ctx context.Context, q orkstate.WorkflowListQuery) (*orkstate.WorkflowPage, error) {
@@ -170,17 +175,20 @@ func (s *Store) ListWorkflowsPage(ctx context.Context, q orkstate.WorkflowListQu
 	if err != nil {
 		return nil, err
 	}
-	pat := likePattern(q.Search)
+	if err := orkstate.ValidText("search", q.Search); err != nil {
+		return nil, err
+	}
+	pat := searchArg(q.Search)
 	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
 	page := &orkstate.WorkflowPage{}
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM workflows WHERE name LIKE ? ESCAPE '\'`, pat).Scan(&page.Total); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM workflows w WHERE `+nameContains("w.name"), pat).Scan(&page.Total); err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+workflowCols+` FROM workflows w WHERE w.name LIKE ? ESCAPE '\'
+	rows, err := tx.QueryContext(ctx, `SELECT `+workflowCols+` FROM workflows w WHERE `+nameContains("w.name")+`
 		ORDER BY w.name, w.id LIMIT ? OFFSET ?`, pat, limit, q.Offset)
 	page.Workflows, err = collect(rows, err, scanWorkflow)
 	if err != nil {

@@ -253,7 +253,7 @@ func (s *suite) testDeferred(t *testing.T) {
 	s.test(t, "ReportBadInputChangesNothing", func(t *testing.T, b *bundle) {
 		_, ts, js := b.runningTaskWithJobs(2, 0)
 		b.claimJobs(10)
-		for _, bad := range []orkstate.PollResult{"bogus", "", "COMPLETED"} {
+		for _, bad := range []orkstate.PollResult{"bogus", "", "COMPLETE"} {
 			_, err := b.store.ReportDeferredPolls(b.ctx, []orkstate.DeferredPollReport{
 				{JobID: js[0].ID, Result: orkstate.PollCompleted, Attempt: 1},
 				{JobID: js[1].ID, Result: bad, Attempt: 1},

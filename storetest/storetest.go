@@ -7,8 +7,9 @@
 //
 // and every subtest gets its own fresh, migrated, empty store, so subtests run in
 // parallel. A case that needs a capability the store declares it lacks
-// (orkstate.Capabilities) is skipped with a message naming the capability; nothing
-// else is ever skipped.
+// (orkstate.Capabilities) is skipped with a message naming the capability, and a
+// group a runner carves out with SkipGroup is skipped with the runner's reason;
+// nothing else is ever skipped.
 package storetest
 
 import (
@@ -23,8 +24,12 @@ import (
 // Run runs the whole suite. newStore must return a fresh, migrated, empty store
 // for the test it is given and release it when that test ends (t.Cleanup). One
 // test calls Close on its store itself, so that cleanup must tolerate a closed store.
-func Run(t *testing.T, newStore func(t *testing.T) orkstate.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) orkstate.Store, opts ...Option) {
 	s := &suite{newStore: newStore}
+	skip := map[string]string{}
+	for _, o := range opts {
+		o(skip)
+	}
 	groups := []struct {
 		name string
 		fn   func(t *testing.T)
@@ -50,14 +55,36 @@ func Run(t *testing.T, newStore func(t *testing.T) orkstate.Store) {
 		{"Deferred", s.testDeferred},
 		{"Concurrency", s.testConcurrency},
 		{"Limits", s.testLimits},
+		{"Bounds", s.testBounds},
+		{"Agreement", s.testAgreement},
 		{"Hardening", s.testHardening},
 	}
+	known := map[string]bool{}
 	for _, g := range groups {
+		known[g.name] = true
 		t.Run(g.name, func(t *testing.T) {
 			t.Parallel()
+			if reason, ok := skip[g.name]; ok {
+				t.Skipf("carved out by this runner: %s", reason)
+			}
 			g.fn(t)
 		})
 	}
+	for name := range skip {
+		if !known[name] {
+			t.Errorf("SkipGroup(%q): no such group", name)
+		}
+	}
+}
+
+// Option changes how Run runs the suite.
+type Option func(skip map[string]string)
+
+// SkipGroup carves the named group out of this run, for a way of calling a store
+// the group's cases do not apply to (the pgx runner's WithTx mode has no
+// concurrent callers). The reason is the skip message.
+func SkipGroup(group, reason string) Option {
+	return func(skip map[string]string) { skip[group] = reason }
 }
 
 type suite struct {

@@ -101,6 +101,16 @@
 // would find no record and apply everything again). On a River upgrade, dump the
 // new versions (see River's CHANGELOG) into a new tern migration the same way.
 //
+// # Transactions
+//
+// The methods that write take the caller's transaction as …Tx twins
+// (CreateDeferredJobsTx, EnqueueTx, CancelTaskJobsTx, CancelRunJobsTx), where the
+// stores bind one with WithTx, because a Triggerer is a River client: every such
+// call writes both orkstate's rows and River's, and River's own API passes the
+// transaction per call (InsertManyTx, JobCompleteTx) with no client bound to a tx
+// to return. The twin without Tx (EnqueueTx has none) runs the Tx one in a
+// transaction of its own, so each pair has one body.
+//
 // # Processes
 //
 // New builds a Triggerer; Start/Stop (or Run, which stops gracefully when its

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -79,67 +78,6 @@ func (a *app) migrateSQLite(ctx context.Context, path string, downTo int) error 
 	}
 	fmt.Fprintf(a.stdout, "%s: at version %d\n", path, v)
 	return nil
-}
-
-func (a *app) statusCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:     "status",
-		Short:   "Show the install's version, its runs and tasks by status, and the slots in use per concurrency key",
-		Example: "  orkstate status\n  orkstate --db ork.db status",
-		Args:    args(),
-		RunE: cmdErr(func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			be, err := a.openDB(ctx)
-			if err != nil {
-				return err
-			}
-			defer be.close()
-			// status reads the private tables directly: it counts everything, which
-			// the contract has no call for.
-			prefix := ""
-			if be.pg != nil {
-				v, _ := schemaVersion(ctx, be.pool, a.schema)
-				fmt.Fprintf(a.stdout, "install %s: schema version %d\n", a.schema, v)
-				prefix = a.schema + "."
-			} else {
-				v, _ := be.sqlite.SchemaVersion(ctx)
-				fmt.Fprintf(a.stdout, "%s: schema version %d\n", be.desc, v)
-			}
-			for _, table := range []string{"runs", "tasks", "deferred_jobs"} {
-				counts, err := countByStatus(ctx, be, "select status, count(*) from "+prefix+table+" group by status order by status")
-				if err != nil {
-					return err
-				}
-				total, parts := 0, []string{}
-				for _, c := range counts {
-					parts = append(parts, fmt.Sprintf("%s %d", c.status, c.n))
-					total += c.n
-				}
-				line := strings.Join(parts, ", ")
-				if line == "" {
-					line = "none"
-				}
-				fmt.Fprintf(a.stdout, "  %-14s %8d  (%s)\n", table, total, line)
-			}
-			wfs, err := be.store.ListWorkflows(ctx)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "  %-14s %8d\n", "workflows", len(wfs))
-			keys, err := be.store.ConcurrencyKeys(ctx)
-			if err != nil {
-				return err
-			}
-			for _, k := range keys {
-				slots := "unlimited"
-				if k.Slots > 0 {
-					slots = fmt.Sprint(k.Slots)
-				}
-				fmt.Fprintf(a.stdout, "  key %-10s %8d  in flight of %s slots\n", k.Key, k.InFlight, slots)
-			}
-			return nil
-		}),
-	}
 }
 
 type statusCount struct {

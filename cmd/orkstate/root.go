@@ -48,7 +48,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 not found, 4 invalid input,
 		c.GroupID = "state"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.migrateCommand(), a.statusCommand(), a.demoCommand(), a.benchCommand()} {
+	for _, c := range []*cobra.Command{a.migrateCommand(), a.statusCommand(), a.purgeCommand(), a.demoCommand(), a.benchCommand()} {
 		c.GroupID = "admin"
 		root.AddCommand(c)
 	}

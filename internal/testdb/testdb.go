@@ -1,6 +1,12 @@
-// Package testdb gives tests a real PostgreSQL: one pool per test binary and a
-// fresh install schema per test, dropped when the test ends. A database that
-// cannot be reached fails the test with a message saying how to start one.
+// Package testdb gives tests a real PostgreSQL: one pool per test binary and an
+// install schema per test. A database that cannot be reached fails the test with a
+// message saying how to start one.
+//
+// Store hands out a migrated install that is reused: emptied (truncated) when a test
+// takes it, so tests do not each migrate under tern's database-wide advisory lock,
+// which serialised parallel tests and packages. Schema and FreshStore install a new
+// schema and drop it afterwards, for tests that change the install itself
+// (migrations, grants, function versions).
 package testdb
 
 import (
@@ -13,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orkstate/orkstate/pgstore"
@@ -62,6 +69,54 @@ func Pool(t testing.TB) *pgxpool.Pool {
 	return pool
 }
 
+var (
+	simpleOnce sync.Once
+	simplePool *pgxpool.Pool
+	simpleErr  error
+)
+
+// SimplePool returns a second shared pool whose connections use pgx's simple query
+// protocol (QueryExecModeSimpleProtocol), as PgBouncer in transaction pooling mode
+// requires: no prepared statements, every argument sent as text.
+func SimplePool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	Pool(t)
+	simpleOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cfg, err := pgxpool.ParseConfig(URL())
+		if err != nil {
+			simpleErr = err
+			return
+		}
+		cfg.MaxConns = 4
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		simplePool, simpleErr = pgxpool.NewWithConfig(ctx, cfg)
+	})
+	if simpleErr != nil {
+		t.Fatalf("simple-protocol pool: %v", simpleErr)
+	}
+	return simplePool
+}
+
+// OwnPool returns a small pool of t's own, closed when t ends, for a test that
+// counts what its store does with its pool.
+func OwnPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	Pool(t)
+	cfg, err := pgxpool.ParseConfig(URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 2
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("pool: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
 // SchemaName returns a schema name unique to this test process and call.
 func SchemaName(t testing.TB) string {
 	name := strings.ToLower(t.Name())
@@ -91,8 +146,20 @@ func Schema(t testing.TB) (*pgxpool.Pool, string) {
 	return p, schema
 }
 
-// Store returns a pgstore.Store on a fresh install schema.
+// Store returns a pgstore.Store on an empty, migrated install that t has to itself
+// (a reused one, see Reused). A test that changes the install's objects uses
+// FreshStore instead.
 func Store(t testing.TB) *pgstore.Store {
+	t.Helper()
+	s, err := pgstore.New(Pool(t), &pgstore.Config{Schema: Reused(t)})
+	if err != nil {
+		t.Fatalf("pgstore.New: %v", err)
+	}
+	return s
+}
+
+// FreshStore returns a pgstore.Store on a newly installed schema, dropped when t ends.
+func FreshStore(t testing.TB) *pgstore.Store {
 	t.Helper()
 	p, schema := Schema(t)
 	s, err := pgstore.New(p, &pgstore.Config{Schema: schema})

@@ -163,6 +163,7 @@ begin
     if p_specs is null or jsonb_typeof(p_specs) <> 'array' then
         raise exception using errcode = 'OK422', column = 'tasks', message = 'task specs must be a JSON array';
     end if;
+    perform _check_task_specs(p_specs);
     select r.status into v_run_status from runs r where r.id = p_run_id for no key update;
     if not found then
         raise exception using errcode = 'OK404', message = format('run %s not found', p_run_id);

@@ -86,6 +86,8 @@ begin
     if v_bad is not null then
         raise exception using errcode = 'OK422', column = 'job_ids', message = format('job_ids[%s] is null', v_bad);
     end if;
+    p_results := _lower_statuses(p_results);
+    perform _check_poll_after(p_next_poll_after);
     select s.i into v_bad from unnest(p_results) with ordinality as s(r, i)
     where s.r is null or s.r not in ('running', 'completed', 'failed') limit 1;
     if found then
@@ -193,6 +195,7 @@ as $$
 declare
     v_status text;
 begin
+    p_status := lower(p_status);
     if p_status is null or p_status not in ('pending', 'polling', 'completed', 'failed', 'cancelled') then
         raise exception using errcode = 'OK422', column = 'status',
             message = format('unknown deferred job status %s', coalesce(quote_literal(p_status), 'NULL'));

@@ -64,6 +64,8 @@ declare
 {{ template "retry_task.sql" . }}
 {{ template "schedules.sql" . }}
 {{ template "deferred_jobs.sql" . }}
+{{ template "purge.sql" . }}
+{{ template "stats.sql" . }}
 $package$;
 {{ template "install_package.sql" . }}
 $install$;

@@ -148,6 +148,7 @@ as $$
 declare
     v_status text;
 begin
+    p_status := lower(p_status);
     if p_status is null or p_status not in ('success', 'failed') then
         raise exception using errcode = 'OK422', column = 'status',
             message = format('finish_run takes success or failed, not %s', coalesce(quote_literal(p_status), 'NULL'));

@@ -87,6 +87,7 @@ begin
     if v_bad is not null then
         raise exception using errcode = 'OK422', column = 'task_ids', message = format('task_ids[%s] is null', v_bad);
     end if;
+    p_statuses := _lower_statuses(p_statuses);
     -- Array operators first (no statement to run when the input is good); the queries
     -- only find the element to name.
     if not (p_statuses <@ array['pending', 'paused', 'dispatched', 'running', 'success', 'failed', 'cancelled']) then

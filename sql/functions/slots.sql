@@ -1,4 +1,4 @@
--- Priorities, concurrency limits and fairness (schema version 4; docs/semantics.md,
+-- Priorities, concurrency limits and fairness (schema version 5; docs/semantics.md,
 -- "Priorities and limits"). A slot pool counts tasks in flight against a limit: one per
 -- concurrency key, one per workflow with a max tasks in flight. A slot group is the
 -- pools a task counts against plus, for a fair workflow, its run; the ready tasks of a

@@ -1,38 +1,67 @@
 -- _run_task_specs is the DAG a run starts with, as create_tasks specs: the run's
 -- snapshot, else the workflow's compiled tasks, else Ork's legacy count-based tasks
--- (task_params.task_count, default 3, named task_<i>, the workflow's executor type).
+-- (task_params.task_count, default 3, named task_<i>, the workflow's executor type, each
+-- with its own params {"task_index": i, "run_id": …, "workflow_name": …} as in the
+-- original). A workflow of executor type 'dag' has no legacy form: without a snapshot
+-- or compiled tasks its run fails (OK422 naming what is missing), as does a task_count
+-- outside 0 … 100,000 (MaxTaskCount).
 create function {{.schema}}_api._run_task_specs(p_run_id bigint)
 returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
+declare
+    v_snapshot bigint;
+    v_workflow bigint;
+    v_name text;
+    v_executor text;
+    v_params jsonb;
+    v_count numeric;
+    v_specs jsonb;
+begin
+    select r.snapshot_id, r.workflow_id, w.name, w.executor_type, w.task_params
+    into v_snapshot, v_workflow, v_name, v_executor, v_params
+    from runs r join workflows w on w.id = r.workflow_id
+    where r.id = p_run_id;
     -- A snapshot or a compiled DAG that exists but is empty is used as it is (and the
     -- run then fails with "run has no tasks"); only their absence falls through.
-    select case
+    if v_snapshot is not null then
         -- A snapshot's tasks_json is already in create_tasks' form (name for task_name,
         -- the position for task_index), so it is passed through, not rebuilt.
-        when r.snapshot_id is not null then
-            coalesce((select s.tasks_json from workflow_snapshots s where s.id = r.snapshot_id), '[]'::jsonb)
-        when exists (select 1 from workflow_tasks wt where wt.workflow_id = r.workflow_id) then
-        (select jsonb_agg(jsonb_build_object(
-                    'task_index', wt.task_index, 'task_name', wt.task_name, 'executor_type', wt.executor_type,
-                    'depends_on', to_jsonb(wt.depends_on), 'params', wt.params,
-                    'max_retries', wt.max_retries, 'timeout_seconds', wt.timeout_seconds,
-                    'priority', wt.priority, 'concurrency_key', wt.concurrency_key) order by wt.task_index)
-         from workflow_tasks wt where wt.workflow_id = r.workflow_id)
-        else coalesce((select jsonb_agg(jsonb_build_object(
-                    'task_index', i, 'task_name', 'task_' || i, 'executor_type', w.executor_type,
-                    'depends_on', '[]'::jsonb, 'params', w.task_params) order by i)
-         from workflows w
-         cross join generate_series(0, coalesce(case when jsonb_typeof(w.task_params->'task_count') = 'number'
-                                                     then (w.task_params->>'task_count')::numeric::integer end, 3) - 1) i
-         where w.id = r.workflow_id), '[]'::jsonb)
-    end
-    from runs r
-    where r.id = p_run_id
+        return coalesce((select s.tasks_json from workflow_snapshots s where s.id = v_snapshot), '[]'::jsonb);
+    end if;
+    -- No params stays no params (SQL NULL), not the JSON null jsonb_build_object makes of it.
+    select jsonb_agg(jsonb_build_object(
+               'task_index', wt.task_index, 'task_name', wt.task_name, 'executor_type', wt.executor_type,
+               'depends_on', to_jsonb(wt.depends_on),
+               'max_retries', wt.max_retries, 'timeout_seconds', wt.timeout_seconds,
+               'priority', wt.priority, 'concurrency_key', wt.concurrency_key)
+           || case when wt.params is null then '{}'::jsonb else jsonb_build_object('params', wt.params) end
+           order by wt.task_index)
+    into v_specs
+    from workflow_tasks wt where wt.workflow_id = v_workflow;
+    if v_specs is not null then
+        return v_specs;
+    end if;
+    if v_executor = 'dag' then
+        raise exception using errcode = 'OK422', column = 'executor_type',
+            message = format('workflow %s has executor type dag but no compiled tasks or snapshot', to_json(v_name));
+    end if;
+    v_count := case when jsonb_typeof(v_params->'task_count') = 'number' then (v_params->>'task_count')::numeric end;
+    if v_count is null then
+        v_count := 3;
+    elsif v_count < -0.5 or v_count >= 100000.5 then
+        raise exception using errcode = 'OK422', column = 'task_params.task_count',
+            message = format('task_params.task_count must be between 0 and 100000, got %s', v_params->>'task_count');
+    end if;
+    return coalesce((select jsonb_agg(jsonb_build_object(
+                'task_index', i, 'task_name', 'task_' || i, 'executor_type', v_executor, 'depends_on', '[]'::jsonb,
+                'params', jsonb_build_object('task_index', i, 'run_id', p_run_id, 'workflow_name', v_name)) order by i)
+            from generate_series(0, round(v_count)::integer - 1) i), '[]'::jsonb);
+end
 $$;
 
 -- _compile_snapshot stores the tasks a run just created from snapshot p_snapshot_id as
@@ -112,8 +141,8 @@ end
 $$;
 
 -- _start_run creates the tasks of a locked pending run and marks it running; a run
--- whose DAG is invalid (unknown dependency, cycle, no tasks) fails with an error
--- naming why. Returns the run's status, how many tasks it created and the error.
+-- whose DAG is invalid (unknown dependency, cycle, no tasks, a name or count over its
+-- bound, a dag workflow without a DAG) fails with an error naming why. Returns the run's status, how many tasks it created and the error.
 -- A run of a snapshot that an earlier run compiled takes the compiled path; the first
 -- run of a snapshot goes through _create_tasks (which checks the DAG) and compiles it.
 create function {{.schema}}_api._start_run(p_run_id bigint, out status text, out tasks_created integer, out error text)
@@ -137,8 +166,10 @@ begin
         status := 'running';
         return;
     end if;
-    v_specs := _run_task_specs(p_run_id);
+    -- Everything that reads the run's DAG is inside the block: a bad run fails alone
+    -- with its reason, and never blocks the runs behind it (issue 11 item 6).
     begin
+        v_specs := _run_task_specs(p_run_id);
         if jsonb_array_length(v_specs) = 0 then
             raise exception using errcode = 'OK422', message = 'run has no tasks';
         end if;
@@ -150,7 +181,10 @@ begin
         update runs r set status = 'running', started_at = coalesce(r.started_at, now())
         where r.id = p_run_id and r.status = 'pending';
         status := 'running';
-    exception when sqlstate 'OK422' then
+    -- OK422 is a DAG or spec that create_tasks refused with a reason. Data exceptions
+    -- and program limits (an index row too big, a number out of range) are a backstop
+    -- for stored data that predates a check: they fail this run, not the whole call.
+    exception when sqlstate 'OK422' or data_exception or program_limit_exceeded then
         update runs r set status = 'failed', error = sqlerrm, finished_at = now(), started_at = now()
         where r.id = p_run_id;
         status := 'failed'; tasks_created := 0; error := sqlerrm;

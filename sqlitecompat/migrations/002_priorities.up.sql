@@ -1,4 +1,4 @@
--- Priorities, concurrency limits and fairness (pgstore's migration 004). SQLite has one
+-- Priorities, concurrency limits and fairness (pgstore's migration 005). SQLite has one
 -- writer, so nothing is counted ahead: the claim counts the tasks in flight per key and
 -- per workflow when it runs.
 ALTER TABLE workflows ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;

@@ -1,4 +1,4 @@
--- orkstate schema, version 4: priorities, concurrency limits and fairness (issue 13).
+-- orkstate schema, version 5: priorities, concurrency limits and fairness (issue 13).
 --
 --   workflows.priority           the default priority of the workflow's tasks (-1000 … 1000;
 --                                higher is claimed first)

@@ -1,0 +1,159 @@
+-- purge_runs deletes one batch of history: runs that finished (success, failed or
+-- cancelled) more than p_older_than ago, oldest first, with their tasks, log chunks, log
+-- sizes, deferred jobs and deadline rows, and the lease rows older than the period
+-- whose tasks are none of them still dispatched. It returns what it deleted; call it
+-- until it returns runs = 0 and tasks = 0 and leases = 0 (purge_all_runs does, committing
+-- after each batch). Each call is one transaction holding row locks only on what it
+-- deletes, so the lock time is bounded by the batch, not by the history.
+--
+-- p_limit bounds the batch in tasks (1 … 10,000): whole runs are taken, oldest first,
+-- while their tasks fit; a run bigger than p_limit is purged p_limit tasks at a time
+-- and its row goes with the last batch (until then it shows only the tasks left).
+--
+-- A run is purged only when nothing live refers to it: its status is terminal and its
+-- finished_at older than the period, none of its tasks is unfinished, none of its
+-- deferred jobs is pending or polling, and no transaction holds a lock on it (FOR
+-- UPDATE SKIP LOCKED: several purgers at once take disjoint runs, and a run someone is
+-- reading for update waits for the next call). A terminal run stays terminal (retry_task
+-- refuses finished runs), so what is checked here under the lock holds until commit.
+--
+-- Why batched deletes and not time partitions: docs/architecture.md, "Retention".
+create function {{.schema}}_api.purge_runs(p_older_than interval, p_limit integer default 1000)
+returns table (runs bigint, tasks bigint, log_chunks bigint, deferred_jobs bigint, leases bigint)
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+set plan_cache_mode = force_generic_plan
+-- Every statement below is meant as a key or index probe per id, never a scan of the
+-- history it is deleting (whose size is the reason this function exists); as for
+-- expire_task_leases, the generic plan is kept from choosing otherwise.
+set enable_seqscan = off
+set enable_hashjoin = off
+set enable_mergejoin = off
+set enable_bitmapscan = off
+as $$
+#variable_conflict use_column
+declare
+    v_cutoff timestamptz;
+    v_runs bigint[];
+    v_sizes integer[];
+    v_whole bigint[] := '{}';
+    v_partial bigint;
+    v_budget integer;
+    v_tasks bigint[];
+    n_runs bigint := 0;
+    n_tasks bigint := 0;
+    n_logs bigint := 0;
+    n_jobs bigint := 0;
+    n_leases bigint := 0;
+begin
+    if p_older_than is null or p_older_than < interval '0' then
+        raise exception using errcode = 'OK422', column = 'older_than',
+            message = format('older_than must not be negative, got %s', coalesce(p_older_than::text, 'NULL'));
+    end if;
+    perform _check_limit(p_limit);
+    v_cutoff := now() - p_older_than;
+
+    -- Candidates through runs_finished_idx (migration 004), locked. A run with an
+    -- unfinished task or a live deferred job is passed over before the limit counts,
+    -- so one held run at the head never stops the purge behind it
+    -- (TestPurgeRemovesOnlyOldFinishedHistory's batches of one).
+    select array_agg(c.id order by c.finished_at, c.id), array_agg(c.tasks_total order by c.finished_at, c.id)
+    into v_runs, v_sizes
+    from (
+        select r.id, r.finished_at, r.tasks_total
+        from runs r
+        where r.status in ('success', 'failed', 'cancelled') and r.finished_at < v_cutoff
+          and not exists (
+                  select 1 from tasks t
+                  where t.run_id = r.id and t.status not in ('success', 'failed', 'cancelled'))
+          and not exists (
+                  select 1 from tasks t join deferred_jobs j on j.task_id = t.id
+                  where t.run_id = r.id and j.status in ('pending', 'polling'))
+        order by r.finished_at, r.id
+        limit p_limit
+        for update skip locked
+    ) c;
+
+    -- Whole runs while their tasks fit the budget (a run counts at least 1, so an
+    -- empty run uses budget too); the first run that does not fit is taken in part
+    -- when nothing else was.
+    v_budget := p_limit;
+    for i in 1 .. coalesce(cardinality(v_runs), 0) loop
+        if greatest(v_sizes[i], 1) <= v_budget then
+            v_whole := v_whole || v_runs[i];
+            v_budget := v_budget - greatest(v_sizes[i], 1);
+        else
+            if cardinality(v_whole) = 0 then
+                v_partial := v_runs[i];
+            end if;
+            exit;
+        end if;
+    end loop;
+
+    -- tasks_total is a counter, not a promise: the ids come from the tasks themselves,
+    -- and a run is deleted below only when none of its tasks is left.
+    v_tasks := array(
+        select t.id from tasks t
+        where t.run_id = any(v_whole || v_partial)
+        order by t.id
+        limit p_limit
+        for update);
+
+    -- Children first, by key, so the foreign keys' cascades find nothing left to do.
+    delete from task_logs l where l.task_id = any(v_tasks);
+    get diagnostics n_logs = row_count;
+    delete from task_log_sizes z where z.task_id = any(v_tasks);
+    delete from deferred_jobs j where j.task_id = any(v_tasks);
+    get diagnostics n_jobs = row_count;
+    -- task_queue_forget_deleted_tasks removes their queue and deadline rows.
+    delete from tasks t where t.id = any(v_tasks);
+    get diagnostics n_tasks = row_count;
+    delete from runs r
+    where r.id = any(v_whole || v_partial)
+      and not exists (select 1 from tasks t where t.run_id = r.id);
+    get diagnostics n_runs = row_count;
+
+    -- Lease rows are written per claim and removed by expire_task_leases once due;
+    -- one the sweep never reached (no sweeper ran, or it fell behind) is removed here
+    -- when it is older than the period and names no task still dispatched.
+    -- (A row that still names a dispatched task is passed over before the limit counts.)
+    with old as (
+        select l.id from task_leases l
+        where l.expires_at < v_cutoff
+          and not exists (
+              select 1
+              from unnest(l.task_ids) as r(ids)
+              join tasks t on t.id >= lower(r.ids) and t.id < upper(r.ids)
+              where t.status = 'dispatched')
+        order by l.expires_at
+        limit p_limit
+        for update skip locked
+    )
+    delete from task_leases l
+    using old
+    where l.id = old.id;
+    get diagnostics n_leases = row_count;
+
+    return query select n_runs, n_tasks, n_logs, n_jobs, n_leases;
+end
+$$;
+
+-- purge_all_runs calls purge_runs until a batch deletes nothing, committing after each
+-- batch, so locks last one batch and a kill loses at most the batch in progress. For
+-- pg_cron or a cron job's psql: CALL <schema>_api.purge_all_runs('30 days'). It must be
+-- called outside a transaction block (a procedure commits only there).
+create procedure {{.schema}}_api.purge_all_runs(p_older_than interval, p_limit integer default 1000)
+language plpgsql
+-- No SET clause (search_path included): a procedure with one cannot commit.
+as $$
+declare
+    v record;
+begin
+    loop
+        select * into v from {{.schema}}_api.purge_runs(p_older_than, p_limit);
+        commit;
+        exit when v.runs = 0 and v.tasks = 0 and v.leases = 0;
+    end loop;
+end
+$$;

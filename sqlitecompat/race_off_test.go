@@ -1,0 +1,6 @@
+//go:build !race
+
+package sqlitecompat_test
+
+// fairTasks is TestTwoHandlesShareClaimsFairly's size.
+const fairTasks = 2000
