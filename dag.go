@@ -37,6 +37,9 @@ func ValidateDAG(tasks []TaskSpec) error {
 		if err := ValidJSON("signature", t.Signature); err != nil {
 			return err
 		}
+		if err := validSpecLimits(t); err != nil {
+			return err
+		}
 	}
 	deps := make([][]string, len(tasks))
 	for i, t := range tasks {

@@ -220,6 +220,9 @@ func ValidateNewTasks(tasks []NewTask) error {
 		if err := ValidJSON("params", k.Params); err != nil {
 			return err
 		}
+		if err := ValidTaskLimits(k.TaskName, k.Priority, k.ConcurrencyKey); err != nil {
+			return err
+		}
 	}
 	return nil
 }

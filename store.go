@@ -16,6 +16,7 @@ type Store interface {
 	TaskStore
 	ScheduleStore
 	DeferredJobStore
+	LimitStore
 
 	// Migrate installs or upgrades the store's schema to the newest version.
 	Migrate(ctx context.Context) error

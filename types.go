@@ -48,6 +48,13 @@ type TaskSpec struct {
 	Signature      json.RawMessage `json:"signature,omitempty"`
 	MaxRetries     int             `json:"max_retries,omitempty"`
 	TimeoutSeconds int             `json:"timeout_seconds,omitempty"`
+	// Priority, when not nil, overrides the workflow's priority for this task
+	// (MinPriority … MaxPriority). Carried by snapshots; a workflow's compiled tasks
+	// (ReplaceWorkflowTasks) keep neither it nor ConcurrencyKey.
+	Priority *int `json:"priority,omitempty"`
+	// ConcurrencyKey, when not empty, names the slot pool the task counts against
+	// (see SetConcurrencyKey); the key must exist when the run starts.
+	ConcurrencyKey string `json:"concurrency_key,omitempty"`
 }
 
 // WorkflowTask is a stored compiled DAG node of a workflow.
@@ -136,6 +143,9 @@ type NewTask struct {
 	Params         json.RawMessage
 	MaxRetries     int
 	TimeoutSeconds int
+	// Priority and ConcurrencyKey are TaskSpec's.
+	Priority       *int
+	ConcurrencyKey string
 }
 
 // TaskUpdate is one status report for SetTaskStates and UpdateTaskStatus.

@@ -294,6 +294,7 @@ func allScenarios() []scenario {
 		{name: "deferred", desc: "deferred polls through the SQL claim and through River", run: runDeferred},
 		{name: "wakeup", desc: "wake-up latency, NOTIFY against polling", run: runWakeup},
 		{name: "sqlite", desc: "end-to-end DAG runs on sqlitecompat", run: runSQLiteE2E},
+		{name: "priorities", desc: "claims with priorities and limits, and with tasks a full key holds back", run: runPriorities},
 	}
 }
 

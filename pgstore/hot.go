@@ -34,6 +34,8 @@ type taskSpec struct {
 	Params         json.RawMessage `json:"params,omitempty"`
 	MaxRetries     int             `json:"max_retries"`
 	TimeoutSeconds int             `json:"timeout_seconds"`
+	Priority       *int            `json:"priority,omitempty"`
+	ConcurrencyKey string          `json:"concurrency_key,omitempty"`
 }
 
 // CreateTasks creates count legacy tasks task_0 … task_{count-1} without dependencies.
@@ -66,7 +68,8 @@ func (s *Store) CreateDAGTasks(ctx context.Context, runID int64, tasks []orkstat
 			deps = []string{}
 		}
 		specs[i] = taskSpec{TaskIndex: t.TaskIndex, TaskName: t.TaskName, ExecutorType: t.ExecutorType,
-			DependsOn: deps, Params: t.Params, MaxRetries: t.MaxRetries, TimeoutSeconds: t.TimeoutSeconds}
+			DependsOn: deps, Params: t.Params, MaxRetries: t.MaxRetries, TimeoutSeconds: t.TimeoutSeconds,
+			Priority: t.Priority, ConcurrencyKey: t.ConcurrencyKey}
 	}
 	return s.createTasks(ctx, runID, specs)
 }

@@ -28,7 +28,7 @@ func scanWorkflow(rows pgx.Rows) (*orkstate.Workflow, error) {
 
 // workflowTaskColumns are the columns of orkstate.WorkflowTask; task_name fills the embedded TaskSpec.Name.
 const workflowTaskColumns = `id, workflow_id, task_index, task_name as name, executor_type, depends_on,
-	params, signature, max_retries, timeout_seconds, created_at`
+	params, signature, max_retries, timeout_seconds, priority::integer, concurrency_key, created_at`
 
 func scanWorkflowTasks(rows pgx.Rows) ([]orkstate.WorkflowTask, error) {
 	return pgx.CollectRows(rows, pgx.RowToStructByName[orkstate.WorkflowTask])
@@ -176,11 +176,12 @@ func (s *Store) ReplaceWorkflowTasks(ctx context.Context, workflowID int64, task
 		if _, err := tx.db.Exec(ctx, s.sql(`
 			insert into {ork}.workflow_tasks
 				(workflow_id, task_index, task_name, executor_type, depends_on, params, signature,
-				 max_retries, timeout_seconds)
+				 max_retries, timeout_seconds, priority, concurrency_key)
 			select $1, e.ord - 1, e.t->>'name', coalesce(e.t->>'executor_type', ''),
 				array(select jsonb_array_elements_text(e.t->'depends_on')),
 				e.t->'params', e.t->'signature',
-				coalesce((e.t->>'max_retries')::integer, 0), coalesce((e.t->>'timeout_seconds')::integer, 0)
+				coalesce((e.t->>'max_retries')::integer, 0), coalesce((e.t->>'timeout_seconds')::integer, 0),
+				(e.t->>'priority')::smallint, coalesce(e.t->>'concurrency_key', '')
 			from jsonb_array_elements($2::jsonb) with ordinality as e(t, ord)
 			order by e.ord`), workflowID, doc); err != nil {
 			return err

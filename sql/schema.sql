@@ -12,6 +12,17 @@ CREATE FUNCTION ork.task_queue_forget_deleted_tasks() RETURNS trigger
 begin
     delete from task_queue q where q.task_id in (select d.id from deleted_tasks d);
     delete from task_deadlines dl where dl.task_id in (select d.id from deleted_tasks d);
+    -- a deleted in-flight task gives its slots back
+    with gone as (
+        delete from task_slots s where s.task_id in (select d.id from deleted_tasks d) returning s.slot_group
+    ), per as (
+        select p.pool, count(*)::integer as n
+        from gone join slot_groups g on g.id = gone.slot_group
+        cross join lateral (values (g.workflow_pool), (g.key_pool)) as p(pool)
+        where p.pool <> 0
+        group by p.pool
+    )
+    update slot_pools sp set in_flight = greatest(sp.in_flight - per.n, 0) from per where sp.id = per.pool;
     return null;
 end
 $$;
@@ -62,6 +73,10 @@ CREATE TABLE ork.tasks (
     dispatched_at timestamp with time zone,
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
+    priority smallint DEFAULT 0 NOT NULL,
+    priority_override smallint,
+    concurrency_key text DEFAULT ''::text NOT NULL,
+    slot_group bigint DEFAULT 0 NOT NULL,
     CONSTRAINT tasks_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT tasks_max_retries_check CHECK ((max_retries >= 0)),
     CONSTRAINT tasks_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'paused'::text, 'dispatched'::text, 'running'::text, 'success'::text, 'failed'::text, 'cancelled'::text]))),
@@ -117,6 +132,43 @@ CREATE TABLE ork.settings (
     CONSTRAINT settings_singleton_check CHECK (singleton)
 );
 
+CREATE TABLE ork.slot_groups (
+    id bigint NOT NULL,
+    workflow_pool bigint DEFAULT 0 NOT NULL,
+    key_pool bigint DEFAULT 0 NOT NULL,
+    fair_run bigint DEFAULT 0 NOT NULL
+);
+
+ALTER TABLE ork.slot_groups ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME ork.slot_groups_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE ork.slot_pools (
+    id bigint NOT NULL,
+    workflow_id bigint,
+    key text,
+    slots integer,
+    in_flight integer DEFAULT 0 NOT NULL,
+    CONSTRAINT slot_pools_check CHECK (((workflow_id IS NULL) <> (key IS NULL))),
+    CONSTRAINT slot_pools_in_flight_check CHECK ((in_flight >= 0)),
+    CONSTRAINT slot_pools_key_check CHECK ((key <> ''::text)),
+    CONSTRAINT slot_pools_slots_check CHECK ((slots > 0))
+);
+
+ALTER TABLE ork.slot_pools ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME ork.slot_pools_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE ork.snapshot_tasks (
     snapshot_id bigint NOT NULL,
     pos integer NOT NULL,
@@ -128,7 +180,9 @@ CREATE TABLE ork.snapshot_tasks (
     max_retries integer NOT NULL,
     timeout_seconds integer NOT NULL,
     unmet_deps integer NOT NULL,
-    downstream_pos integer[] NOT NULL
+    downstream_pos integer[] NOT NULL,
+    priority smallint,
+    concurrency_key text DEFAULT ''::text NOT NULL
 );
 
 CREATE TABLE ork.task_deadlines (
@@ -175,7 +229,14 @@ ALTER TABLE ork.task_logs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 CREATE TABLE ork.task_queue (
     task_id bigint NOT NULL,
     executor_type text DEFAULT ''::text NOT NULL,
-    ready_at timestamp with time zone
+    ready_at timestamp with time zone,
+    priority smallint DEFAULT 0 NOT NULL,
+    slot_group bigint DEFAULT 0 NOT NULL
+);
+
+CREATE TABLE ork.task_slots (
+    task_id bigint NOT NULL,
+    slot_group bigint NOT NULL
 );
 
 ALTER TABLE ork.tasks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -217,7 +278,10 @@ CREATE TABLE ork.workflow_tasks (
     max_retries integer DEFAULT 0 NOT NULL,
     timeout_seconds integer DEFAULT 0 NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    priority smallint,
+    concurrency_key text DEFAULT ''::text NOT NULL,
     CONSTRAINT workflow_tasks_max_retries_check CHECK ((max_retries >= 0)),
+    CONSTRAINT workflow_tasks_priority_check CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
     CONSTRAINT workflow_tasks_task_index_check CHECK ((task_index >= 0)),
     CONSTRAINT workflow_tasks_task_name_check CHECK ((task_name <> ''::text)),
     CONSTRAINT workflow_tasks_timeout_seconds_check CHECK ((timeout_seconds >= 0))
@@ -248,7 +312,12 @@ CREATE TABLE ork.workflows (
     current_snapshot_id bigint,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT workflows_name_check CHECK ((name <> ''::text))
+    priority smallint DEFAULT 0 NOT NULL,
+    max_active_runs integer,
+    fair boolean DEFAULT false NOT NULL,
+    CONSTRAINT workflows_max_active_runs_check CHECK ((max_active_runs > 0)),
+    CONSTRAINT workflows_name_check CHECK ((name <> ''::text)),
+    CONSTRAINT workflows_priority_check CHECK (((priority >= '-1000'::integer) AND (priority <= 1000)))
 );
 
 ALTER TABLE ork.workflows ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -269,6 +338,21 @@ ALTER TABLE ONLY ork.runs
 ALTER TABLE ONLY ork.settings
     ADD CONSTRAINT settings_pkey PRIMARY KEY (singleton);
 
+ALTER TABLE ONLY ork.slot_groups
+    ADD CONSTRAINT slot_groups_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY ork.slot_groups
+    ADD CONSTRAINT slot_groups_workflow_pool_key_pool_fair_run_key UNIQUE (workflow_pool, key_pool, fair_run);
+
+ALTER TABLE ONLY ork.slot_pools
+    ADD CONSTRAINT slot_pools_key_key UNIQUE (key);
+
+ALTER TABLE ONLY ork.slot_pools
+    ADD CONSTRAINT slot_pools_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY ork.slot_pools
+    ADD CONSTRAINT slot_pools_workflow_id_key UNIQUE (workflow_id);
+
 ALTER TABLE ONLY ork.snapshot_tasks
     ADD CONSTRAINT snapshot_tasks_pkey PRIMARY KEY (snapshot_id, pos);
 
@@ -286,6 +370,9 @@ ALTER TABLE ONLY ork.task_logs
 
 ALTER TABLE ONLY ork.task_queue
     ADD CONSTRAINT task_queue_pkey PRIMARY KEY (task_id);
+
+ALTER TABLE ONLY ork.task_slots
+    ADD CONSTRAINT task_slots_pkey PRIMARY KEY (task_id);
 
 ALTER TABLE ONLY ork.tasks
     ADD CONSTRAINT tasks_pkey PRIMARY KEY (id);
@@ -321,6 +408,8 @@ CREATE INDEX deferred_jobs_due_idx ON ork.deferred_jobs USING btree (next_poll_a
 
 CREATE INDEX deferred_jobs_task_idx ON ork.deferred_jobs USING btree (task_id);
 
+CREATE INDEX runs_active_idx ON ork.runs USING btree (workflow_id) WHERE (status = ANY (ARRAY['running'::text, 'paused'::text]));
+
 CREATE INDEX runs_finished_idx ON ork.runs USING btree (finished_at, id) WHERE (status = ANY (ARRAY['success'::text, 'failed'::text, 'cancelled'::text]));
 
 CREATE INDEX runs_pending_idx ON ork.runs USING btree (id) WHERE (status = 'pending'::text);
@@ -334,6 +423,10 @@ CREATE INDEX task_deadlines_due_idx ON ork.task_deadlines USING btree (timeout_a
 CREATE INDEX task_leases_expires_idx ON ork.task_leases USING btree (expires_at);
 
 CREATE INDEX task_logs_task_idx ON ork.task_logs USING btree (task_id, id);
+
+CREATE INDEX task_queue_group_idx ON ork.task_queue USING btree (slot_group, priority DESC, task_id) WHERE (slot_group <> 0);
+
+CREATE INDEX task_queue_order_idx ON ork.task_queue USING btree (priority DESC, task_id) WHERE (slot_group = 0);
 
 CREATE INDEX workflows_due_idx ON ork.workflows USING btree (next_scheduled_at) WHERE schedule_enabled;
 
@@ -349,6 +442,9 @@ ALTER TABLE ONLY ork.runs
 
 ALTER TABLE ONLY ork.runs
     ADD CONSTRAINT runs_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES ork.workflows(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY ork.slot_pools
+    ADD CONSTRAINT slot_pools_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES ork.workflows(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY ork.snapshot_tasks
     ADD CONSTRAINT snapshot_tasks_snapshot_id_fkey FOREIGN KEY (snapshot_id) REFERENCES ork.workflow_snapshots(id) ON DELETE CASCADE;

@@ -382,7 +382,8 @@ func (s *Store) StartPendingRuns(ctx context.Context, limit int) ([]orkstate.Sta
 	out := []orkstate.StartedRun{}
 	err := s.write(ctx, func(t *txState) error {
 		out = out[:0]
-		rows, err := t.query(`SELECT `+pendingRunCols+` WHERE r.status = 'pending' ORDER BY r.id LIMIT ?`, limit)
+		// No LIMIT: runs of a workflow at its max_active_runs are passed over.
+		rows, err := t.query(`SELECT ` + pendingRunCols + ` WHERE r.status = 'pending' ORDER BY r.id`)
 		if err != nil {
 			return err
 		}
@@ -400,6 +401,18 @@ func (s *Store) StartPendingRuns(ctx context.Context, limit int) ([]orkstate.Sta
 			return err
 		}
 		for _, p := range ps {
+			if len(out) == limit {
+				break
+			}
+			var full bool
+			if err := t.queryRow(`SELECT w.max_active_runs IS NOT NULL AND (SELECT count(*) FROM runs r
+					WHERE r.workflow_id = w.id AND r.status IN ('running', 'paused')) >= w.max_active_runs
+				FROM workflows w WHERE w.id = ?`, p.wf).Scan(&full); err != nil {
+				return err
+			}
+			if full {
+				continue
+			}
 			started, err := startRun(t, p)
 			if err != nil {
 				return err
@@ -460,7 +473,8 @@ func startRun(t *txState, p pendingRun) (orkstate.StartedRun, error) {
 	nts := make([]orkstate.NewTask, len(specs))
 	for i, sp := range specs {
 		nts[i] = orkstate.NewTask{TaskIndex: i, TaskName: sp.Name, ExecutorType: sp.ExecutorType,
-			DependsOn: sp.DependsOn, Params: sp.Params, MaxRetries: sp.MaxRetries, TimeoutSeconds: sp.TimeoutSeconds}
+			DependsOn: sp.DependsOn, Params: sp.Params, MaxRetries: sp.MaxRetries, TimeoutSeconds: sp.TimeoutSeconds,
+			Priority: sp.Priority, ConcurrencyKey: sp.ConcurrencyKey}
 	}
 	created, err := createDAGTasks(t, p.id, nts)
 	if orkstate.IsValidation(err) {

@@ -201,6 +201,25 @@ func createDAGTasks(t *txState, runID int64, tasks []orkstate.NewTask) ([]orksta
 		if st == orkstate.RunPaused {
 			status = orkstate.TaskPaused
 		}
+		// The workflow's priority, pool and fairness as they are now (slots.sql's
+		// _place_run_tasks); a key must exist.
+		var wfPriority, wfPool, fairRun int64
+		if err := t.queryRow(`SELECT w.priority, w.task_pool, CASE WHEN w.fair <> 0 THEN r.id ELSE 0 END
+				FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.id = ?`, runID).Scan(&wfPriority, &wfPool, &fairRun); err != nil {
+			return nil, err
+		}
+		for _, k := range fresh {
+			if k.ConcurrencyKey == "" {
+				continue
+			}
+			var n int
+			if err := t.queryRow(`SELECT count(*) FROM concurrency_keys WHERE key = ?`, k.ConcurrencyKey).Scan(&n); err != nil {
+				return nil, err
+			}
+			if n == 0 {
+				return nil, orkstate.Invalid("concurrency_key", k.ConcurrencyKey, "unknown concurrency key: set its slots first")
+			}
+		}
 		ready := false
 		ids := make(map[string]int64, len(existing)+len(fresh))
 		for _, e := range existing {
@@ -214,10 +233,16 @@ func createDAGTasks(t *txState, runID int64, tasks []orkstate.NewTask) ([]orksta
 				}
 			}
 			var id int64
+			prio := wfPriority
+			if k.Priority != nil {
+				prio = int64(*k.Priority)
+			}
 			if err := t.queryRow(`INSERT INTO tasks (run_id, task_index, task_name, executor_type, depends_on, status,
-					params, max_retries, timeout_seconds, unmet_deps, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, runID, k.TaskIndex, k.TaskName, k.ExecutorType,
-				depsJSON(k.DependsOn), status, jsonArg(k.Params), k.MaxRetries, k.TimeoutSeconds, unmet, ts(t.now)).Scan(&id); err != nil {
+					params, max_retries, timeout_seconds, unmet_deps, created_at,
+					priority, priority_override, concurrency_key, workflow_pool, fair_run)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, runID, k.TaskIndex, k.TaskName, k.ExecutorType,
+				depsJSON(k.DependsOn), status, jsonArg(k.Params), k.MaxRetries, k.TimeoutSeconds, unmet, ts(t.now),
+				prio, k.Priority, k.ConcurrencyKey, wfPool, fairRun).Scan(&id); err != nil {
 				return nil, err
 			}
 			wanted[id] = true
@@ -611,7 +636,9 @@ func (s *Store) UpdateTaskStatus(ctx context.Context, u orkstate.TaskUpdate) (*o
 
 // ---- claims, leases, timeouts
 
-// ClaimTasks moves up to p.Limit dispatchable tasks, in id order, to dispatched.
+// ClaimTasks moves up to p.Limit dispatchable tasks to dispatched: highest priority
+// first, in id order within a priority, within the concurrency limits (pickClaim).
+// They come back in that order.
 func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkstate.ClaimedTask, error) {
 	p, err := p.Normalize()
 	if err != nil {
@@ -626,17 +653,21 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 	err = s.write(ctx, func(t *txState) error {
 		out = out[:0]
 		now := ts(t.now)
+		picked, err := pickClaim(t, p.Limit, types)
+		if err != nil || len(picked) == 0 {
+			return err
+		}
 		claimed, err := t.ids(`UPDATE tasks SET status = 'dispatched', attempts = attempts + 1, claimed_by = ?,
 				lease_expires_at = ?, dispatched_at = ?, started_at = NULL, finished_at = NULL, retry_at = NULL,
 				timeout_at = CASE WHEN timeout_seconds > 0 THEN ? + timeout_seconds * ? END
-			WHERE id IN (SELECT t.id FROM tasks t WHERE `+dispatchableWhere+` ORDER BY t.id LIMIT ?) RETURNING id`,
-			p.Claimer, ts(t.now.Add(p.Lease)), now, now, usec, now, types, types, p.Limit)
+			WHERE id IN (SELECT value FROM json_each(?)) RETURNING id`,
+			p.Claimer, ts(t.now.Add(p.Lease)), now, now, usec, idsJSON(picked))
 		if err != nil || len(claimed) == 0 {
 			return err
 		}
 		rows, err := t.query(`SELECT `+taskCols+`, w.id, w.name, w.job_name, w.project, w.region
 			FROM tasks t JOIN runs r ON r.id = t.run_id JOIN workflows w ON w.id = r.workflow_id
-			WHERE t.id IN (SELECT value FROM json_each(?)) ORDER BY t.id`, idsJSON(claimed))
+			WHERE t.id IN (SELECT value FROM json_each(?)) ORDER BY t.priority DESC, t.id`, idsJSON(claimed))
 		if err != nil {
 			return err
 		}

@@ -241,17 +241,19 @@ func parseDeps(s string) ([]string, error) {
 }
 
 const workflowTaskCols = `id, workflow_id, task_index, task_name, executor_type, depends_on, params, signature,
-	max_retries, timeout_seconds, created_at`
+	max_retries, timeout_seconds, priority, concurrency_key, created_at`
 
 func scanWorkflowTask(r scanner) (*orkstate.WorkflowTask, error) {
 	var w orkstate.WorkflowTask
 	var deps string
 	var params, sig sql.NullString
 	var created int64
+	var prio sql.NullInt64
 	if err := r.Scan(&w.ID, &w.WorkflowID, &w.TaskIndex, &w.Name, &w.ExecutorType, &deps, &params, &sig,
-		&w.MaxRetries, &w.TimeoutSeconds, &created); err != nil {
+		&w.MaxRetries, &w.TimeoutSeconds, &prio, &w.ConcurrencyKey, &created); err != nil {
 		return nil, err
 	}
+	w.Priority = intPtr(prio)
 	var err error
 	if w.DependsOn, err = parseDeps(deps); err != nil {
 		return nil, err
@@ -276,9 +278,10 @@ func (s *Store) ReplaceWorkflowTasks(ctx context.Context, workflowID int64, task
 		}
 		for i, sp := range tasks {
 			if _, err := t.exec(`INSERT INTO workflow_tasks (workflow_id, task_index, task_name, executor_type,
-					depends_on, params, signature, max_retries, timeout_seconds, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, workflowID, i, sp.Name, sp.ExecutorType, depsJSON(sp.DependsOn),
-				jsonArg(sp.Params), jsonArg(sp.Signature), sp.MaxRetries, sp.TimeoutSeconds, ts(t.now)); err != nil {
+					depends_on, params, signature, max_retries, timeout_seconds, created_at, priority, concurrency_key)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, workflowID, i, sp.Name, sp.ExecutorType, depsJSON(sp.DependsOn),
+				jsonArg(sp.Params), jsonArg(sp.Signature), sp.MaxRetries, sp.TimeoutSeconds, ts(t.now),
+				sp.Priority, sp.ConcurrencyKey); err != nil {
 				return err
 			}
 		}

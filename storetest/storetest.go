@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) orkstate.Store, opts ...Optio
 		{"Schedule", s.testSchedules},
 		{"Deferred", s.testDeferred},
 		{"Concurrency", s.testConcurrency},
+		{"Limits", s.testLimits},
 		{"Bounds", s.testBounds},
 		{"Agreement", s.testAgreement},
 		{"Hardening", s.testHardening},

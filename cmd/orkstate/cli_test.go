@@ -279,7 +279,7 @@ func TestSchemaFromEnvironment(t *testing.T) {
 func TestSQLiteMigrateAndStatus(t *testing.T) {
 	t.Parallel()
 	tg := &target{flags: []string{"--db", filepath.Join(t.TempDir(), "new.db")}}
-	if out := cli(t, tg, "migrate"); !strings.HasSuffix(out, "new.db: at version 1\n") {
+	if out := cli(t, tg, "migrate"); !strings.HasSuffix(out, "new.db: at version 2\n") {
 		t.Errorf("migrate said %q", out)
 	}
 	loaded(t, tg)

@@ -148,7 +148,7 @@ func (a *app) printStatus(ctx context.Context, be *backend, w io.Writer) error {
 	fmt.Fprintf(w, "  %-14s success %d, failed %d, cancelled %d\n", "finished "+shortDuration(st.Window), st.RunsSucceeded, st.RunsFailed, st.RunsCancelled)
 	fmt.Fprintf(w, "  %-14s %s\n", "runs in all", estimate)
 	fmt.Fprintf(w, "  %-14s active %d, due %d\n", "deferred jobs", st.DeferredJobsActive, st.DeferredJobsDue)
-	return nil
+	return printKeySlots(ctx, be.store, w)
 }
 
 // printSQLiteStatus counts rows by status: a SQLite file has no stats() and its
@@ -177,7 +177,7 @@ func (a *app) printSQLiteStatus(ctx context.Context, be *backend, w io.Writer) e
 		return err
 	}
 	fmt.Fprintf(w, "  %-14s %8d\n", "workflows", len(wfs))
-	return nil
+	return printKeySlots(ctx, be.store, w)
 }
 
 // shortDuration prints 1h for an hour, 30m for half of one.

@@ -138,10 +138,13 @@ declare
     v_ready bigint[];
     v_ready_types text[];
     v_ready_at timestamptz[];
+    v_ready_prio smallint[];
+    v_ready_group bigint[];
     v_unready bigint[];
     v_timed bigint[];
     v_timed_at timestamptz[];
     v_untimed bigint[];
+    v_entered bigint[];
 begin
     -- One statement decides and applies: the guard in the WHERE clause is the §3
     -- transition table plus attempt fencing, evaluated on the current row once the
@@ -198,7 +201,7 @@ begin
           and i.status <> t.status
           and _task_transition_allowed(t.status, i.status)
         returning i.k, i.ord, t.id, t.run_id, t.status, t.unmet_deps, t.executor_type, t.retry_at,
-                  t.timeout_seconds, t.timeout_at, t.downstream,
+                  t.timeout_seconds, t.timeout_at, t.downstream, t.priority, t.slot_group,
                   case when i.status = 'failed' and t.status = 'pending' then 'retrying' else 'applied' end as outcome
     )
     -- The arrays are in update order, all alike; only the result is sorted (by ord),
@@ -218,13 +221,16 @@ begin
            array_agg(u.id) filter (where u.status = 'pending' and u.unmet_deps = 0),
            array_agg(u.executor_type) filter (where u.status = 'pending' and u.unmet_deps = 0),
            array_agg(u.retry_at) filter (where u.status = 'pending' and u.unmet_deps = 0),
+           array_agg(u.priority) filter (where u.status = 'pending' and u.unmet_deps = 0),
+           array_agg(u.slot_group) filter (where u.status = 'pending' and u.unmet_deps = 0),
            array_agg(u.id) filter (where not (u.status = 'pending' and u.unmet_deps = 0)),
            array_agg(u.id) filter (where u.timeout_seconds > 0 and u.timeout_at is not null),
            array_agg(u.timeout_at) filter (where u.timeout_seconds > 0 and u.timeout_at is not null),
-           array_agg(u.id) filter (where u.timeout_seconds > 0 and u.timeout_at is null)
+           array_agg(u.id) filter (where u.timeout_seconds > 0 and u.timeout_at is null),
+           array_agg(u.id) filter (where u.status = 'running' and u.slot_group <> 0)
     into v_ords, v_pos, v_ids, v_outcomes, v_statuses, v_failed, v_cancelled, v_ended,
          v_fin_runs, v_fin_statuses, v_requeued, v_down,
-         v_ready, v_ready_types, v_ready_at, v_unready, v_timed, v_timed_at, v_untimed
+         v_ready, v_ready_types, v_ready_at, v_ready_prio, v_ready_group, v_unready, v_timed, v_timed_at, v_untimed, v_entered
     from updated u;
 
     -- The queue and the deadlines follow in statements of their own. Each takes its
@@ -238,10 +244,20 @@ begin
         delete from task_queue q where q.task_id = any(v_unready);
     end if;
     if v_ready is not null then
-        insert into task_queue as q (task_id, executor_type, ready_at)
-        select * from unnest(v_ready, v_ready_types, v_ready_at)
-        on conflict (task_id) do update set executor_type = excluded.executor_type, ready_at = excluded.ready_at;
+        insert into task_queue as q (task_id, executor_type, ready_at, priority, slot_group)
+        select * from unnest(v_ready, v_ready_types, v_ready_at, v_ready_prio, v_ready_group)
+        on conflict (task_id) do update
+        set executor_type = excluded.executor_type, ready_at = excluded.ready_at,
+            priority = excluded.priority, slot_group = excluded.slot_group;
     end if;
+    -- Every task that left flight here gives its slots back, in the statement after the
+    -- update for the same reason (v_ended also holds tasks that were never in flight:
+    -- they hold no slot).
+    perform _release_slots(v_ended);
+    -- A task can enter flight without a claim: pending → running (a report after its
+    -- lease ran out and before another claim). It counts against its pools too, even
+    -- past their slots (it runs whatever the database says); claims then wait.
+    perform _take_slots(v_entered);
     if v_timed is not null then
         insert into task_deadlines as d (task_id, timeout_at)
         select * from unnest(v_timed, v_timed_at)
@@ -263,10 +279,10 @@ begin
             set unmet_deps = greatest(t.unmet_deps - dec.n, 0)
             from dec
             where t.id = dec.id and t.status in ('pending', 'paused')
-            returning t.id, t.unmet_deps, t.status, t.executor_type, t.retry_at
+            returning t.id, t.unmet_deps, t.status, t.executor_type, t.retry_at, t.priority, t.slot_group
         ), queued as (
-            insert into task_queue (task_id, executor_type, ready_at)
-            select upd.id, upd.executor_type, upd.retry_at
+            insert into task_queue (task_id, executor_type, ready_at, priority, slot_group)
+            select upd.id, upd.executor_type, upd.retry_at, upd.priority, upd.slot_group
             from upd
             where upd.unmet_deps = 0 and upd.status = 'pending'
             returning 1

@@ -1,6 +1,7 @@
 -- claim_tasks moves up to p_limit dispatchable tasks (pending, every dependency
 -- succeeded, retry_at due; run state is folded into task status) to dispatched for
--- p_claimer, in id order, FOR UPDATE SKIP LOCKED, and returns in one round trip what a
+-- p_claimer, highest priority first and in id order within a priority, within the
+-- concurrency limits (see slots.sql), FOR UPDATE SKIP LOCKED, and returns in one round trip what a
 -- dispatch needs: the task, its attempt (the fencing token to report back), the
 -- workflow's id, name, job_name, project and region, and upstream_outputs, a JSON object
 -- of each dependency's output by name. p_executor_types, when not null, filters by type.
@@ -31,20 +32,42 @@ language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
 set plan_cache_mode = force_generic_plan
+-- Every read here is an index scan with a LIMIT or a key probe. When most ready rows
+-- are grouped, the planner chose a sequential scan for the group probe below (13 ms
+-- at 20,000 queued rows, TestClaimSkipsTasksAFullPoolHoldsBack).
+set enable_seqscan = off
 as $$
 #variable_conflict use_column
+declare
+    v_ids bigint[];
+    v_grouped boolean;
 begin
     perform _check_claim(p_claimer, p_limit, p_lease);
+    -- Is any ready task in a slot group (a pool or a fair run)? One probe of the
+    -- group index; without one the claim is the plain scan of the ungrouped list.
+    v_grouped := exists (select 1 from task_queue q where q.slot_group <> 0);
+    if v_grouped then
+        v_ids := _pick_grouped(p_limit, p_executor_types);
+        -- null: every group is held back; the plain scan is all there is to take
+        v_grouped := v_ids is not null;
+    end if;
+    if v_grouped then
+        v_ids := array(select q.task_id from task_queue q where q.task_id = any(v_ids)
+                       for no key update skip locked);
+    else
+        -- priority first, then dispatch order: an ordered scan of task_queue_order_idx
+        v_ids := array(
+            select q.task_id
+            from task_queue q
+            where q.slot_group = 0
+              and (q.ready_at is null or q.ready_at <= now())
+              and (p_executor_types is null or q.executor_type = any(p_executor_types))
+            order by q.priority desc, q.task_id
+            limit p_limit
+            for no key update skip locked);
+    end if;
     return query
-    with picked as (
-        select q.task_id
-        from task_queue q
-        where (q.ready_at is null or q.ready_at <= now())
-          and (p_executor_types is null or q.executor_type = any(p_executor_types))
-        order by q.task_id
-        limit p_limit
-        for no key update skip locked
-    ), owned as (
+    with owned as (
         -- The task rows are locked SKIP LOCKED too: a reporter holding a task (it locks
         -- tasks first, then their queue rows) is skipped, never waited for, so no deadlock.
         -- = any(array) probes the primary key per task; a join was planned as a merge
@@ -53,7 +76,7 @@ begin
         -- queue row can only name a ready task, and this keeps a finished task from
         -- ever being claimed again should one outlive its task all the same.
         select t.id from tasks t
-        where t.id = any(array(select p.task_id from picked p))
+        where t.id = any(v_ids)
           and t.status = 'pending' and t.unmet_deps = 0
         for no key update skip locked
     ), claimed as (
@@ -70,7 +93,8 @@ begin
         where t.id = any(array(select o.id from owned o))
         returning t.id, t.run_id, t.task_index, t.task_name, t.executor_type, t.depends_on,
                   t.execution_name, t.params, t.output, t.error, t.attempts, t.max_retries,
-                  t.timeout_seconds, t.lease_expires_at, t.created_at, t.dispatched_at, t.timeout_at
+                  t.timeout_seconds, t.lease_expires_at, t.created_at, t.dispatched_at, t.timeout_at,
+                  t.priority, t.slot_group
     ), dequeued as (
         -- A delete writes no new row version and no index entry.
         delete from task_queue q
@@ -84,6 +108,12 @@ begin
         insert into task_deadlines as d (task_id, timeout_at)
         select c.id, c.timeout_at from claimed c where c.timeout_at is not null
         on conflict (task_id) do update set timeout_at = excluded.timeout_at
+    ), slotted as (
+        -- the tasks whose group has a pool hold slots until they leave flight
+        insert into task_slots (task_id, slot_group)
+        select c.id, c.slot_group
+        from claimed c join slot_groups g on g.id = c.slot_group
+        where c.slot_group <> 0 and (g.workflow_pool <> 0 or g.key_pool <> 0)
     )
     select c.id, c.run_id, c.task_index, c.task_name, c.executor_type, c.depends_on,
            c.execution_name, c.params, c.output, c.error, c.attempts,
@@ -98,6 +128,17 @@ begin
     from claimed c
     join runs r on r.id = c.run_id
     join workflows w on w.id = r.workflow_id
-    order by c.id;
+    order by c.priority desc, c.id;
+    if v_grouped then
+        -- The slots taken: _pick_grouped holds the pools and chose no more than each
+        -- has room for.
+        update slot_pools sp set in_flight = sp.in_flight + x.n
+        from (select p.pool, count(*)::integer as n
+              from task_slots s join slot_groups g on g.id = s.slot_group
+              cross join lateral (values (g.workflow_pool), (g.key_pool)) as p(pool)
+              where s.task_id = any(v_ids) and p.pool <> 0
+              group by p.pool) x
+        where sp.id = x.pool;
+    end if;
 end
 $$;

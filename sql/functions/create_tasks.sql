@@ -139,6 +139,9 @@ declare
     v_params jsonb[];
     v_retries integer[];
     v_timeouts integer[];
+    v_prios smallint[];
+    v_keys text[];
+    v_wf_priority smallint;
     n integer;
     v_bad text;
     v_known boolean[];
@@ -178,15 +181,30 @@ begin
            or coalesce((e.spec->>'max_retries')::integer, 0) < 0
            or coalesce((e.spec->>'timeout_seconds')::integer, 0) < 0
            or jsonb_typeof(coalesce(e.spec->'depends_on', '[]')) <> 'array'
+           or coalesce(jsonb_typeof(e.spec->'concurrency_key'), 'string') not in ('string', 'null')
         limit 1;
         if found then
             raise exception using errcode = 'OK422', column = 'tasks',
-                message = format('task %s: needs a non-empty task_name, a task_index >= 0, non-negative max_retries and timeout_seconds, and depends_on as an array',
+                message = format('task %s: needs a non-empty task_name, a task_index >= 0, non-negative max_retries and timeout_seconds, depends_on as an array and concurrency_key as a string',
                                  coalesce(quote_literal(v_bad), '(unnamed)'));
         end if;
     exception when invalid_text_representation or numeric_value_out_of_range or invalid_parameter_value then
         raise exception using errcode = 'OK422', column = 'tasks', message = 'task specs: ' || sqlerrm;
     end;
+    begin
+        select coalesce(e.spec->>'task_name', e.spec->>'name') || ': ' || (e.spec->>'priority') into v_bad
+        from jsonb_array_elements(p_specs) as e(spec)
+        where e.spec ? 'priority' and jsonb_typeof(e.spec->'priority') <> 'null'
+          and (jsonb_typeof(e.spec->'priority') <> 'number' or (e.spec->>'priority')::numeric not between -1000 and 1000
+               or (e.spec->>'priority')::numeric <> trunc((e.spec->>'priority')::numeric))
+        limit 1;
+    exception when invalid_text_representation or numeric_value_out_of_range then
+        v_bad := 'priority';
+    end;
+    if v_bad is not null then
+        raise exception using errcode = 'OK422', column = 'priority',
+            message = format('task %s: priority must be an integer between -1000 and 1000', v_bad);
+    end if;
     select coalesce(e.spec->>'task_name', e.spec->>'name') into v_bad
     from jsonb_array_elements(p_specs) with ordinality as e(spec, pos) group by 1 having count(*) > 1 limit 1;
     if found then
@@ -203,8 +221,9 @@ begin
     select array_agg(s.idx order by s.pos), array_agg(s.name order by s.pos),
            array_agg(s.etype order by s.pos), array_agg(s.deps order by s.pos),
            array_agg(s.params order by s.pos), array_agg(s.retries order by s.pos),
-           array_agg(s.timeout order by s.pos), array_agg(s.known order by s.pos)
-    into v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts, v_known
+           array_agg(s.timeout order by s.pos), array_agg(s.known order by s.pos),
+           array_agg(s.prio order by s.pos), array_agg(s.ckey order by s.pos)
+    into v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts, v_known, v_prios, v_keys
     from (
         select e.pos,
                coalesce((e.spec->>'task_index')::integer, e.pos::integer - 1) as idx,
@@ -214,6 +233,8 @@ begin
                e.spec->'params' as params,
                coalesce((e.spec->>'max_retries')::integer, 0) as retries,
                coalesce((e.spec->>'timeout_seconds')::integer, 0) as timeout,
+               (e.spec->>'priority')::numeric::smallint as prio,
+               coalesce(e.spec->>'concurrency_key', '') as ckey,
                exists (select 1 from tasks t
                        where t.run_id = p_run_id
                          and t.task_index = coalesce((e.spec->>'task_index')::integer, e.pos::integer - 1))
@@ -246,10 +267,10 @@ begin
         select coalesce(array_agg(x.idx order by x.p), '{}'), array_agg(x.name order by x.p),
                array_agg(x.etype order by x.p), array_agg(x.deps order by x.p),
                array_agg(x.params order by x.p), array_agg(x.retries order by x.p),
-               array_agg(x.timeout order by x.p)
-        into v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts
-        from unnest(v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts, v_known)
-            with ordinality as x(idx, name, etype, deps, params, retries, timeout, old, p)
+               array_agg(x.timeout order by x.p), array_agg(x.prio order by x.p), array_agg(x.ckey order by x.p)
+        into v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts, v_prios, v_keys
+        from unnest(v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts, v_known, v_prios, v_keys)
+            with ordinality as x(idx, name, etype, deps, params, retries, timeout, old, prio, ckey, p)
         where not x.old;
     end if;
     n := coalesce(cardinality(v_idx), 0);
@@ -266,6 +287,7 @@ begin
         -- Ids are drawn first so each task's downstream array is written with the task.
         v_ids := array(select nextval(v_seq) from generate_series(1, n));
         v_status := case when v_run_status = 'paused' then 'paused' else 'pending' end;
+        select w.priority into v_wf_priority from runs r join workflows w on w.id = r.workflow_id where r.id = p_run_id;
         select coalesce(array_agg(t.task_name), '{}') into v_succeeded
         from tasks t where t.run_id = p_run_id and t.status = 'success';
 
@@ -299,27 +321,30 @@ begin
             group by v_src[k]
         ), ins as (
             insert into tasks (id, run_id, task_index, task_name, executor_type, depends_on, status, params,
-                               max_retries, timeout_seconds, unmet_deps, downstream)
+                               max_retries, timeout_seconds, unmet_deps, downstream,
+                               priority, priority_override, concurrency_key)
             overriding system value
             select v_ids[s.p], p_run_id, s.idx, s.name, s.etype,
                    s.deps::text[],
                    v_status, s.params, s.retries, s.timeout,
                    case when cardinality(v_succeeded) = 0 then cardinality(s.deps::text[])
                         else (select count(*) from unnest(s.deps::text[]) d where d <> all(v_succeeded))::integer end,
-                   coalesce(down.ids, '{}')
-            from unnest(v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts)
-                with ordinality as s(idx, name, etype, deps, params, retries, timeout, p)
+                   coalesce(down.ids, '{}'),
+                   coalesce(s.prio, v_wf_priority), s.prio, s.ckey
+            from unnest(v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts, v_prios, v_keys)
+                with ordinality as s(idx, name, etype, deps, params, retries, timeout, prio, ckey, p)
             left join down on down.p = s.p
             order by s.idx
-            returning tasks.id, tasks.status, tasks.unmet_deps, tasks.executor_type
+            returning tasks.id, tasks.status, tasks.unmet_deps, tasks.executor_type, tasks.priority
         ), queued as (
-            insert into task_queue (task_id, executor_type)
-            select ins.id, ins.executor_type from ins where ins.status = 'pending' and ins.unmet_deps = 0
+            insert into task_queue (task_id, executor_type, priority)
+            select ins.id, ins.executor_type, ins.priority from ins where ins.status = 'pending' and ins.unmet_deps = 0
             returning 1
         )
         select (select count(*) from ins), exists (select 1 from queued)
         into v_inserted, v_ready;
 
+        perform _place_run_tasks(p_run_id);
         perform _tasks_added(p_run_id, v_inserted, v_ready);
 
         -- A new task whose dependency already failed (or was cancelled) would never

@@ -50,6 +50,7 @@ do $install$
 declare
     v_package constant text := $package$
 {{ template "checks.sql" . }}
+{{ template "slots.sql" . }}
 {{ template "notify.sql" . }}
 {{ template "task_queue.sql" . }}
 {{ template "run_counters.sql" . }}

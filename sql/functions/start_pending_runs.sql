@@ -37,7 +37,8 @@ begin
     select jsonb_agg(jsonb_build_object(
                'task_index', wt.task_index, 'task_name', wt.task_name, 'executor_type', wt.executor_type,
                'depends_on', to_jsonb(wt.depends_on),
-               'max_retries', wt.max_retries, 'timeout_seconds', wt.timeout_seconds)
+               'max_retries', wt.max_retries, 'timeout_seconds', wt.timeout_seconds,
+               'priority', wt.priority, 'concurrency_key', wt.concurrency_key)
            || case when wt.params is null then '{}'::jsonb else jsonb_build_object('params', wt.params) end
            order by wt.task_index)
     into v_specs
@@ -81,11 +82,13 @@ as $$
         where t.run_id = p_run_id
     )
     insert into snapshot_tasks (snapshot_id, pos, task_index, task_name, executor_type, depends_on, params,
-                                max_retries, timeout_seconds, unmet_deps, downstream_pos)
+                                max_retries, timeout_seconds, unmet_deps, downstream_pos,
+                                priority, concurrency_key)
     select p_snapshot_id, m.pos, m.task_index, m.task_name, m.executor_type, m.depends_on, m.params,
            m.max_retries, m.timeout_seconds, m.unmet_deps,
            array(select d_m.pos from unnest(m.downstream) with ordinality as d(id, o)
-                 join m as d_m on d_m.id = d.id order by d.o)
+                 join m as d_m on d_m.id = d.id order by d.o),
+           m.priority_override, m.concurrency_key
     from m
     on conflict (snapshot_id, pos) do nothing
 $$;
@@ -104,29 +107,34 @@ declare
     v_ids bigint[];
     v_inserted integer;
     v_ready boolean;
+    v_wf_priority smallint;
     -- the sequence is looked up once: per row, the lookup cost as much as the insert
     v_seq regclass := pg_get_serial_sequence('{{.schema}}.tasks', 'id')::regclass;
 begin
+    select w.priority into v_wf_priority from runs r join workflows w on w.id = r.workflow_id where r.id = p_run_id;
     v_ids := array(select nextval(v_seq) from snapshot_tasks c where c.snapshot_id = p_snapshot_id order by c.pos);
     with ins as (
         insert into tasks (id, run_id, task_index, task_name, executor_type, depends_on, status, params,
-                           max_retries, timeout_seconds, unmet_deps, downstream)
+                           max_retries, timeout_seconds, unmet_deps, downstream,
+                           priority, priority_override, concurrency_key)
         overriding system value
         select v_ids[c.pos], p_run_id, c.task_index, c.task_name, c.executor_type, c.depends_on, 'pending', c.params,
                c.max_retries, c.timeout_seconds, c.unmet_deps,
-               array(select v_ids[d] from unnest(c.downstream_pos) as d)
+               array(select v_ids[d] from unnest(c.downstream_pos) as d),
+               coalesce(c.priority, v_wf_priority), c.priority, c.concurrency_key
         from snapshot_tasks c
         where c.snapshot_id = p_snapshot_id
         order by c.task_index
-        returning tasks.id, tasks.unmet_deps, tasks.executor_type
+        returning tasks.id, tasks.unmet_deps, tasks.executor_type, tasks.priority
     ), queued as (
-        insert into task_queue (task_id, executor_type)
-        select ins.id, ins.executor_type from ins where ins.unmet_deps = 0
+        insert into task_queue (task_id, executor_type, priority)
+        select ins.id, ins.executor_type, ins.priority from ins where ins.unmet_deps = 0
         returning 1
     )
     select (select count(*) from ins), exists (select 1 from queued)
     into v_inserted, v_ready;
 
+    perform _place_run_tasks(p_run_id);
     perform _tasks_added(p_run_id, v_inserted, v_ready);
     return v_inserted;
 end
@@ -206,6 +214,8 @@ $$;
 
 -- start_pending_runs claims up to p_limit pending runs, oldest first (SKIP LOCKED, so
 -- two schedulers never start one run twice), creates their tasks and marks them running.
+-- A workflow's max_active_runs leaves its runs pending while that many of its runs are
+-- running or paused (they start, in order, as runs finish).
 -- A run whose DAG is invalid (unknown dependency, cycle, no tasks) fails with an error
 -- naming why. Returns one row per run: run_id, status, tasks_created, error.
 create function {{.schema}}_api.start_pending_runs(p_limit integer)
@@ -218,14 +228,29 @@ as $$
 #variable_conflict use_column
 declare
     v_run record;
+    v_max integer;
+    v_started integer := 0;
 begin
     perform _check_limit(p_limit);
+    -- No LIMIT: runs of a workflow at its max_active_runs are passed over (and stay
+    -- locked, so racing callers pass them too); the loop ends after p_limit starts.
     for v_run in
-        select r.id from runs r where r.status = 'pending' order by r.id limit p_limit for no key update skip locked
+        select r.id, r.workflow_id from runs r where r.status = 'pending' order by r.id for no key update skip locked
     loop
+        select w.max_active_runs into v_max from workflows w where w.id = v_run.workflow_id;
+        if v_max is not null then
+            -- One starter per limited workflow at a time: the count, a statement after
+            -- the lock, sees every run another caller started and committed meanwhile.
+            perform pg_advisory_xact_lock(hashtext('{{.schema}}.max_active_runs'),
+                                          (v_run.workflow_id % 2147483647)::integer);
+            continue when (select count(*) from runs r
+                           where r.workflow_id = v_run.workflow_id and r.status in ('running', 'paused')) >= v_max;
+        end if;
         run_id := v_run.id;
         select s.status, s.tasks_created, s.error into status, tasks_created, error from _start_run(v_run.id) s;
         return next;
+        v_started := v_started + 1;
+        exit when v_started >= p_limit;
     end loop;
 end
 $$;

@@ -4,7 +4,8 @@
 --                   (ready_at = retry_at);
 --   task_deadlines  a row exactly while the task is dispatched or running with a
 --                   timeout_at;
---   task_leases     a dispatched task is named by a row due no later than its lease.
+--   task_leases     a dispatched task is named by a row due no later than its lease;
+--   task_slots      a task that is not dispatched or running holds no slot.
 -- Every function that changes a task's status or unmet_deps outside the hot paths
 -- calls it for the tasks it changed; claim_tasks and _apply_task_changes keep the
 -- tables themselves, by the same rule. A lease row is written for each dispatched task
@@ -22,6 +23,7 @@ declare
     v_not_ready bigint[];
     v_timed bigint[];
     v_dispatched boolean;
+    v_left bigint[];
 begin
     if coalesce(cardinality(p_task_ids), 0) = 0 then
         return;
@@ -31,22 +33,27 @@ begin
     select array_agg(t.id) filter (where t.status = 'pending' and t.unmet_deps = 0),
            array_agg(t.id) filter (where not (t.status = 'pending' and t.unmet_deps = 0)),
            array_agg(t.id) filter (where t.timeout_seconds > 0 or t.timeout_at is not null),
-           coalesce(bool_or(t.status = 'dispatched'), false)
-    into v_ready, v_not_ready, v_timed, v_dispatched
+           coalesce(bool_or(t.status = 'dispatched'), false),
+           array_agg(t.id) filter (where t.status not in ('dispatched', 'running'))
+    into v_ready, v_not_ready, v_timed, v_dispatched, v_left
     from tasks t
     where t.id = any(p_task_ids);
 
     if v_not_ready is not null then
         delete from task_queue q where q.task_id = any(v_not_ready);
     end if;
+    -- a task that left flight gives its slots back (one that never held any has no row)
+    perform _release_slots(v_left);
     if v_ready is not null then
-        insert into task_queue as q (task_id, executor_type, ready_at)
-        select t.id, t.executor_type, t.retry_at
+        insert into task_queue as q (task_id, executor_type, ready_at, priority, slot_group)
+        select t.id, t.executor_type, t.retry_at, t.priority, t.slot_group
         from tasks t
         where t.id = any(v_ready)
         on conflict (task_id) do update
-        set executor_type = excluded.executor_type, ready_at = excluded.ready_at
-        where (q.executor_type, q.ready_at) is distinct from (excluded.executor_type, excluded.ready_at);
+        set executor_type = excluded.executor_type, ready_at = excluded.ready_at,
+            priority = excluded.priority, slot_group = excluded.slot_group
+        where (q.executor_type, q.ready_at, q.priority, q.slot_group)
+              is distinct from (excluded.executor_type, excluded.ready_at, excluded.priority, excluded.slot_group);
     end if;
     if v_timed is not null then
         delete from task_deadlines d

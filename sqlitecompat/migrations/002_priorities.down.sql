@@ -1,0 +1,15 @@
+DROP INDEX runs_active_idx;
+DROP INDEX tasks_key_status_idx;
+DROP TABLE concurrency_keys;
+ALTER TABLE tasks DROP COLUMN fair_run;
+ALTER TABLE tasks DROP COLUMN workflow_pool;
+ALTER TABLE tasks DROP COLUMN concurrency_key;
+ALTER TABLE tasks DROP COLUMN priority_override;
+ALTER TABLE tasks DROP COLUMN priority;
+ALTER TABLE workflow_tasks DROP COLUMN concurrency_key;
+ALTER TABLE workflow_tasks DROP COLUMN priority;
+ALTER TABLE workflows DROP COLUMN fair;
+ALTER TABLE workflows DROP COLUMN task_pool;
+ALTER TABLE workflows DROP COLUMN max_tasks_in_flight;
+ALTER TABLE workflows DROP COLUMN max_active_runs;
+ALTER TABLE workflows DROP COLUMN priority;
