@@ -105,6 +105,22 @@ func TestLockOrderPlans(t *testing.T) {
 	for _, tk := range tasks {
 		id[tk.TaskName] = tk.ID
 	}
+	// Plans depend on the table's size: on a near-empty tasks table a full scan of
+	// its primary key as the outer side is cheapest. The shapes checked are those of
+	// a working install, so the check runs beside 20,000 other tasks, analyzed.
+	big, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "lock-order-bulk", TaskParams: []byte(`{"task_count": 20000}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateRun(ctx, big.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartPendingRuns(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool().Exec(ctx, "analyze "+s.Schema()+".tasks"); err != nil {
+		t.Fatal(err)
+	}
 
 	var mu sync.Mutex
 	var notices []string
