@@ -64,11 +64,7 @@ func (a *app) runActionCommand(action string) *cobra.Command {
 		Args:    args("RUN_ID"),
 		RunE: cmdErr(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			id, err := parseID("run", args[0])
-			if err != nil {
-				return err
-			}
-			be, err := a.openDB(ctx)
+			id, be, err := a.openByID(ctx, "run", args[0])
 			if err != nil {
 				return err
 			}
@@ -132,11 +128,7 @@ of it go back to pending too. A task of a finished run cannot be retried.`,
 		Args:    args("TASK_ID"),
 		RunE: cmdErr(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			id, err := parseID("task", args[0])
-			if err != nil {
-				return err
-			}
-			be, err := a.openDB(ctx)
+			id, be, err := a.openByID(ctx, "task", args[0])
 			if err != nil {
 				return err
 			}

@@ -180,6 +180,20 @@ func parseID(what, s string) (int64, error) {
 	return id, nil
 }
 
+// openByID parses arg as the id of what, then opens the store: the start of every
+// command that acts on one run or task. The caller closes the backend.
+func (a *app) openByID(ctx context.Context, what, arg string) (int64, *backend, error) {
+	id, err := parseID(what, arg)
+	if err != nil {
+		return 0, nil, err
+	}
+	be, err := a.openDB(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	return id, be, nil
+}
+
 // kindError is a message of its own that still matches its kind (ErrNotFound, …)
 // with errors.Is, for the exit code.
 type kindError struct {

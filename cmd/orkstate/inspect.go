@@ -306,11 +306,7 @@ polling on SQLite) and exits 0 if it succeeded, 6 if it failed or was cancelled.
 		Example: "  orkstate run 42\n  orkstate run 42 --watch\n  orkstate run 42 --json | jq '.tasks[] | select(.status == \"failed\")'",
 		Args:    args("RUN_ID"),
 		RunE: cmdErr(func(cmd *cobra.Command, args []string) error {
-			id, err := parseID("run", args[0])
-			if err != nil {
-				return err
-			}
-			be, err := a.openDB(cmd.Context())
+			id, be, err := a.openByID(cmd.Context(), "run", args[0])
 			if err != nil {
 				return err
 			}
@@ -345,11 +341,7 @@ chunk, then one with the final status).`,
 		Args:    args("TASK_ID"),
 		RunE: cmdErr(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			id, err := parseID("task", args[0])
-			if err != nil {
-				return err
-			}
-			be, err := a.openDB(ctx)
+			id, be, err := a.openByID(ctx, "task", args[0])
 			if err != nil {
 				return err
 			}
