@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -127,4 +128,116 @@ func (s *Store) MarkDeferredJobPolled(ctx context.Context, id int64) error {
 		err = fmt.Errorf("%w: deferred job is %s", orkstate.ErrInvalidTransition, status)
 	}
 	return wrap(err, "pgstore: mark deferred job %d polled", id)
+}
+
+// ClaimDeferredJobs leases up to p.Limit due deferred jobs (claim_deferred_jobs).
+func (s *Store) ClaimDeferredJobs(ctx context.Context, p orkstate.DeferredClaimParams) ([]orkstate.DeferredJob, error) {
+	p, err := p.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, s.sql(`select `+deferredJobColumns+` from {api}.claim_deferred_jobs($1, $2, $3)`), p.Claimer, p.Limit, p.Lease)
+	if err != nil {
+		return nil, wrap(err, "pgstore: claim deferred jobs")
+	}
+	jobs, err := scanDeferredJobs(rows)
+	if err != nil {
+		return nil, wrap(err, "pgstore: claim deferred jobs")
+	}
+	return jobs, nil
+}
+
+type pollOutcomeRow struct {
+	Ord        int
+	JobID      int64
+	Outcome    string
+	Status     *string
+	TaskStatus *string
+}
+
+// ReportDeferredPolls applies poll results in one statement (report_deferred_polls).
+func (s *Store) ReportDeferredPolls(ctx context.Context, reports []orkstate.DeferredPollReport) ([]orkstate.DeferredOutcome, error) {
+	reports, err := orkstate.NormalizePollReports(reports)
+	if err != nil {
+		return nil, err
+	}
+	n := len(reports)
+	ids := make([]int64, n)
+	results := make([]string, n)
+	errs := make([]string, n)
+	after := make([]*time.Duration, n)
+	attempts := make([]int32, n)
+	for i, r := range reports {
+		ids[i], results[i], errs[i], attempts[i] = r.JobID, string(r.Result), r.Error, int32(r.Attempt)
+		if r.NextPollAfter > 0 {
+			after[i] = &reports[i].NextPollAfter
+		}
+	}
+	if n == 0 {
+		return []orkstate.DeferredOutcome{}, nil
+	}
+	var got []pollOutcomeRow
+	err = s.retryDeadlock(ctx, func() error {
+		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.report_deferred_polls($1, $2, $3, $4, $5)`),
+			ids, results, errs, after, attempts)
+		if err != nil {
+			return err
+		}
+		got, err = pgx.CollectRows(rows, pgx.RowToStructByPos[pollOutcomeRow])
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "pgstore: report deferred polls")
+	}
+	out := make([]orkstate.DeferredOutcome, len(got))
+	for i, r := range got {
+		out[i] = orkstate.DeferredOutcome{JobID: r.JobID, Outcome: orkstate.Outcome(r.Outcome)}
+		if r.Status != nil {
+			out[i].Status = orkstate.DeferredJobStatus(*r.Status)
+		}
+		if r.TaskStatus != nil {
+			out[i].TaskStatus = orkstate.TaskStatus(*r.TaskStatus)
+		}
+	}
+	return out, nil
+}
+
+// UpdateDeferredJobStatus moves one job (update_deferred_job_status).
+func (s *Store) UpdateDeferredJobStatus(ctx context.Context, id int64, status orkstate.DeferredJobStatus, errMsg string) error {
+	status, err := orkstate.ParseDeferredJobStatus(string(status))
+	if err != nil {
+		return err
+	}
+	if err := orkstate.ValidText("error", errMsg); err != nil {
+		return err
+	}
+	var outcome string
+	err = s.db.QueryRow(ctx, s.sql(`select {api}.update_deferred_job_status($1, $2, $3)`), id, string(status), errMsg).Scan(&outcome)
+	if err != nil {
+		return wrap(err, "pgstore: deferred job %d to %s", id, status)
+	}
+	if err := orkstate.Outcome(outcome).Err(); err != nil {
+		return fmt.Errorf("pgstore: deferred job %d to %s: %w", id, status, err)
+	}
+	return nil
+}
+
+// CompleteDeferredJob completes a job; its task succeeds once all its jobs completed.
+func (s *Store) CompleteDeferredJob(ctx context.Context, id int64) error {
+	return s.UpdateDeferredJobStatus(ctx, id, orkstate.DeferredCompleted, "")
+}
+
+// FailDeferredJob fails a job and, through the retry rule, its task.
+func (s *Store) FailDeferredJob(ctx context.Context, id int64, errMsg string) error {
+	return s.UpdateDeferredJobStatus(ctx, id, orkstate.DeferredFailed, errMsg)
+}
+
+// CancelDeferredJobsForTask cancels a task's unfinished jobs.
+func (s *Store) CancelDeferredJobsForTask(ctx context.Context, taskID int64) (int, error) {
+	var n int
+	err := s.db.QueryRow(ctx, s.sql(`select {api}.cancel_deferred_jobs_for_task($1)`), taskID).Scan(&n)
+	if err != nil {
+		return 0, wrap(err, "pgstore: cancel deferred jobs of task %d", taskID)
+	}
+	return n, nil
 }

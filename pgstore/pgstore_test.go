@@ -74,7 +74,7 @@ func (b *testBundle) run(t *testing.T, workflowID int64) *orkstate.Run {
 	return r
 }
 
-// task inserts a task row directly (task creation belongs to hot.go), returning its id.
+// task inserts a task row directly (task creation belongs to tasks_create.go), returning its id.
 func (b *testBundle) task(t *testing.T, runID int64, index int, name, status string, deps []string, unmet int) int64 {
 	t.Helper()
 	if deps == nil {

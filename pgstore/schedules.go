@@ -2,6 +2,8 @@ package pgstore
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/orkstate/orkstate"
@@ -68,4 +70,38 @@ func (s *Store) DueWorkflows(ctx context.Context, now time.Time, limit int) ([]o
 	}
 	wfs, err := scanWorkflows(rows)
 	return wfs, wrap(err, "pgstore: due workflows")
+}
+
+// FireDueSchedules fires every due schedule once (fire_schedules' compare-and-set).
+// A stored expression that no longer parses is skipped and reported in the error,
+// after the others fired.
+func (s *Store) FireDueSchedules(ctx context.Context, now time.Time, limit int) ([]orkstate.Run, error) {
+	due, err := s.DueWorkflows(ctx, now, limit)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		ids         []int64
+		fires, next []time.Time
+		bad         []error
+	)
+	for _, w := range due {
+		n, err := orkstate.NextFireTime(w.Schedule, now)
+		if err != nil {
+			bad = append(bad, fmt.Errorf("workflow %q: %w", w.Name, err))
+			continue
+		}
+		ids, fires, next = append(ids, w.ID), append(fires, *w.NextScheduledAt), append(next, n)
+	}
+	runs := []orkstate.Run{}
+	if len(ids) > 0 {
+		rows, err := s.db.Query(ctx, s.sql(`select `+runColumns+` from {api}.fire_schedules($1, $2, $3)`), ids, fires, next)
+		if err != nil {
+			return nil, wrap(err, "pgstore: fire schedules")
+		}
+		if runs, err = scanRuns(rows); err != nil {
+			return nil, wrap(err, "pgstore: fire schedules")
+		}
+	}
+	return runs, errors.Join(bad...)
 }

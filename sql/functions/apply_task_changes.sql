@@ -1,4 +1,4 @@
--- _task_transition_allowed is the transition table of DESIGN.md §3 for status reports.
+-- _task_transition_allowed is the transition table of docs/semantics.md ("Statuses and the transition table") for status reports.
 -- pending→dispatched belongs to claim_tasks and terminal→pending to retry_task.
 -- Plain SQL with no SET clause, so the planner inlines it.
 create function {{.schema}}_api._task_transition_allowed(p_from text, p_to text)

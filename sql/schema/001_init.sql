@@ -1,4 +1,4 @@
--- orkstate schema, version 1: every table of DESIGN.md §2 in the install schema.
+-- orkstate schema, version 1: the tables of docs/architecture.md ("Data model") in the install schema.
 -- The schema name comes from tern's [data] schema (pgstore passes its own).
 -- Functions live in the code package (sql/functions), in the schema {{.schema}}_api.
 

@@ -1,0 +1,119 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orkstate/orkstate"
+)
+
+// The task state machine is one function in sql (_apply_task_changes); each method
+// here is one call of a function in sql/functions, so psql users get the same behaviour.
+
+// outcomeRow is a row of set_task_states and the functions shaped like it.
+type outcomeRow struct {
+	Ord     int
+	TaskID  int64
+	Outcome string
+	Status  *string
+}
+
+func collectOutcomes(rows pgx.Rows) ([]orkstate.TaskOutcome, error) {
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[outcomeRow])
+	if err != nil {
+		return nil, err
+	}
+	// Repeated ids come back round by round; the contract is input order.
+	sort.Slice(got, func(i, j int) bool { return got[i].Ord < got[j].Ord })
+	out := make([]orkstate.TaskOutcome, len(got))
+	for i, r := range got {
+		out[i] = orkstate.TaskOutcome{TaskID: r.TaskID, Outcome: orkstate.Outcome(r.Outcome)}
+		if r.Status != nil {
+			out[i].Status = orkstate.TaskStatus(*r.Status)
+		}
+	}
+	return out, nil
+}
+
+// SetTaskStates applies N reports in one statement (set_task_states). A deadlock
+// with a concurrent batch is retried when the Store is not bound to a caller's tx.
+func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate) ([]orkstate.TaskOutcome, error) {
+	updates, err := orkstate.NormalizeTaskUpdates(updates)
+	if err != nil {
+		return nil, err
+	}
+	n := len(updates)
+	ids := make([]int64, n)
+	statuses := make([]string, n)
+	names := make([]*string, n)
+	errs := make([]*string, n)
+	outputs := make([]*string, n) // JSON as text: the simple protocol sends []byte as bytea
+	attempts := make([]int32, n)
+	for i, u := range updates {
+		ids[i], statuses[i], attempts[i] = u.TaskID, string(u.Status), int32(u.Attempt)
+		if u.ExecutionName != "" {
+			names[i] = &updates[i].ExecutionName
+		}
+		if u.Error != "" {
+			errs[i] = &updates[i].Error
+		}
+		if len(u.Output) > 0 {
+			o := string(u.Output)
+			outputs[i] = &o
+		}
+	}
+	if n == 0 {
+		return []orkstate.TaskOutcome{}, nil
+	}
+	var out []orkstate.TaskOutcome
+	err = s.retryDeadlock(ctx, func() error {
+		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.set_task_states($1, $2, $3, $4, $5, $6)`),
+			ids, statuses, names, errs, outputs, attempts)
+		if err != nil {
+			return err
+		}
+		out, err = collectOutcomes(rows)
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "pgstore: set task states")
+	}
+	return out, nil
+}
+
+// UpdateTaskStatus applies one report; invalid, stale and not_found come back as errors.
+func (s *Store) UpdateTaskStatus(ctx context.Context, u orkstate.TaskUpdate) (*orkstate.TaskOutcome, error) {
+	out, err := s.SetTaskStates(ctx, []orkstate.TaskUpdate{u})
+	if err != nil {
+		return nil, err
+	}
+	if err := out[0].Outcome.Err(); err != nil {
+		return &out[0], fmt.Errorf("pgstore: task %d to %s: %w", u.TaskID, u.Status, err)
+	}
+	return &out[0], nil
+}
+
+// retryDeadlock runs fn, again after a deadlock or serialization failure, when the
+// Store owns its transactions; inside a caller's tx the error is the caller's to handle.
+func (s *Store) retryDeadlock(ctx context.Context, fn func() error) error {
+	_, pooled := s.db.(*pgxpool.Pool)
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		var pgErr *pgconn.PgError
+		if !pooled || attempt == 5 || !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+		}
+	}
+}
