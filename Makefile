@@ -4,7 +4,7 @@
 GO            ?= go
 GOBIN_DIR     := $(shell $(GO) env GOPATH)/bin
 STATICCHECK   := $(GOBIN_DIR)/staticcheck
-BENCH_OUT     ?= bench/results
+BENCH_OUT     ?= internal/bench/results
 SCHEMA        ?= $(or $(ORK_SCHEMA),ork)
 
 .DEFAULT_GOAL := help
@@ -24,11 +24,11 @@ lint: ## gofmt check, go vet, staticcheck (installed into GOPATH/bin when missin
 
 bench: ## quick benchmarks against ork-v1, River and the same-write floor (~3 min); writes $(BENCH_OUT)/quick.{json,txt,svg} and the README table
 	$(GO) run ./cmd/orkstate bench --out $(BENCH_OUT)
-	$(GO) test ./bench -count=1 -run TestREADMEMatchesResults -update
+	$(GO) test ./internal/bench -count=1 -run TestREADMEMatchesResults -update
 
 bench-full: ## the large scenarios (1M blocked tasks, aged install, more runs); writes $(BENCH_OUT)/full.{json,txt,svg} and the README table
 	$(GO) run ./cmd/orkstate bench --full --out $(BENCH_OUT)
-	$(GO) test ./bench -count=1 -run TestREADMEMatchesResults -update
+	$(GO) test ./internal/bench -count=1 -run TestREADMEMatchesResults -update
 
 demo: ## run a DAG workflow through two scheduler loops in a fresh schema (falls back to SQLite without PostgreSQL)
 	$(GO) run ./cmd/orkstate demo

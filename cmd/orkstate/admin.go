@@ -132,7 +132,7 @@ func (a *app) demoCommand() *cobra.Command {
 
 func (a *app) benchCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:                "bench [--full] [--tiny] [--out bench/results] [--only a,b]",
+		Use:                "bench [--full] [--tiny] [--out internal/bench/results] [--only a,b]",
 		Short:              "Run the benchmarks against their baselines and write JSON + SVG",
 		DisableFlagParsing: true,
 		RunE: cmdErr(func(cmd *cobra.Command, args []string) error {

@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/orkstate/orkstate/bench"
+	"github.com/orkstate/orkstate/internal/bench"
 )
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -15,7 +15,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	full := fs.Bool("full", false, "run the large scenarios (1M blocked tasks, more runs)")
 	tiny := fs.Bool("tiny", false, "trivial sizes: checks that the harness works, measures nothing")
-	out := fs.String("out", "bench/results", "directory for <mode>.json, .txt and .svg (empty: write nothing)")
+	out := fs.String("out", "internal/bench/results", "directory for <mode>.json, .txt and .svg (empty: write nothing)")
 	only := fs.String("only", "", "comma-separated scenarios to run: "+strings.Join(bench.Scenarios(), ", "))
 	if err := fs.Parse(args); err != nil {
 		return err

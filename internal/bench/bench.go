@@ -450,14 +450,14 @@ func percentiles(ds []time.Duration) (p50, p99 float64) {
 }
 
 // gitCommit is the HEAD the benchmark runs from, "+dirty" when sources differ from it
-// (bench/results and README.md, which the run itself rewrites, aside).
+// (internal/bench/results and README.md, which the run itself rewrites, aside).
 func gitCommit() string {
 	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
 	if err != nil {
 		return ""
 	}
 	commit := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--", ".", ":!bench/results", ":!README.md").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+	if st, err := exec.Command("git", "status", "--porcelain", "--", ".", ":!internal/bench/results", ":!README.md").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
 		commit += "+dirty"
 	}
 	return commit

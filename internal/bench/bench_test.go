@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orkstate/orkstate/bench"
+	"github.com/orkstate/orkstate/internal/bench"
 	"github.com/orkstate/orkstate/internal/testdb"
 )
 
@@ -48,10 +48,10 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
-var update = flag.Bool("update", false, "rewrite README.md's benchmark table from bench/results")
+var update = flag.Bool("update", false, "rewrite README.md's benchmark table from internal/bench/results")
 
 // TestREADMEMatchesResults fails when the README's benchmark table is not the one
-// bench/results/{quick,full}.json generate; -update rewrites it.
+// internal/bench/results/{quick,full}.json generate; -update rewrites it.
 func TestREADMEMatchesResults(t *testing.T) {
 	quick, err := bench.LoadReport("results/quick.json")
 	if err != nil {
@@ -61,7 +61,7 @@ func TestREADMEMatchesResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,12 +70,12 @@ func TestREADMEMatchesResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if *update {
-		if err := os.WriteFile("../README.md", []byte(want), 0o644); err != nil {
+		if err := os.WriteFile("../../README.md", []byte(want), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
 	if want != string(readme) {
-		t.Fatal("README.md's benchmark table differs from bench/results: run `go test ./bench -run TestREADMEMatchesResults -update` (make bench does)")
+		t.Fatal("README.md's benchmark table differs from internal/bench/results: run `go test ./internal/bench -run TestREADMEMatchesResults -update` (make bench does)")
 	}
 }

@@ -1,5 +1,5 @@
 // Drains n no-op jobs through graphile-worker with a local queue and batched
-// completion; run by bench/graphile.go with the package installed next to it.
+// completion; run by internal/bench/graphile.go with the package installed next to it.
 // Prints {"secs": …} measured from the first addJobs until the runner stopped (its
 // stop flushes the batched completions).
 const { run, makeWorkerUtils, Logger } = require("graphile-worker");

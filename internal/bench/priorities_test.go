@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orkstate/orkstate/bench"
+	"github.com/orkstate/orkstate/internal/bench"
 	"github.com/orkstate/orkstate/internal/testdb"
 )
 

@@ -7,13 +7,13 @@ import (
 	"strings"
 )
 
-// The README's benchmark table is generated from bench/results/{quick,full}.json
+// The README's benchmark table is generated from internal/bench/results/{quick,full}.json
 // (TestREADMEMatchesResults fails when they disagree; `make bench` rewrites it), so
 // its numbers cannot drift from what the code measured.
 
 // README markers around the generated table.
 const (
-	ReadmeBegin = "<!-- bench-table:begin (generated from bench/results by `go test ./bench -run TestREADMEMatchesResults -update`) -->"
+	ReadmeBegin = "<!-- bench-table:begin (generated from internal/bench/results by `go test ./internal/bench -run TestREADMEMatchesResults -update`) -->"
 	ReadmeEnd   = "<!-- bench-table:end -->"
 )
 
