@@ -144,6 +144,8 @@ func bouncerPool(t *testing.T, mode pgx.QueryExecMode, maxConns int32) *pgxpool.
 //   - PollOnlyScheduler: scheduler loops with the poll-only Waker
 //     (notify.NewWaker(nil, …)) complete a DAG through PgBouncer, and WaitForRun
 //     sees the run finish.
+//   - MigrateRefused: Migrate through PgBouncer is refused, creating nothing.
+//   - PurgeAllRuns: the procedure that commits per batch works through PgBouncer.
 //
 // LISTEN does not work through transaction pooling (a Listener on such a pool
 // starts, listens on one server connection and then hears nothing), and neither do
@@ -187,6 +189,51 @@ func TestPgBouncer(t *testing.T) {
 		t.Parallel()
 		testBouncerPollOnlyScheduler(t)
 	})
+	t.Run("PurgeAllRuns", func(t *testing.T) {
+		t.Parallel()
+		testBouncerPurgeAllRuns(t)
+	})
+}
+
+// The procedure purge_all_runs commits after every batch. Called on its own (not
+// inside a transaction block, as anywhere) through PgBouncer, it is one statement:
+// PgBouncer keeps the server connection until the CALL returns, so the commits
+// inside it work as on a direct connection.
+func testBouncerPurgeAllRuns(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	schema := testdb.Reused(t)
+	direct := testdb.Pool(t)
+	s, err := pgstore.New(direct, &pgstore.Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const runs = 4
+	for i := range runs {
+		if err := bouncerHotPath(ctx, s, fmt.Sprintf("purged-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var finished int
+	if err := direct.QueryRow(ctx, `with aged as (update `+schema+`.runs set finished_at = now() - interval '2 hours'
+		where status = 'success' returning 1) select count(*) from aged`).Scan(&finished); err != nil {
+		t.Fatal(err)
+	}
+	if finished != runs {
+		t.Fatalf("%d runs finished, want %d", finished, runs)
+	}
+	// One task per batch: a commit after each of the four runs.
+	pool := bouncerPool(t, pgx.QueryExecModeSimpleProtocol, 1)
+	if _, err := pool.Exec(ctx, `call `+schema+`_api.purge_all_runs('1 hour', 1)`); err != nil {
+		t.Fatalf("purge_all_runs through PgBouncer: %v", err)
+	}
+	var left int
+	if err := direct.QueryRow(ctx, `select count(*) from `+schema+`.runs`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Fatalf("%d runs left after purge_all_runs through PgBouncer, want 0", left)
+	}
 }
 
 // bouncerSkippedGroups are the storetest groups TestPgBouncer/Contract leaves to
