@@ -105,14 +105,26 @@ func requireTransactionPooling(t *testing.T, url string) {
 	}
 }
 
-// bouncerPool opens a pool through PgBouncer in the given pgx mode, closed when t ends.
+// bouncerPool opens a pool through PgBouncer in the given pgx mode, closed when t
+// ends. The simple protocol is asked for as docs/operations.md tells PgBouncer
+// users to, in the connection string (default_query_exec_mode=simple_protocol).
 func bouncerPool(t *testing.T, mode pgx.QueryExecMode, maxConns int32) *pgxpool.Pool {
 	t.Helper()
 	url := bouncerURL(t)
 	requireTransactionPooling(t, url)
+	if mode == pgx.QueryExecModeSimpleProtocol {
+		sep := "?"
+		if strings.Contains(url, "?") {
+			sep = "&"
+		}
+		url += sep + "default_query_exec_mode=simple_protocol"
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if mode == pgx.QueryExecModeSimpleProtocol && cfg.ConnConfig.DefaultQueryExecMode != mode {
+		t.Fatalf("default_query_exec_mode=simple_protocol in the URL gave mode %v", cfg.ConnConfig.DefaultQueryExecMode)
 	}
 	cfg.ConnConfig.DefaultQueryExecMode = mode
 	cfg.MaxConns = maxConns
