@@ -34,7 +34,7 @@ func bouncerURL(t *testing.T) string {
 		"(apt-get install pgbouncer) and run make test, which starts one with .ci/pgbouncer; or " +
 		"PGBOUNCER_URL=$(.ci/pgbouncer start) go test ./pgstore -run PgBouncer"
 	if os.Getenv("CI") == "true" {
-		t.Fatal("CI=true: " + how)
+		t.Fatal("CI=true, and .ci/run sets PGBOUNCER_URL: " + how)
 	}
 	t.Skip(how)
 	return ""
@@ -50,8 +50,9 @@ var (
 
 // requireTransactionPooling fails t unless url reaches a PgBouncer whose pool_mode
 // is transaction, read from its admin console (the user must be in admin_users;
-// .ci/pgbouncer puts it there), and notes whether it keeps prepared statements. A URL pointing at Postgres itself, or
-// at a session pooler, would let every test here pass without showing anything.
+// .ci/pgbouncer puts it there), and notes whether it keeps prepared statements. A
+// URL pointing at Postgres itself, or at a session pooler, would let every test
+// here pass without showing anything.
 func requireTransactionPooling(t *testing.T, url string) {
 	t.Helper()
 	bouncerOnce.Do(func() {
@@ -66,7 +67,8 @@ func requireTransactionPooling(t *testing.T, url string) {
 		defer cancel()
 		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
-			bouncerCheck = fmt.Errorf("cannot reach PgBouncer's admin console (database pgbouncer) at %s: %w", url, err)
+			bouncerCheck = fmt.Errorf("cannot reach PgBouncer's admin console (database pgbouncer, for users "+
+				"in admin_users) at %s to check its pool_mode: %w", url, err)
 			return
 		}
 		defer conn.Close(ctx)
