@@ -6,6 +6,9 @@ GOBIN_DIR     := $(shell $(GO) env GOPATH)/bin
 STATICCHECK   := $(GOBIN_DIR)/staticcheck
 BENCH_OUT     ?= internal/bench/results
 SCHEMA        ?= $(or $(ORK_SCHEMA),ork)
+# auto: make test starts the tests' PgBouncer (.ci/pgbouncer) when pgbouncer is installed and PGBOUNCER_URL is
+# not set; off: it does not, and TestPgBouncer skips saying how to get one (in CI, CI=true, it fails instead).
+PGBOUNCER     ?= auto
 
 .DEFAULT_GOAL := help
 .PHONY: help test lint bench bench-full demo migrate
@@ -13,8 +16,11 @@ SCHEMA        ?= $(or $(ORK_SCHEMA),ork)
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-test: ## run every test with the race detector against PostgreSQL (DATABASE_URL)
-	$(GO) test -race -count=1 ./...
+test: ## run every test with the race detector against PostgreSQL (DATABASE_URL), and through PgBouncer (PGBOUNCER_URL, else .ci/pgbouncer)
+	@if [ -z "$$PGBOUNCER_URL" ] && [ "$(PGBOUNCER)" != off ]; then \
+		PGBOUNCER_URL="$$(PGBOUNCER_INSTALL=0 .ci/pgbouncer start)" || PGBOUNCER_URL=""; export PGBOUNCER_URL; fi; \
+	[ -n "$$PGBOUNCER_URL" ] || echo "make test: no PgBouncer (PGBOUNCER=$(PGBOUNCER)), so TestPgBouncer skips: install pgbouncer, or set PGBOUNCER_URL"; \
+	echo "$(GO) test -race -count=1 ./..."; $(GO) test -race -count=1 ./...
 
 lint: ## gofmt check, go vet, staticcheck (installed into GOPATH/bin when missing)
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi

@@ -47,8 +47,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 // Everything runs on one connection of its own (built from the pool's config, with
 // its BeforeConnect hook), with search_path set to DDLSearchPath before every step,
 // under tern's advisory lock, so processes that start at once are safe. Each
-// migration is a transaction. The connection must be a session of its own (direct,
-// or session pooling), as for tern.
+// migration is a transaction. The connection must go straight to PostgreSQL: one
+// through a pooler such as PgBouncer (the server's backend pid differs from the one
+// the connection was given) is refused with an error saying so, before anything is
+// locked or changed.
 //
 // At the newest version the function package is installed into <schema>_api, in one
 // transaction, so a running scheduler never sees half of it: nothing happens when
@@ -87,6 +89,9 @@ func MigrateTo(ctx context.Context, pool *pgxpool.Pool, schema string, version i
 		return fmt.Errorf("pgstore: migrate %s: %w", schema, err)
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	if err := refusePooler(ctx, conn); err != nil {
+		return fmt.Errorf("pgstore: migrate %s: %w", schema, err)
+	}
 	if _, err := conn.Exec(ctx, "select pg_catalog.pg_advisory_lock($1)", ternLockID); err != nil {
 		return fmt.Errorf("pgstore: migrate %s: lock: %w", schema, err)
 	}
@@ -128,6 +133,29 @@ func connectForDDL(ctx context.Context, pool *pgxpool.Pool) (*pgx.Conn, error) {
 		}
 	}
 	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// refusePooler fails when conn reaches PostgreSQL through a pooler that speaks the
+// protocol, such as PgBouncer: the server's pg_backend_pid() is then not the backend
+// pid the connection was given at startup, which the pooler made up. Migrate needs a
+// session of its own. Behind transaction pooling its session advisory lock (tern's,
+// database-wide) can stay held on a pooled server connection after Migrate returns,
+// so that every later migration of the database waits until the pooler closes that
+// connection, and its session search_path (DDLSearchPath) is left to the pooler's
+// other clients. A pooler in session mode would be safe, but it cannot be told from
+// one in transaction mode, so both are refused: migrate straight on Postgres.
+func refusePooler(ctx context.Context, conn *pgx.Conn) error {
+	var pid int64
+	if err := conn.QueryRow(ctx, "select pg_catalog.pg_backend_pid()::int8").Scan(&pid); err != nil {
+		return err
+	}
+	if given := int64(conn.PgConn().PID()); pid != given {
+		return fmt.Errorf("the connection goes through a connection pooler (PgBouncer?): the server's backend "+
+			"pid is %d, the one the connection was given %d; Migrate holds a session advisory lock and sets "+
+			"search_path for its session, which transaction pooling would leave behind on a server connection: "+
+			"migrate on a connection straight to PostgreSQL", pid, given)
+	}
+	return nil
 }
 
 // pinSearchPath sets the session's search_path to DDLSearchPath.
