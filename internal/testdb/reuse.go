@@ -193,7 +193,10 @@ func sweepStale(ctx context.Context, t testing.TB) {
 		return
 	}
 	type stale struct{ schema, comment string }
-	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[stale])
+	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stale, error) {
+		var s stale
+		return s, r.Scan(&s.schema, &s.comment)
+	})
 	if err != nil {
 		t.Logf("testdb: sweep: %v", err)
 		return
