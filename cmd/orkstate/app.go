@@ -264,7 +264,12 @@ func (a *app) open(ctx context.Context, dsn string, create bool) (*backend, erro
 		if err != nil {
 			return nil, err
 		}
-		if v, err := schemaVersion(ctx, pool, a.schema); err != nil || v == 0 {
+		v, err := schemaVersion(ctx, pool, a.schema)
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("read the schema version of install %q in %s: %w", a.schema, redact(dsn), err)
+		}
+		if v == 0 {
 			pool.Close()
 			return nil, errorf(orkstate.ErrNotFound, "install %q is not in %s (run: orkstate migrate --schema %s)",
 				a.schema, redact(dsn), a.schema)

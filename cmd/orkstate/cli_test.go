@@ -239,11 +239,22 @@ func TestMissingStore(t *testing.T) {
 	missing := &target{flags: []string{"--db", filepath.Join(t.TempDir(), "none.db")}}
 	fails(t, missing, exitNotFound, "no SQLite store at ", "runs")
 	pool := testdb.Pool(t)
-	_ = pool
 	noInstall := &target{flags: []string{"--db", testdb.URL(), "--schema", "orkstate_never_installed"}}
 	fails(t, noInstall, exitNotFound, `install "orkstate_never_installed" is not in `, "workflows")
 	bad := &target{flags: []string{"--db", testdb.URL(), "--schema", "Bad-Name"}}
 	fails(t, bad, exitInvalid, `invalid schema "Bad-Name"`, "workflows")
+
+	// A version table that cannot be read is a failure, not a missing install:
+	// exit 1 with the cause, never "is not in … run orkstate migrate".
+	unreadable := testdb.SchemaName(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, "create table "+pgstore.VersionTable(unreadable)+" (version text); insert into "+
+		pgstore.VersionTable(unreadable)+" values ('not a number')"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "drop table if exists "+pgstore.VersionTable(unreadable)) })
+	broken := &target{flags: []string{"--db", testdb.URL(), "--schema", unreadable}}
+	fails(t, broken, exitInternal, `read the schema version of install "`+unreadable+`"`, "workflows")
 }
 
 // TestSchemaFromEnvironment: without --schema every command uses ORK_SCHEMA

@@ -20,6 +20,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -27,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mattn/go-isatty"
 
@@ -109,5 +111,9 @@ func redact(u string) string {
 func schemaVersion(ctx context.Context, pool *pgxpool.Pool, schema string) (int, error) {
 	var v int
 	err := pool.QueryRow(ctx, "select version from "+pgstore.VersionTable(schema)).Scan(&v)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
+		return 0, nil // no version table (or no schema): not installed, which is not a failure to read
+	}
 	return v, err
 }
