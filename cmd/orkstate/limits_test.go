@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -35,17 +36,47 @@ func TestStatusShowsLimits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var first []orkstate.Task
 		for _, wf := range []int64{w.ID, other.ID} {
 			r, err := st.CreateRun(ctx, wf, "test")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := st.CreateDAGTasks(ctx, r.ID, []orkstate.NewTask{
-				{TaskIndex: 0, TaskName: "a", ConcurrencyKey: "gpu"}, {TaskIndex: 1, TaskName: "b", ConcurrencyKey: "gpu"},
+			ts, err := st.CreateDAGTasks(ctx, r.ID, []orkstate.NewTask{
+				{TaskIndex: 0, TaskName: "a", ConcurrencyKey: "gpu"}, {TaskIndex: 1, TaskName: "b", ConcurrencyKey: "gpu", Priority: intPtr(-3)},
 				{TaskIndex: 2, TaskName: "c", ConcurrencyKey: "gpu"},
-			}); err != nil {
+			})
+			if err != nil {
 				t.Fatal(err)
 			}
+			if first == nil {
+				first = ts
+			}
+		}
+		// task shows a task's priority and key.
+		for _, c := range []struct {
+			task orkstate.Task
+			want []string
+		}{
+			{first[0], []string{"\npriority 5 (the workflow's)\n", "\nkey gpu\n"}},
+			{first[1], []string{"\npriority -3 (its spec's)\n"}},
+		} {
+			// The table's column width aside.
+			out := regexp.MustCompile(` +`).ReplaceAllString(cli(t, tg, "task", itoa(c.task.ID)), " ")
+			for _, want := range c.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("task %s lacks %q:\n%s", c.task.TaskName, want, out)
+				}
+			}
+		}
+		var tj struct {
+			Task taskJSON `json:"task"`
+		}
+		if err := json.Unmarshal([]byte(cli(t, tg, "task", itoa(first[1].ID), "--json")), &tj); err != nil {
+			t.Fatal(err)
+		}
+		if tj.Task.Priority != -3 || tj.Task.PriorityOverride == nil || *tj.Task.PriorityOverride != -3 || tj.Task.ConcurrencyKey != "gpu" {
+			t.Errorf("task --json: %+v", tj.Task)
 		}
 		if _, err := st.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "c", Limit: 1}); err != nil {
 			t.Fatal(err)
