@@ -27,7 +27,7 @@ func seedLimits(t *testing.T, s orkstate.Store) {
 			t.Fatal(err)
 		}
 	}
-	must(s.SetConcurrencyKey(ctx, "gpu", 2))
+	must(s.SetConcurrencyKey(ctx, "gpu", 1))
 	must(s.SetConcurrencyKey(ctx, "warehouse-7", 5))
 	wf, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "etl"})
 	must(err)
@@ -156,13 +156,21 @@ func TestCopyCarriesLimits(t *testing.T) {
 				if got := viewLimits(t, dst); !reflect.DeepEqual(got, want) {
 					t.Errorf("the copy differs:\n src %+v\n dst %+v", want, got)
 				}
-				// gpu has 2 slots and train holds one: one more gpu task goes, not two.
+				// gpu has 1 slot and train holds it in the copy too: train2 waits.
 				c, err := dst.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "s2", Limit: 10, ExecutorTypes: []string{"gpu"}})
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(c) != 1 || c[0].TaskName != "train2" {
-					t.Errorf("claimed %+v in the copy, want train2 alone", c)
+				if len(c) != 0 {
+					t.Errorf("claimed %+v in the copy, want nothing (gpu's one slot is train's)", c)
+				}
+				// warehouse-7's load goes, at its priority (the workflow's when it became ready).
+				c, err = dst.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "s2", Limit: 10})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(c) != 1 || c[0].TaskName != "load" {
+					t.Errorf("claimed %+v in the copy, want load", c)
 				}
 			})
 		}
