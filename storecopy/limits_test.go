@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/orkstate/orkstate"
 	"github.com/orkstate/orkstate/internal/testdb"
+	"github.com/orkstate/orkstate/pgstore"
 	"github.com/orkstate/orkstate/storecopy"
 )
 
@@ -206,5 +208,35 @@ func TestCopyReplayCarriesLimits(t *testing.T) {
 	}
 	if !reflect.DeepEqual(g.Tasks, wantTasks) {
 		t.Errorf("tasks\n %q\nwant\n %q", g.Tasks, wantTasks)
+	}
+}
+
+// TestCopyRefusesKeyWithoutSlots: a key that only counts (pgstore's SQL API sets
+// one with null slots) cannot be set through the contract: the copy stops before it
+// writes anything, naming the key.
+func TestCopyRefusesKeyWithoutSlots(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := testdb.Reused(t)
+	src, err := pgstore.New(testdb.Pool(t), &pgstore.Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testdb.Pool(t).Exec(ctx, `select `+schema+`_api.set_concurrency_key('counted', null)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "w"}); err != nil {
+		t.Fatal(err)
+	}
+	dst := open(t)
+	_, err = storecopy.Copy(ctx, src, dst)
+	if !orkstate.IsValidation(err) || !strings.Contains(err.Error(), `concurrency key "counted" has no slot count`) {
+		t.Fatalf("copy: %v, want a validation error naming the key", err)
+	}
+	if wfs, _ := dst.ListWorkflows(ctx); len(wfs) != 0 {
+		t.Errorf("%d workflows copied", len(wfs))
+	}
+	if keys, _ := dst.ConcurrencyKeys(ctx); len(keys) != 0 {
+		t.Errorf("keys copied: %+v", keys)
 	}
 }
