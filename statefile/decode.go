@@ -68,12 +68,13 @@ func line(data []byte, offset int64) int {
 	return bytes.Count(data[:offset], []byte("\n")) + 1
 }
 
-// Validate checks everything Import needs before it writes: format and version,
-// concurrency keys (valid, unique, with 1 … MaxSlots slots, and listed when a run's
-// task names one), workflow limits within their bounds, unique workflow names, valid DAGs, snapshots whose hash matches their tasks and
-// that exist where they are referred to, valid cron expressions and JSON, and each
-// run as orkstate.RunImport.Validate checks it. The error names the workflow, run
-// and task.
+// Validate checks everything Import needs before it writes: format and version
+// (OldestVersion … Version), concurrency keys (valid, unique, with 1 … MaxSlots
+// slots, and listed when a run's task names one), workflow limits within their
+// bounds, unique workflow names, valid DAGs, snapshots whose hash matches their
+// tasks and that exist where they are referred to, valid cron expressions and JSON,
+// and each run as orkstate.RunImport.Validate checks it. The error names the
+// workflow, run and task.
 func (d *Document) Validate() error {
 	if d.Format != Format {
 		return orkstate.Invalid("format", d.Format, "not an orkstate state file (want "+Format+")")

@@ -17,8 +17,10 @@ import (
 // storecopy's package doc for what a copy keeps). It checks d (Validate) and that
 // none of its workflow names is taken in dst (ErrConflict naming it) before it
 // writes anything. If a write fails after that, the workflows it created are
-// deleted again, so dst is as before; a caller that can give dst a transaction
-// (pgstore's WithTx) gets the same without relying on that clean-up.
+// deleted again, so dst is as before — except for the document's concurrency keys,
+// which are set first (a key dst has gets the document's slots) and which the
+// Store contract cannot delete; a caller that can give dst a transaction
+// (pgstore's WithTx) gets the same without relying on that clean-up, keys included.
 func Import(ctx context.Context, d *Document, dst orkstate.Store, progress Progress) (*storecopy.Result, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
