@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -58,22 +59,54 @@ func readLimitsInUse(ctx context.Context, st orkstate.Store) (*limitsInUse, erro
 	if err != nil {
 		return nil, err
 	}
-	for _, wf := range wfs {
-		l, err := st.GetWorkflowLimits(ctx, wf.ID)
-		if err != nil {
-			return nil, err
+	// One read per workflow (the contract has no list of limits), a few at once so
+	// that status --watch keeps its pace on an install with many workflows.
+	found := make([]*workflowLimitJSON, len(wfs))
+	errs := make([]error, len(wfs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(limitReaders, len(wfs)) {
+		wg.Go(func() {
+			for i := range next {
+				found[i], errs[i] = workflowInUse(ctx, st, wfs[i])
+			}
+		})
+	}
+	for i := range wfs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i := range wfs {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		if l.Priority == 0 && !l.Fair && l.MaxActiveRuns == nil && l.MaxTasksInFlight == nil {
-			continue
+		if found[i] != nil {
+			out.Workflows = append(out.Workflows, *found[i])
 		}
-		w := workflowLimitJSON{Workflow: wf.Name, Priority: l.Priority, Fair: l.Fair, MaxActiveRuns: l.MaxActiveRuns,
-			MaxTasksInFlight: l.MaxTasksInFlight}
-		if err := countActive(ctx, st, wf, &w); err != nil {
-			return nil, err
-		}
-		out.Workflows = append(out.Workflows, w)
 	}
 	return out, nil
+}
+
+// limitReaders is how many workflows readLimitsInUse reads at once (the CLI's pool
+// has 4 connections).
+const limitReaders = 3
+
+// workflowInUse is wf's limits and their use, or nil when its limits are the defaults.
+func workflowInUse(ctx context.Context, st orkstate.Store, wf orkstate.Workflow) (*workflowLimitJSON, error) {
+	l, err := st.GetWorkflowLimits(ctx, wf.ID)
+	if err != nil {
+		return nil, err
+	}
+	if l.Priority == 0 && !l.Fair && l.MaxActiveRuns == nil && l.MaxTasksInFlight == nil {
+		return nil, nil
+	}
+	w := workflowLimitJSON{Workflow: wf.Name, Priority: l.Priority, Fair: l.Fair, MaxActiveRuns: l.MaxActiveRuns,
+		MaxTasksInFlight: l.MaxTasksInFlight}
+	if err := countActive(ctx, st, wf, &w); err != nil {
+		return nil, err
+	}
+	return &w, nil
 }
 
 // countActive counts wf's running and paused runs and their tasks in flight.

@@ -115,7 +115,16 @@ func (a *app) printStatus(ctx context.Context, be *backend, w io.Writer) error {
 		return a.printSQLiteStatus(ctx, be, w)
 	}
 	v, _ := schemaVersion(ctx, be.pool, a.schema)
+	// The keys and limits beside stats(), on another connection.
+	var use *limitsInUse
+	var useErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		use, useErr = readLimitsInUse(ctx, be.store)
+	}()
 	st, err := be.pg.Stats(ctx, 0)
+	<-done
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42883" { // undefined function
 		return fmt.Errorf("%w (the install's functions are older than this orkstate: run orkstate migrate --schema %s)", err, a.schema)
@@ -125,9 +134,8 @@ func (a *app) printStatus(ctx context.Context, be *backend, w io.Writer) error {
 	}
 	runs := map[string]int64{"pending": st.RunsPending, "running": st.RunsRunning, "paused": st.RunsPaused,
 		"success": st.RunsSucceeded, "failed": st.RunsFailed, "cancelled": st.RunsCancelled}
-	use, err := readLimitsInUse(ctx, be.store)
-	if err != nil {
-		return err
+	if useErr != nil {
+		return useErr
 	}
 	if a.json {
 		enc := json.NewEncoder(w)
