@@ -48,7 +48,8 @@ type ImportedRun struct {
 
 // Validate checks what ImportRun requires of its input, without a store: valid
 // statuses, a DAG (unique names and indexes, known dependencies, no cycle),
-// non-negative counters, valid JSON, logs within MaxTaskLogBytes and logs and jobs
+// non-negative counters, valid JSON, priorities and concurrency keys within their
+// bounds (a task's Priority equal to its PriorityOverride when it has one), logs within MaxTaskLogBytes and logs and jobs
 // that belong to the run's tasks.
 func (in RunImport) Validate() error {
 	if !in.Run.Status.Valid() {
@@ -77,6 +78,15 @@ func (in RunImport) Validate() error {
 		}
 		if err := ValidJSON("output", k.Output); err != nil {
 			return err
+		}
+		if err := ValidTaskLimits(k.TaskName, k.PriorityOverride, k.ConcurrencyKey); err != nil {
+			return err
+		}
+		if err := ValidPriority(k.Priority); err != nil {
+			return fmt.Errorf("task %q: %w", k.TaskName, err)
+		}
+		if k.PriorityOverride != nil && *k.PriorityOverride != k.Priority {
+			return Invalid("priority", k.Priority, fmt.Sprintf("task %q: must equal its priority_override %d", k.TaskName, *k.PriorityOverride))
 		}
 		specs[i] = TaskSpec{Name: k.TaskName, DependsOn: k.DependsOn, Params: k.Params,
 			MaxRetries: k.MaxRetries, TimeoutSeconds: k.TimeoutSeconds}

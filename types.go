@@ -49,8 +49,8 @@ type TaskSpec struct {
 	MaxRetries     int             `json:"max_retries,omitempty"`
 	TimeoutSeconds int             `json:"timeout_seconds,omitempty"`
 	// Priority, when not nil, overrides the workflow's priority for this task
-	// (MinPriority … MaxPriority). Carried by snapshots; a workflow's compiled tasks
-	// (ReplaceWorkflowTasks) keep neither it nor ConcurrencyKey.
+	// (MinPriority … MaxPriority). Snapshots and a workflow's compiled tasks keep it,
+	// and ConcurrencyKey.
 	Priority *int `json:"priority,omitempty"`
 	// ConcurrencyKey, when not empty, names the slot pool the task counts against
 	// (see SetConcurrencyKey); the key must exist when the run starts.
@@ -132,6 +132,18 @@ type Task struct {
 	DispatchedAt   *time.Time
 	StartedAt      *time.Time
 	FinishedAt     *time.Time
+	// Priority is the task's priority (docs/semantics.md, "Priorities and limits"):
+	// its spec's (PriorityOverride), else its workflow's as it was when the task
+	// became ready.
+	Priority int
+	// PriorityOverride is the priority the task's spec set; nil: the task follows
+	// its workflow's priority until it is ready.
+	PriorityOverride *int
+	// ConcurrencyKey is the key the task's spec named ("" for none).
+	//
+	// ClaimTasks leaves Priority, PriorityOverride and ConcurrencyKey zero (pgstore's
+	// claim_tasks row does not carry them); GetTask and ListTasks fill them in.
+	ConcurrencyKey string
 }
 
 // NewTask is the input of CreateDAGTasks: one task of a run with its dependencies by name.

@@ -34,6 +34,9 @@ type importTask struct {
 	DispatchedAt   *time.Time      `json:"dispatched_at"`
 	StartedAt      *time.Time      `json:"started_at"`
 	FinishedAt     *time.Time      `json:"finished_at"`
+	Priority       int             `json:"priority"`
+	PriorityOver   *int            `json:"priority_override"`
+	ConcurrencyKey string          `json:"concurrency_key"`
 }
 
 // importJob is one deferred job row of ImportRun.
@@ -72,7 +75,9 @@ func usecPtr(t *time.Time) *time.Time {
 // with unmet_deps recomputed and timeout_at derived like a claim or a running
 // report would, then _queue_sync files them for the claim and the sweeps: ready ones
 // in task_queue (with a tasks_ready notification), dispatched ones in a lease row, and
-// in-flight ones with a timeout in task_deadlines;
+// in-flight ones with a timeout in task_deadlines; priorities and concurrency keys
+// are the tasks', placed in slot groups as a run started now would be (an unknown key
+// is a validation error), and the tasks in flight hold their slots;
 // logs go in as one chunk per task, deferred jobs with all their columns.
 func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate.ImportedRun, error) {
 	if err := in.Validate(); err != nil {
@@ -155,7 +160,8 @@ func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate
 				TimeoutSeconds: k.TimeoutSeconds, RetryAt: usecPtr(k.RetryAt), UnmetDeps: unmet[k.ID],
 				Downstream: down, ClaimedBy: k.ClaimedBy, LeaseExpiresAt: usecPtr(k.LeaseExpiresAt),
 				CreatedAt: usec(k.CreatedAt), DispatchedAt: usecPtr(k.DispatchedAt), StartedAt: usecPtr(k.StartedAt),
-				FinishedAt: usecPtr(k.FinishedAt)}
+				FinishedAt: usecPtr(k.FinishedAt), Priority: k.Priority, PriorityOver: k.PriorityOverride,
+				ConcurrencyKey: k.ConcurrencyKey}
 		}
 		doc, err := json.Marshal(rows)
 		if err != nil {
@@ -164,25 +170,45 @@ func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate
 		_, err = tx.db.Exec(ctx, s.sql(`
 			insert into {ork}.tasks (id, run_id, task_index, task_name, executor_type, depends_on, status,
 				execution_name, params, output, error, attempts, max_retries, timeout_seconds, retry_at, unmet_deps,
-				downstream, claimed_by, lease_expires_at, timeout_at, created_at, dispatched_at, started_at, finished_at)
+				downstream, claimed_by, lease_expires_at, timeout_at, created_at, dispatched_at, started_at, finished_at,
+				priority, priority_override, concurrency_key)
 			overriding system value
 			select x.id, $1, x.task_index, x.task_name, x.executor_type, x.depends_on, x.status,
 				x.execution_name, x.params, x.output, x.error, x.attempts, x.max_retries, x.timeout_seconds,
 				x.retry_at, x.unmet_deps, x.downstream, x.claimed_by, x.lease_expires_at,
 				case when x.status in ('dispatched', 'running') and x.timeout_seconds > 0
 					then coalesce(x.started_at, x.dispatched_at) + make_interval(secs => x.timeout_seconds) end,
-				x.created_at, x.dispatched_at, x.started_at, x.finished_at
+				x.created_at, x.dispatched_at, x.started_at, x.finished_at,
+				x.priority, x.priority_override, x.concurrency_key
 			from jsonb_to_recordset($2::jsonb) as x(id bigint, task_index integer, task_name text,
 				executor_type text, depends_on text[], status text, execution_name text, params jsonb, output jsonb,
 				error text, attempts integer, max_retries integer, timeout_seconds integer, retry_at timestamptz,
 				unmet_deps integer, downstream bigint[], claimed_by text, lease_expires_at timestamptz,
-				created_at timestamptz, dispatched_at timestamptz, started_at timestamptz, finished_at timestamptz)
+				created_at timestamptz, dispatched_at timestamptz, started_at timestamptz, finished_at timestamptz,
+				priority smallint, priority_override smallint, concurrency_key text)
 			order by x.id`), out.RunID, string(doc))
 		if err != nil {
 			return err
 		}
+		// Slot groups before the queue rows (which copy them): the workflow's pool, the
+		// tasks' keys (an unknown one is OK422) and its fairness, as a run start places
+		// them; then the tasks in flight take their slots, so the pools count them.
+		if _, err := tx.db.Exec(ctx, s.sql(`select {api}._place_run_tasks($1)`), out.RunID); err != nil {
+			return err
+		}
 		if _, err := tx.db.Exec(ctx, s.sql(`select {api}._queue_sync($1)`), ids); err != nil {
 			return err
+		}
+		var inFlight []int64
+		for i, k := range tasks {
+			if k.Status == orkstate.TaskDispatched || k.Status == orkstate.TaskRunning {
+				inFlight = append(inFlight, ids[i])
+			}
+		}
+		if len(inFlight) > 0 {
+			if _, err := tx.db.Exec(ctx, s.sql(`select {api}._take_slots($1)`), inFlight); err != nil {
+				return err
+			}
 		}
 		for _, k := range tasks {
 			if k.Status == orkstate.TaskPending && unmet[k.ID] == 0 {

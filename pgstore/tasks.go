@@ -14,7 +14,8 @@ import (
 // taskColumns are the columns of orkstate.Task, unqualified, in field order.
 const taskColumns = `id, run_id, task_index, task_name, executor_type, depends_on, status, execution_name,
 	params, output, error, attempts, max_retries, timeout_seconds, retry_at, unmet_deps, claimed_by,
-	lease_expires_at, created_at, dispatched_at, started_at, finished_at`
+	lease_expires_at, created_at, dispatched_at, started_at, finished_at, priority, priority_override,
+	concurrency_key`
 
 // taskColumnsOf is taskColumns qualified with a table alias, for joins.
 func taskColumnsOf(alias string) string {

@@ -16,6 +16,8 @@ var _ orkstate.RunImporter = (*Store)(nil)
 // order is kept) with unmet_deps recomputed and timeout_at derived like a claim or
 // a running report would, their task_deps edges from depends_on, each log as one
 // chunk with its running total, and the deferred jobs with all their columns.
+// Priorities and concurrency keys are the tasks'; the workflow's pool and fairness
+// apply as they do to a run started now (an unknown key is a validation error).
 // Run completion is not re-checked: the run keeps the status it came with.
 func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate.ImportedRun, error) {
 	if err := in.Validate(); err != nil {
@@ -47,6 +49,28 @@ func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate
 			return err
 		}
 
+		// The workflow's pool and fairness as a run start takes them (tasks_create.go);
+		// a key must exist.
+		var wfPool, fairRun int64
+		if err := t.queryRow(`SELECT task_pool, CASE WHEN fair <> 0 THEN ? ELSE 0 END FROM workflows WHERE id = ?`,
+			out.RunID, r.WorkflowID).Scan(&wfPool, &fairRun); err != nil {
+			return err
+		}
+		keys := map[string]bool{}
+		for _, k := range in.Tasks {
+			if k.ConcurrencyKey == "" || keys[k.ConcurrencyKey] {
+				continue
+			}
+			var n int
+			if err := t.queryRow(`SELECT count(*) FROM concurrency_keys WHERE key = ?`, k.ConcurrencyKey).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				return orkstate.Invalid("concurrency_key", k.ConcurrencyKey, "unknown concurrency key: set its slots first")
+			}
+			keys[k.ConcurrencyKey] = true
+		}
+
 		tasks := append([]orkstate.Task(nil), in.Tasks...)
 		sort.Slice(tasks, func(i, j int) bool { return tasks[i].ID < tasks[j].ID })
 		unmet := in.UnmetDeps()
@@ -65,12 +89,14 @@ func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate
 			var id int64
 			err := t.queryRow(`INSERT INTO tasks (run_id, task_index, task_name, executor_type, depends_on, status,
 					execution_name, params, output, error, attempts, max_retries, timeout_seconds, retry_at, unmet_deps,
-					claimed_by, lease_expires_at, timeout_at, created_at, dispatched_at, started_at, finished_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+					claimed_by, lease_expires_at, timeout_at, created_at, dispatched_at, started_at, finished_at,
+					priority, priority_override, concurrency_key, workflow_pool, fair_run)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 				out.RunID, k.TaskIndex, k.TaskName, k.ExecutorType, depsJSON(dedupe(k.DependsOn)), k.Status,
 				k.ExecutionName, jsonArg(k.Params), jsonArg(k.Output), k.Error, k.Attempts, k.MaxRetries,
 				k.TimeoutSeconds, tsPtr(k.RetryAt), unmet[k.ID], k.ClaimedBy, tsPtr(k.LeaseExpiresAt), timeoutAt,
-				ts(k.CreatedAt), tsPtr(k.DispatchedAt), tsPtr(k.StartedAt), tsPtr(k.FinishedAt)).Scan(&id)
+				ts(k.CreatedAt), tsPtr(k.DispatchedAt), tsPtr(k.StartedAt), tsPtr(k.FinishedAt),
+				k.Priority, k.PriorityOverride, k.ConcurrencyKey, wfPool, fairRun).Scan(&id)
 			if err != nil {
 				return err
 			}

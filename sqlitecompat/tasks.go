@@ -11,12 +11,13 @@ import (
 
 const taskCols = `t.id, t.run_id, t.task_index, t.task_name, t.executor_type, t.depends_on, t.status,
 	t.execution_name, t.params, t.output, t.error, t.attempts, t.max_retries, t.timeout_seconds, t.retry_at,
-	t.unmet_deps, t.claimed_by, t.lease_expires_at, t.created_at, t.dispatched_at, t.started_at, t.finished_at`
+	t.unmet_deps, t.claimed_by, t.lease_expires_at, t.created_at, t.dispatched_at, t.started_at, t.finished_at,
+	t.priority, t.priority_override, t.concurrency_key`
 
-func taskDest(k *orkstate.Task, deps *string, params, output *sql.NullString, retry, lease *sql.NullInt64, created *int64, disp, started, finished *sql.NullInt64) []any {
+func taskDest(k *orkstate.Task, deps *string, params, output *sql.NullString, retry, lease *sql.NullInt64, created *int64, disp, started, finished, override *sql.NullInt64) []any {
 	return []any{&k.ID, &k.RunID, &k.TaskIndex, &k.TaskName, &k.ExecutorType, deps, &k.Status,
 		&k.ExecutionName, params, output, &k.Error, &k.Attempts, &k.MaxRetries, &k.TimeoutSeconds, retry,
-		&k.UnmetDeps, &k.ClaimedBy, lease, created, disp, started, finished}
+		&k.UnmetDeps, &k.ClaimedBy, lease, created, disp, started, finished, &k.Priority, override, &k.ConcurrencyKey}
 }
 
 // scanTaskExtra scans taskCols followed by extra destinations.
@@ -24,9 +25,9 @@ func scanTaskExtra(r scanner, extra ...any) (*orkstate.Task, error) {
 	var k orkstate.Task
 	var deps string
 	var params, output sql.NullString
-	var retry, lease, disp, started, finished sql.NullInt64
+	var retry, lease, disp, started, finished, override sql.NullInt64
 	var created int64
-	dest := taskDest(&k, &deps, &params, &output, &retry, &lease, &created, &disp, &started, &finished)
+	dest := taskDest(&k, &deps, &params, &output, &retry, &lease, &created, &disp, &started, &finished, &override)
 	if err := r.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}
@@ -38,6 +39,7 @@ func scanTaskExtra(r scanner, extra ...any) (*orkstate.Task, error) {
 	k.RetryAt, k.LeaseExpiresAt = fromNullTS(retry), fromNullTS(lease)
 	k.CreatedAt = fromTS(created)
 	k.DispatchedAt, k.StartedAt, k.FinishedAt = fromNullTS(disp), fromNullTS(started), fromNullTS(finished)
+	k.PriorityOverride = intPtr(override)
 	return &k, nil
 }
 

@@ -32,6 +32,14 @@ func Decode(r io.Reader) (*Document, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
+	if d.Version < Version {
+		// What an older version lacks reads as absent: no keys, no limits, default
+		// priorities. Encoding it now writes the current version.
+		d.Version = Version
+		if d.ConcurrencyKeys == nil {
+			d.ConcurrencyKeys = []ConcurrencyKey{}
+		}
+	}
 	return &d, nil
 }
 
@@ -60,21 +68,37 @@ func line(data []byte, offset int64) int {
 	return bytes.Count(data[:offset], []byte("\n")) + 1
 }
 
-// Validate checks everything Import needs before it writes: format and version,
-// unique workflow names, valid DAGs, snapshots whose hash matches their tasks and
-// that exist where they are referred to, valid cron expressions and JSON, and each
-// run as orkstate.RunImport.Validate checks it. The error names the workflow, run
-// and task.
+// Validate checks everything Import needs before it writes: format and version
+// (OldestVersion … Version), concurrency keys (valid, unique, with 1 … MaxSlots
+// slots, and listed when a run's task names one), workflow limits within their
+// bounds, unique workflow names, valid DAGs, snapshots whose hash matches their
+// tasks and that exist where they are referred to, valid cron expressions and JSON,
+// and each run as orkstate.RunImport.Validate checks it. The error names the
+// workflow, run and task.
 func (d *Document) Validate() error {
 	if d.Format != Format {
 		return orkstate.Invalid("format", d.Format, "not an orkstate state file (want "+Format+")")
 	}
-	if d.Version != Version {
-		reason := fmt.Sprintf("this orkstate reads version %d", Version)
+	if d.Version < OldestVersion || d.Version > Version {
+		reason := fmt.Sprintf("this orkstate reads versions %d to %d", OldestVersion, Version)
 		if d.Version > Version {
-			reason = fmt.Sprintf("written by a newer orkstate; this one reads version %d", Version)
+			reason = fmt.Sprintf("written by a newer orkstate; this one reads versions %d to %d", OldestVersion, Version)
 		}
 		return orkstate.Invalid("version", d.Version, reason)
+	}
+	keys := map[string]bool{}
+	for i, k := range d.ConcurrencyKeys {
+		where := fmt.Sprintf("concurrency_keys[%d]", i)
+		if err := orkstate.ValidConcurrencyKey(k.Key); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		if keys[k.Key] {
+			return fmt.Errorf("%s: %w", where, orkstate.Invalid("key", k.Key, "duplicate concurrency key"))
+		}
+		keys[k.Key] = true
+		if err := orkstate.ValidSlots(k.Slots); err != nil {
+			return fmt.Errorf("%s %q: %w", where, k.Key, err)
+		}
 	}
 	names := map[string]bool{}
 	for i, w := range d.Workflows {
@@ -86,15 +110,19 @@ func (d *Document) Validate() error {
 			return fmt.Errorf("%s: %w", where, orkstate.Invalid("name", w.Name, "duplicate workflow name"))
 		}
 		names[w.Name] = true
-		if err := w.validate(); err != nil {
+		if err := w.validate(keys); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 	}
 	return nil
 }
 
-func (w *Workflow) validate() error {
+func (w *Workflow) validate(keys map[string]bool) error {
 	if err := orkstate.ValidJSON("task_params", w.TaskParams); err != nil {
+		return err
+	}
+	lim := orkstate.WorkflowLimits{Priority: w.Priority, MaxActiveRuns: w.MaxActiveRuns, MaxTasksInFlight: w.MaxTasksInFlight, Fair: w.Fair}
+	if err := lim.Validate(); err != nil {
 		return err
 	}
 	if err := orkstate.ValidateDAG(specsIn(w.Tasks)); err != nil {
@@ -140,6 +168,12 @@ func (w *Workflow) validate() error {
 		}
 		if err := in.Validate(); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
+		}
+		for n, t := range r.Tasks {
+			if t.ConcurrencyKey != "" && !keys[t.ConcurrencyKey] {
+				return fmt.Errorf("%s: tasks[%d] %q: %w", where, n, t.Name,
+					orkstate.Invalid("concurrency_key", t.ConcurrencyKey, "not among the document's concurrency_keys"))
+			}
 		}
 	}
 	return nil

@@ -1,14 +1,15 @@
 // Package statefile reads and writes an orkstate store's whole state as one
-// versioned JSON document (docs/statefile.md): every workflow with its compiled
-// DAG, schedule and the snapshots its runs use, every run with its tasks, their
-// logs and deferred jobs — statuses, attempts, claims and leases, retry times,
-// outputs, errors and every timestamp of runs, tasks and jobs.
+// versioned JSON document (docs/statefile.md): the concurrency keys with their
+// slots, every workflow with its priority, limits and fairness, compiled DAG,
+// schedule and the snapshots its runs use, every run with its tasks, their logs and
+// deferred jobs — statuses, attempts, priorities and keys, claims and leases, retry
+// times, outputs, errors and every timestamp of runs, tasks and jobs.
 //
 // Export reads any orkstate.Store through the contract. Import writes a document
 // into any Store that implements orkstate.RunImporter (pgstore and sqlitecompat
 // do) through storecopy, so a file import and a store-to-store copy are the same
-// code. Decode refuses a document that is truncated, of an unknown format or
-// version, or that fails the checks ImportRun makes, with an error naming where;
+// code. Decode reads the versions OldestVersion … Version and refuses a document
+// that is truncated, of an unknown format or version, or that fails the checks ImportRun makes, with an error naming where;
 // Import checks the whole document and the destination before it writes, so a
 // refused document imports nothing.
 //
@@ -26,15 +27,29 @@ import (
 // Format is the value of a document's "format" field.
 const Format = "orkstate-state"
 
-// Version is the document version this package writes and reads. A change that
-// an older reader would misread gets a new version.
-const Version = 1
+// Version is the document version this package writes. A change that an older
+// reader would misread gets a new version. Version 2 added priorities, concurrency
+// keys, workflow limits and fairness (issue 13).
+const Version = 2
+
+// OldestVersion is the oldest version Decode reads: a version 1 document is a store
+// without priorities, limits or keys, and reads as such.
+const OldestVersion = 1
 
 // Document is the whole state of a store.
 type Document struct {
-	Format    string     `json:"format"`
-	Version   int        `json:"version"`
-	Workflows []Workflow `json:"workflows"`
+	Format  string `json:"format"`
+	Version int    `json:"version"`
+	// ConcurrencyKeys are the store's keys with their slots, ordered by key.
+	ConcurrencyKeys []ConcurrencyKey `json:"concurrency_keys"`
+	Workflows       []Workflow       `json:"workflows"`
+}
+
+// ConcurrencyKey is a named pool of slots (orkstate.ConcurrencyKey, without the
+// tasks in flight: those are counted from the tasks on import).
+type ConcurrencyKey struct {
+	Key   string `json:"key"`
+	Slots int    `json:"slots"`
 }
 
 // Workflow is one workflow with everything that belongs to it.
@@ -46,6 +61,12 @@ type Workflow struct {
 	Project      string          `json:"project"`
 	ExecutorType string          `json:"executor_type"`
 	TaskParams   json.RawMessage `json:"task_params"`
+	// Priority, MaxActiveRuns, MaxTasksInFlight and Fair are the workflow's
+	// orkstate.WorkflowLimits (null: no limit).
+	Priority         int  `json:"priority"`
+	MaxActiveRuns    *int `json:"max_active_runs"`
+	MaxTasksInFlight *int `json:"max_tasks_in_flight"`
+	Fair             bool `json:"fair"`
 	// Schedule is the cron expression ("" for none).
 	Schedule        string     `json:"schedule"`
 	ScheduleEnabled bool       `json:"schedule_enabled"`
@@ -69,6 +90,9 @@ type TaskSpec struct {
 	Signature      json.RawMessage `json:"signature"`
 	MaxRetries     int             `json:"max_retries"`
 	TimeoutSeconds int             `json:"timeout_seconds"`
+	// Priority is the spec's own priority (null: the workflow's).
+	Priority       *int   `json:"priority"`
+	ConcurrencyKey string `json:"concurrency_key"`
 }
 
 // Snapshot is a frozen DAG, keyed by its content hash (orkstate.ContentHash).
@@ -111,8 +135,13 @@ type Task struct {
 	DispatchedAt   *time.Time      `json:"dispatched_at"`
 	StartedAt      *time.Time      `json:"started_at"`
 	FinishedAt     *time.Time      `json:"finished_at"`
-	Log            string          `json:"log"`
-	DeferredJobs   []DeferredJob   `json:"deferred_jobs"`
+	// Priority is the task's priority; PriorityOverride its spec's (null: it
+	// follows its workflow's until it is ready).
+	Priority         int           `json:"priority"`
+	PriorityOverride *int          `json:"priority_override"`
+	ConcurrencyKey   string        `json:"concurrency_key"`
+	Log              string        `json:"log"`
+	DeferredJobs     []DeferredJob `json:"deferred_jobs"`
 }
 
 // DeferredJob is one deferred job of a task.

@@ -31,7 +31,16 @@ func Export(ctx context.Context, src orkstate.Store, progress Progress) (*Docume
 		runsOf[i] = runs
 		total += len(runs)
 	}
-	doc := &Document{Format: Format, Version: Version, Workflows: make([]Workflow, 0, len(wfs))}
+	keys, err := src.ConcurrencyKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("statefile: concurrency keys: %w", err)
+	}
+	doc := &Document{Format: Format, Version: Version, ConcurrencyKeys: make([]ConcurrencyKey, 0, len(keys)),
+		Workflows: make([]Workflow, 0, len(wfs))}
+	for _, k := range keys {
+		doc.ConcurrencyKeys = append(doc.ConcurrencyKeys, ConcurrencyKey{Key: k.Key, Slots: k.Slots})
+	}
+	sort.Slice(doc.ConcurrencyKeys, func(a, b int) bool { return doc.ConcurrencyKeys[a].Key < doc.ConcurrencyKeys[b].Key })
 	done := 0
 	for i, wf := range wfs {
 		w, err := exportWorkflow(ctx, src, wf, runsOf[i], func() {
@@ -55,6 +64,11 @@ func exportWorkflow(ctx context.Context, src orkstate.Store, wf orkstate.Workflo
 		Schedule: wf.Schedule, ScheduleEnabled: wf.ScheduleEnabled,
 		LastScheduledAt: utc(wf.LastScheduledAt), NextScheduledAt: utc(wf.NextScheduledAt),
 		Tasks: []TaskSpec{}, Snapshots: []Snapshot{}, Runs: make([]Run, 0, len(runs))}
+	lim, err := src.GetWorkflowLimits(ctx, wf.ID)
+	if err != nil {
+		return nil, fmt.Errorf("limits: %w", err)
+	}
+	w.Priority, w.MaxActiveRuns, w.MaxTasksInFlight, w.Fair = lim.Priority, lim.MaxActiveRuns, lim.MaxTasksInFlight, lim.Fair
 	wts, err := src.ListWorkflowTasks(ctx, wf.ID)
 	if err != nil {
 		return nil, err
@@ -124,7 +138,8 @@ func exportRun(ctx context.Context, src orkstate.Store, r orkstate.Run) (*Run, e
 			Error: k.Error, Attempts: k.Attempts, MaxRetries: k.MaxRetries, TimeoutSeconds: k.TimeoutSeconds,
 			RetryAt: utc(k.RetryAt), ClaimedBy: k.ClaimedBy, LeaseExpiresAt: utc(k.LeaseExpiresAt),
 			CreatedAt: k.CreatedAt.UTC(), DispatchedAt: utc(k.DispatchedAt), StartedAt: utc(k.StartedAt),
-			FinishedAt: utc(k.FinishedAt), Log: log, DeferredJobs: make([]DeferredJob, 0, len(jobs))}
+			FinishedAt: utc(k.FinishedAt), Priority: k.Priority, PriorityOverride: k.PriorityOverride,
+			ConcurrencyKey: k.ConcurrencyKey, Log: log, DeferredJobs: make([]DeferredJob, 0, len(jobs))}
 		for _, j := range jobs {
 			t.DeferredJobs = append(t.DeferredJobs, DeferredJob{ServiceType: j.ServiceType, JobID: j.JobID,
 				JobData: jsonOut(j.JobData), Status: string(j.Status), Error: j.Error, Attempts: j.Attempts,
@@ -141,6 +156,11 @@ func exportRun(ctx context.Context, src orkstate.Store, r orkstate.Run) (*Run, e
 // gives the same bytes: embedded JSON values have their keys sorted and are
 // re-indented, times are UTC, and <, > and & are written as they are.
 func (d *Document) Encode(w io.Writer) error {
+	if d.ConcurrencyKeys == nil { // as Export writes none: []
+		c := *d
+		c.ConcurrencyKeys = []ConcurrencyKey{}
+		d = &c
+	}
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
@@ -152,7 +172,8 @@ func (d *Document) Encode(w io.Writer) error {
 
 func specOut(s orkstate.TaskSpec) TaskSpec {
 	return TaskSpec{Name: s.Name, ExecutorType: s.ExecutorType, DependsOn: strs(s.DependsOn), Params: jsonOut(s.Params),
-		Signature: jsonOut(s.Signature), MaxRetries: s.MaxRetries, TimeoutSeconds: s.TimeoutSeconds}
+		Signature: jsonOut(s.Signature), MaxRetries: s.MaxRetries, TimeoutSeconds: s.TimeoutSeconds,
+		Priority: s.Priority, ConcurrencyKey: s.ConcurrencyKey}
 }
 
 // jsonOut canonicalises an embedded JSON value (keys sorted, numbers as written),

@@ -17,8 +17,10 @@ import (
 // storecopy's package doc for what a copy keeps). It checks d (Validate) and that
 // none of its workflow names is taken in dst (ErrConflict naming it) before it
 // writes anything. If a write fails after that, the workflows it created are
-// deleted again, so dst is as before; a caller that can give dst a transaction
-// (pgstore's WithTx) gets the same without relying on that clean-up.
+// deleted again, so dst is as before — except for the document's concurrency keys,
+// which are set first (a key dst has gets the document's slots) and which the
+// Store contract cannot delete; a caller that can give dst a transaction
+// (pgstore's WithTx) gets the same without relying on that clean-up, keys included.
 func Import(ctx context.Context, d *Document, dst orkstate.Store, progress Progress) (*storecopy.Result, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
@@ -85,11 +87,13 @@ func (c *countingImporter) ImportRun(ctx context.Context, in orkstate.RunImport)
 
 // docStore is a document seen as a read-only orkstate.Store, so that storecopy
 // copies it like any other store. Ids are positions in the document. storecopy
-// reads a source through the seven methods below; the embedded Store is nil, so
+// reads a source through the nine methods below; the embedded Store is nil, so
 // any other call would panic, and the round-trip tests (TestExportImportRoundTrip,
 // TestImportFailureLeavesNothing) would fail if storecopy ever made one.
 type docStore struct {
 	orkstate.Store
+	keys      []orkstate.ConcurrencyKey
+	limits    map[int64]*orkstate.WorkflowLimits
 	workflows []orkstate.Workflow
 	wfTasks   map[int64][]orkstate.WorkflowTask
 	snapshots map[int64]*orkstate.Snapshot
@@ -102,7 +106,10 @@ type docStore struct {
 func newDocStore(d *Document) *docStore {
 	s := &docStore{wfTasks: map[int64][]orkstate.WorkflowTask{}, snapshots: map[int64]*orkstate.Snapshot{},
 		runs: map[int64][]orkstate.Run{}, tasks: map[int64][]orkstate.Task{}, logs: map[int64]string{},
-		jobs: map[int64][]orkstate.DeferredJob{}}
+		jobs: map[int64][]orkstate.DeferredJob{}, limits: map[int64]*orkstate.WorkflowLimits{}}
+	for _, k := range d.ConcurrencyKeys {
+		s.keys = append(s.keys, orkstate.ConcurrencyKey{Key: k.Key, Slots: k.Slots})
+	}
 	var ids idSeq
 	now := time.Now().UTC()
 	for _, w := range d.Workflows {
@@ -110,6 +117,8 @@ func newDocStore(d *Document) *docStore {
 			Region: w.Region, Project: w.Project, ExecutorType: w.ExecutorType, TaskParams: jsonIn(w.TaskParams),
 			Schedule: w.Schedule, ScheduleEnabled: w.ScheduleEnabled, LastScheduledAt: w.LastScheduledAt,
 			NextScheduledAt: w.NextScheduledAt, CreatedAt: now, UpdatedAt: now}
+		s.limits[wf.ID] = &orkstate.WorkflowLimits{Priority: w.Priority, MaxActiveRuns: w.MaxActiveRuns,
+			MaxTasksInFlight: w.MaxTasksInFlight, Fair: w.Fair}
 		for i, t := range w.Tasks {
 			s.wfTasks[wf.ID] = append(s.wfTasks[wf.ID], orkstate.WorkflowTask{ID: ids.next(), WorkflowID: wf.ID,
 				TaskIndex: i, TaskSpec: specIn(t), CreatedAt: now})
@@ -145,6 +154,18 @@ func (s *docStore) ListWorkflows(context.Context) ([]orkstate.Workflow, error) {
 	out := append([]orkstate.Workflow(nil), s.workflows...)
 	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
 	return out, nil
+}
+
+func (s *docStore) ConcurrencyKeys(context.Context) ([]orkstate.ConcurrencyKey, error) {
+	return s.keys, nil
+}
+
+func (s *docStore) GetWorkflowLimits(_ context.Context, id int64) (*orkstate.WorkflowLimits, error) {
+	if l, ok := s.limits[id]; ok {
+		c := *l
+		return &c, nil
+	}
+	return nil, fmt.Errorf("workflow %d: %w", id, orkstate.ErrNotFound)
 }
 
 func (s *docStore) ListWorkflowTasks(_ context.Context, id int64) ([]orkstate.WorkflowTask, error) {
@@ -214,7 +235,8 @@ func runImport(r Run, workflowID int64, snapshotID *int64, ids *idSeq) (orkstate
 			ExecutionName: t.ExecutionName, Params: jsonIn(t.Params), Output: jsonIn(t.Output), Error: t.Error,
 			Attempts: t.Attempts, MaxRetries: t.MaxRetries, TimeoutSeconds: t.TimeoutSeconds, RetryAt: t.RetryAt,
 			ClaimedBy: t.ClaimedBy, LeaseExpiresAt: t.LeaseExpiresAt, CreatedAt: t.CreatedAt,
-			DispatchedAt: t.DispatchedAt, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt}
+			DispatchedAt: t.DispatchedAt, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
+			Priority: t.Priority, PriorityOverride: t.PriorityOverride, ConcurrencyKey: t.ConcurrencyKey}
 		in.Tasks = append(in.Tasks, k)
 		if t.Log != "" {
 			in.Logs[k.ID] = t.Log
@@ -237,7 +259,8 @@ func runImport(r Run, workflowID int64, snapshotID *int64, ids *idSeq) (orkstate
 
 func specIn(t TaskSpec) orkstate.TaskSpec {
 	return orkstate.TaskSpec{Name: t.Name, ExecutorType: t.ExecutorType, DependsOn: strs(t.DependsOn),
-		Params: jsonIn(t.Params), Signature: jsonIn(t.Signature), MaxRetries: t.MaxRetries, TimeoutSeconds: t.TimeoutSeconds}
+		Params: jsonIn(t.Params), Signature: jsonIn(t.Signature), MaxRetries: t.MaxRetries, TimeoutSeconds: t.TimeoutSeconds,
+		Priority: t.Priority, ConcurrencyKey: t.ConcurrencyKey}
 }
 
 func specsIn(ts []TaskSpec) []orkstate.TaskSpec {

@@ -2,19 +2,25 @@
 // SQLite to Postgres when a local setup grows up, or back — through the Store
 // contract, so it works between any two backends.
 //
-// What is copied: workflows (fields, compiled tasks, schedule and its last/next
-// fire times, current snapshot), the snapshots runs use, runs (trigger, status,
-// error), their tasks (DAG, params, status, execution name, output, error), task
-// logs and deferred jobs (with their status). Ids are new in the destination; the
-// Result maps old ids to new ones.
+// What is copied: concurrency keys with their slots (set in the destination first;
+// a key it has already gets the source's slots), workflows (fields, priority,
+// limits and fairness, compiled tasks, schedule and its last/next fire times,
+// current snapshot), the snapshots runs use, runs (trigger, status, error), their
+// tasks (DAG, params, priority and its override, concurrency key, status, execution
+// name, output, error), task logs and deferred jobs (with their status). Ids are new
+// in the destination; the Result maps old ids to new ones.
 //
 // When the destination implements orkstate.RunImporter (pgstore and sqlitecompat
 // do), each run is inserted as it is, in one transaction: statuses, attempts,
 // claims and leases (a dispatched task stays dispatched to its claimer), retry_at
 // (a failed task waiting for its retry keeps its time), errors, outputs, deferred
 // jobs with their attempts, leases and poll times, and every timestamp of runs,
-// tasks and jobs, to the microsecond. Runs are imported in source id order, so id
-// order is kept. What remains approximate: a log arrives as one chunk stamped with
+// tasks and jobs, to the microsecond, and each task's priority. Tasks in flight hold
+// their slots in the destination, so ConcurrencyKeys counts them as the source did.
+// Runs are imported in source id order, so id order is kept. What remains
+// approximate: a workflow's max tasks in flight and fairness reach every copied run
+// (in the source, runs started before the workflow's first limit, or before it was
+// made fair, were not under them); a log arrives as one chunk stamped with
 // the time of the copy, and workflows, compiled tasks and snapshots are created
 // anew (their created/updated times are those of the copy).
 //
@@ -23,6 +29,8 @@
 //   - timestamps (created/started/finished/dispatched, retry_at) are those of the copy;
 //   - attempts start from 0, and claims and leases are not copied: a dispatched task
 //     arrives pending, to be claimed again;
+//   - a task without a priority of its own takes its workflow's present one (in the
+//     source, a task that was ready kept the priority it had then);
 //   - a failed task that still had retries left arrives pending with a retry scheduled
 //     (the retry rule applies to the replayed failure);
 //   - runs are created in the destination in the order their snapshot allows, so id
@@ -34,6 +42,7 @@ package storecopy
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sort"
 
 	"github.com/orkstate/orkstate"
@@ -54,6 +63,9 @@ type Result struct {
 func Copy(ctx context.Context, src, dst orkstate.Store) (*Result, error) {
 	res := &Result{Workflows: map[int64]int64{}, Snapshots: map[int64]int64{}, Runs: map[int64]int64{},
 		Tasks: map[int64]int64{}, Jobs: map[int64]int64{}}
+	if err := copyKeys(ctx, src, dst); err != nil {
+		return res, err
+	}
 	wfs, err := src.ListWorkflows(ctx)
 	if err != nil {
 		return res, fmt.Errorf("storecopy: list workflows: %w", err)
@@ -66,6 +78,28 @@ func Copy(ctx context.Context, src, dst orkstate.Store) (*Result, error) {
 	return res, nil
 }
 
+// copyKeys sets every concurrency key of src in dst with its slots, before any run
+// that names one arrives. A key without a slot count (pgstore's SQL API can make
+// one) cannot be set through the contract and stops the copy before it writes.
+func copyKeys(ctx context.Context, src, dst orkstate.Store) error {
+	keys, err := src.ConcurrencyKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("storecopy: list concurrency keys: %w", err)
+	}
+	for _, k := range keys {
+		if k.Slots < 1 {
+			return fmt.Errorf("storecopy: %w", orkstate.Invalid("slots", k.Slots,
+				fmt.Sprintf("concurrency key %q has no slot count, which SetConcurrencyKey cannot set: give it slots first", k.Key)))
+		}
+	}
+	for _, k := range keys {
+		if err := dst.SetConcurrencyKey(ctx, k.Key, k.Slots); err != nil {
+			return fmt.Errorf("storecopy: concurrency key %q: %w", k.Key, err)
+		}
+	}
+	return nil
+}
+
 func copyWorkflow(ctx context.Context, src, dst orkstate.Store, wf orkstate.Workflow, res *Result) error {
 	nw, err := dst.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: wf.Name, Description: wf.Description, JobName: wf.JobName,
 		Region: wf.Region, Project: wf.Project, ExecutorType: wf.ExecutorType, TaskParams: wf.TaskParams})
@@ -73,6 +107,17 @@ func copyWorkflow(ctx context.Context, src, dst orkstate.Store, wf orkstate.Work
 		return err
 	}
 	res.Workflows[wf.ID] = nw.ID
+	// Limits before any run arrives: runs are placed in the workflow's pool and fair
+	// turns as they are imported or started.
+	lim, err := src.GetWorkflowLimits(ctx, wf.ID)
+	if err != nil {
+		return fmt.Errorf("limits: %w", err)
+	}
+	if !reflect.DeepEqual(*lim, orkstate.WorkflowLimits{}) {
+		if err := dst.SetWorkflowLimits(ctx, nw.ID, *lim); err != nil {
+			return fmt.Errorf("limits: %w", err)
+		}
+	}
 	wts, err := src.ListWorkflowTasks(ctx, wf.ID)
 	if err != nil {
 		return err
@@ -222,7 +267,8 @@ func copyRun(ctx context.Context, src, dst orkstate.Store, wfID int64, r orkstat
 		in := make([]orkstate.NewTask, len(tasks))
 		for i, k := range tasks {
 			in[i] = orkstate.NewTask{TaskIndex: k.TaskIndex, TaskName: k.TaskName, ExecutorType: k.ExecutorType,
-				DependsOn: k.DependsOn, Params: k.Params, MaxRetries: k.MaxRetries, TimeoutSeconds: k.TimeoutSeconds}
+				DependsOn: k.DependsOn, Params: k.Params, MaxRetries: k.MaxRetries, TimeoutSeconds: k.TimeoutSeconds,
+				Priority: k.PriorityOverride, ConcurrencyKey: k.ConcurrencyKey}
 		}
 		created, err := dst.CreateDAGTasks(ctx, nr.ID, in)
 		if err != nil {

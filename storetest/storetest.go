@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) orkstate.Store, opts ...Optio
 		{"Deferred", s.testDeferred},
 		{"Concurrency", s.testConcurrency},
 		{"Limits", s.testLimits},
+		{"LimitFields", s.testLimitFields},
 		{"Bounds", s.testBounds},
 		{"Agreement", s.testAgreement},
 		{"Hardening", s.testHardening},

@@ -72,7 +72,7 @@ func TestJSON(t *testing.T) {
 		}
 		for _, k := range []string{"id", "run_id", "index", "name", "executor_type", "depends_on", "status", "attempts", "max_retries",
 			"timeout_seconds", "execution_name", "error", "params", "output", "claimed_by", "lease_expires_at", "retry_at",
-			"created_at", "dispatched_at", "started_at", "finished_at", "waits_for"} {
+			"created_at", "dispatched_at", "started_at", "finished_at", "priority", "priority_override", "concurrency_key", "waits_for"} {
 			if _, ok := byName["load"][k]; !ok {
 				t.Errorf("task has no %q", k)
 			}

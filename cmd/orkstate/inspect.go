@@ -407,6 +407,16 @@ func (a *app) printTask(ctx context.Context, st orkstate.Store, t *orkstate.Task
 	row("status", string(t.Status))
 	row("attempts", fmt.Sprintf("%d of %d", t.Attempts, t.MaxRetries+1))
 	row("executor", dash(t.ExecutorType))
+	if t.Priority != 0 || t.PriorityOverride != nil {
+		own := "the workflow's"
+		if t.PriorityOverride != nil {
+			own = "its spec's"
+		}
+		row("priority", fmt.Sprintf("%d (%s)", t.Priority, own))
+	}
+	if t.ConcurrencyKey != "" {
+		row("key", t.ConcurrencyKey)
+	}
 	row("depends on", dash(strings.Join(t.DependsOn, ", ")))
 	row("waits for", dash(strings.Join(waits, ", ")))
 	row("execution", dash(t.ExecutionName))

@@ -91,6 +91,8 @@ type statusJSON struct {
 	Stats   installStatsJSON `json:"stats"`
 	At      time.Time        `json:"at"`
 	Runs    map[string]int64 `json:"runs"`
+	// Per concurrency key and per workflow with limits.
+	limitsInUse
 }
 
 type installStatsJSON struct {
@@ -113,7 +115,16 @@ func (a *app) printStatus(ctx context.Context, be *backend, w io.Writer) error {
 		return a.printSQLiteStatus(ctx, be, w)
 	}
 	v, _ := schemaVersion(ctx, be.pool, a.schema)
+	// The keys and limits beside stats(), on another connection.
+	var use *limitsInUse
+	var useErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		use, useErr = readLimitsInUse(ctx, be.store)
+	}()
 	st, err := be.pg.Stats(ctx, 0)
+	<-done
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42883" { // undefined function
 		return fmt.Errorf("%w (the install's functions are older than this orkstate: run orkstate migrate --schema %s)", err, a.schema)
@@ -123,10 +134,13 @@ func (a *app) printStatus(ctx context.Context, be *backend, w io.Writer) error {
 	}
 	runs := map[string]int64{"pending": st.RunsPending, "running": st.RunsRunning, "paused": st.RunsPaused,
 		"success": st.RunsSucceeded, "failed": st.RunsFailed, "cancelled": st.RunsCancelled}
+	if useErr != nil {
+		return useErr
+	}
 	if a.json {
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
-		return enc.Encode(statusJSON{Schema: a.schema, Version: v, At: a.now().UTC(), Runs: runs, Stats: installStatsJSON{
+		return enc.Encode(statusJSON{Schema: a.schema, Version: v, At: a.now().UTC(), Runs: runs, limitsInUse: *use, Stats: installStatsJSON{
 			ReadyTasks: st.ReadyTasks, DelayedTasks: st.DelayedTasks, OldestReadySeconds: st.OldestReadyAge.Seconds(),
 			TasksInFlight: st.TasksInFlight, TasksUnfinished: st.TasksUnfinished, LeasesDue: st.LeasesDue,
 			DeadlinesDue: st.DeadlinesDue, FinishedWindowSecs: st.Window.Seconds(), RunsEstimate: st.RunsEstimate,
@@ -148,36 +162,65 @@ func (a *app) printStatus(ctx context.Context, be *backend, w io.Writer) error {
 	fmt.Fprintf(w, "  %-14s success %d, failed %d, cancelled %d\n", "finished "+shortDuration(st.Window), st.RunsSucceeded, st.RunsFailed, st.RunsCancelled)
 	fmt.Fprintf(w, "  %-14s %s\n", "runs in all", estimate)
 	fmt.Fprintf(w, "  %-14s active %d, due %d\n", "deferred jobs", st.DeferredJobsActive, st.DeferredJobsDue)
-	return printKeySlots(ctx, be.store, w)
+	printLimitsInUse(use, w)
+	return nil
 }
 
 // printSQLiteStatus counts rows by status: a SQLite file has no stats() and its
 // history is as small as one process makes it.
 func (a *app) printSQLiteStatus(ctx context.Context, be *backend, w io.Writer) error {
 	v, _ := be.sqlite.SchemaVersion(ctx)
-	fmt.Fprintf(w, "%s: schema version %d\n", be.desc, v)
+	var text bytes.Buffer
+	fmt.Fprintf(&text, "%s: schema version %d\n", be.desc, v)
+	out := sqliteStatusJSON{Store: be.desc, Version: v, At: a.now().UTC(), Rows: map[string]map[string]int{}}
 	for _, table := range []string{"runs", "tasks", "deferred_jobs"} {
 		counts, err := countByStatus(ctx, be, "select status, count(*) from "+table+" group by status order by status")
 		if err != nil {
 			return err
 		}
 		total, parts := 0, []string{}
+		out.Rows[table] = map[string]int{}
 		for _, c := range counts {
 			parts = append(parts, fmt.Sprintf("%s %d", c.status, c.n))
 			total += c.n
+			out.Rows[table][c.status] = c.n
 		}
 		line := strings.Join(parts, ", ")
 		if line == "" {
 			line = "none"
 		}
-		fmt.Fprintf(w, "  %-14s %8d  (%s)\n", table, total, line)
+		fmt.Fprintf(&text, "  %-14s %8d  (%s)\n", table, total, line)
 	}
 	wfs, err := be.store.ListWorkflows(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "  %-14s %8d\n", "workflows", len(wfs))
-	return printKeySlots(ctx, be.store, w)
+	out.Workflows = len(wfs)
+	fmt.Fprintf(&text, "  %-14s %8d\n", "workflows", len(wfs))
+	use, err := readLimitsInUse(ctx, be.store)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		out.limitsInUse = *use
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		return enc.Encode(out)
+	}
+	printLimitsInUse(use, &text)
+	_, err = w.Write(text.Bytes())
+	return err
+}
+
+// sqliteStatusJSON is status --json on SQLite (docs/cli.md).
+type sqliteStatusJSON struct {
+	Store   string    `json:"store"`
+	Version int       `json:"version"`
+	At      time.Time `json:"at"`
+	// Rows counts runs, tasks and deferred jobs by status.
+	Rows      map[string]map[string]int `json:"rows"`
+	Workflows int                       `json:"workflows"`
+	limitsInUse
 }
 
 // shortDuration prints 1h for an hour, 30m for half of one.

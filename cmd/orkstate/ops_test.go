@@ -40,20 +40,28 @@ func TestStatusReadsStats(t *testing.T) {
 func TestStatusWatch(t *testing.T) {
 	t.Parallel()
 	tg := loaded(t, postgresTarget(t))
-	watch := func(o opts, extra ...string) result {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	// watch interrupts the command once it has printed marker three times (or
+	// after 20 s): a fixed half second was too little on a loaded machine.
+	watch := func(o opts, marker string, extra ...string) result {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		o.ctx = ctx
+		o.ctx, o.stdout = ctx, &syncBuffer{}
+		go func() {
+			for ctx.Err() == nil && strings.Count(o.stdout.String(), marker) < 3 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			cancel()
+		}()
 		return runCLI(t, tg, o, append(extra, "status", "--watch", "--interval", "50ms")...)
 	}
-	r := watch(opts{})
+	r := watch(opts{}, "schema version")
 	if n := strings.Count(r.stdout, "schema version"); r.code != 0 || n < 3 {
 		t.Fatalf("piped watch: exit %d, %d blocks (want ≥ 3)\n%s%s", r.code, n, r.stdout, r.stderr)
 	}
-	if r := watch(opts{outTerminal: true}); r.code != 0 || strings.Count(r.stdout, "\x1b[H\x1b[2J") < 3 {
+	if r := watch(opts{outTerminal: true}, "\x1b[H\x1b[2J"); r.code != 0 || strings.Count(r.stdout, "\x1b[H\x1b[2J") < 3 {
 		t.Fatalf("terminal watch: exit %d, %d redraws (want ≥ 3)", r.code, strings.Count(r.stdout, "\x1b[H\x1b[2J"))
 	}
-	r = watch(opts{}, "--json")
+	r = watch(opts{}, "\n", "--json")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	var js statusJSON
 	if r.code != 0 || len(lines) < 3 || json.Unmarshal([]byte(lines[len(lines)-1]), &js) != nil || js.Runs["running"] != 1 {

@@ -92,6 +92,10 @@ type taskJSON struct {
 	DispatchedAt   *time.Time      `json:"dispatched_at"`
 	StartedAt      *time.Time      `json:"started_at"`
 	FinishedAt     *time.Time      `json:"finished_at"`
+	// Priority is the task's; PriorityOverride its spec's (null: the workflow's).
+	Priority         int    `json:"priority"`
+	PriorityOverride *int   `json:"priority_override"`
+	ConcurrencyKey   string `json:"concurrency_key"`
 	// WaitsFor says what the task waits for ([] when finished): dependency
 	// names, or one phrase such as "a claim", "retry at …", "resume of the run".
 	WaitsFor []string `json:"waits_for"`
@@ -110,7 +114,8 @@ func taskOut(t orkstate.Task, waits []string) taskJSON {
 		TimeoutSeconds: t.TimeoutSeconds, ExecutionName: t.ExecutionName, Error: t.Error, Params: rawOrNull(t.Params),
 		Output: rawOrNull(t.Output), ClaimedBy: t.ClaimedBy, LeaseExpiresAt: utcPtr(t.LeaseExpiresAt),
 		RetryAt: utcPtr(t.RetryAt), CreatedAt: t.CreatedAt.UTC(), DispatchedAt: utcPtr(t.DispatchedAt),
-		StartedAt: utcPtr(t.StartedAt), FinishedAt: utcPtr(t.FinishedAt), WaitsFor: waits}
+		StartedAt: utcPtr(t.StartedAt), FinishedAt: utcPtr(t.FinishedAt), Priority: t.Priority,
+		PriorityOverride: t.PriorityOverride, ConcurrencyKey: t.ConcurrencyKey, WaitsFor: waits}
 }
 
 type deferredJobJSON struct {

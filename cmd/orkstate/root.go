@@ -40,7 +40,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 not found, 4 invalid input,
 		root.AddCommand(c)
 	}
 	for _, c := range []*cobra.Command{a.triggerCommand(), a.runActionCommand("cancel"), a.runActionCommand("pause"),
-		a.runActionCommand("resume"), a.retryCommand(), a.scheduleCommand()} {
+		a.runActionCommand("resume"), a.retryCommand(), a.scheduleCommand(), a.limitsCommand(), a.keysCommand()} {
 		c.GroupID = "act"
 		root.AddCommand(c)
 	}

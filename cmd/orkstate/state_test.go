@@ -180,7 +180,7 @@ func TestImportRefuses(t *testing.T) {
 		{"not json", "hello", "not valid JSON at byte 1 (line 1)"},
 		{"trailing data", text + "{}", "unexpected data after the document"},
 		{"other format", edit(`"format": "orkstate-state"`, `"format": "airflow"`), `invalid format "airflow": not an orkstate state file`},
-		{"newer version", edit(`"version": 1`, `"version": 2`), `invalid version "2": written by a newer orkstate`},
+		{"newer version", edit(`"version": 2`, `"version": 3`), `invalid version "3": written by a newer orkstate`},
 		{"unknown status", edit(`"status": "running"`, `"status": "runing"`), `workflows[1] "nightly_etl": runs[1]: invalid run status "runing": unknown run status`},
 		{"unknown task status", edit(`              "status": "cancelled",`, `              "status": "stopped",`),
 			`runs[3]: invalid task status "stopped": unknown task status (task extract)`},
@@ -195,17 +195,23 @@ func TestImportRefuses(t *testing.T) {
               "params": null,
               "status": "success"`), `runs[0]: invalid depends_on "poll_apix": task "load" depends on unknown task`},
 		{"edited snapshot", edit(`              "max_retries": 2,
-              "timeout_seconds": 0
+              "timeout_seconds": 0,
+              "priority": null,
+              "concurrency_key": ""
             },
             {
               "name": "poll_api",`, `              "max_retries": 5,
-              "timeout_seconds": 0
+              "timeout_seconds": 0,
+              "priority": null,
+              "concurrency_key": ""
             },
             {
               "name": "poll_api",`), `snapshots[0]: invalid content_hash`},
 		{"bad cron", edit(`"schedule": "0 3 * * *"`, `"schedule": "0 25 * * *"`), `workflows[1] "nightly_etl": invalid schedule "0 25 * * *"`},
 		{"duplicate workflow", edit(`"name": "hourly_report"`, `"name": "nightly_etl"`), `workflows[1] "nightly_etl": invalid name "nightly_etl": duplicate workflow name`},
 		{"negative attempts", edit(`"attempts": 3`, `"attempts": -3`), `runs[1]: tasks[2] "poll_api": deferred_jobs[0]: invalid attempts "-3": must not be negative`},
+		{"absurd priority", edit(`"priority": 0,`, `"priority": 100000,`), `workflows[0] "hourly_report": invalid priority "100000": must be between -1000 and 1000`},
+		{"no slots", edit(`"concurrency_keys": []`, `"concurrency_keys": [{"key": "gpu", "slots": -1}]`), `concurrency_keys[0] "gpu": invalid slots "-1"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,0 +1,242 @@
+package storecopy_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/orkstate/orkstate"
+	"github.com/orkstate/orkstate/internal/testdb"
+	"github.com/orkstate/orkstate/pgstore"
+	"github.com/orkstate/orkstate/storecopy"
+)
+
+func ptr(n int) *int { return &n }
+
+// seedLimits gives s two concurrency keys, a workflow with a priority, limits and
+// fairness whose snapshot's and compiled tasks' specs set priorities and keys, a run
+// of it with a task in flight on a key and tasks of several priorities (its ready
+// task kept the workflow's old priority), and a workflow without limits.
+func seedLimits(t *testing.T, s orkstate.Store) {
+	t.Helper()
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.SetConcurrencyKey(ctx, "gpu", 1))
+	must(s.SetConcurrencyKey(ctx, "warehouse-7", 5))
+	wf, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "etl"})
+	must(err)
+	must(s.SetWorkflowLimits(ctx, wf.ID, orkstate.WorkflowLimits{Priority: 7, MaxActiveRuns: ptr(3), MaxTasksInFlight: ptr(4), Fair: true}))
+	dag := []orkstate.TaskSpec{
+		{Name: "train", ExecutorType: "gpu", Priority: ptr(9), ConcurrencyKey: "gpu"},
+		{Name: "train2", ExecutorType: "gpu", ConcurrencyKey: "gpu"},
+		{Name: "load", ExecutorType: "io", ConcurrencyKey: "warehouse-7"},
+		{Name: "report", ExecutorType: "io", DependsOn: []string{"load"}, Priority: ptr(-5)},
+		{Name: "mail", ExecutorType: "io", DependsOn: []string{"load"}},
+	}
+	_, err = s.ReplaceWorkflowTasks(ctx, wf.ID, dag)
+	must(err)
+	sn, err := s.CreateSnapshot(ctx, wf.ID, dag)
+	must(err)
+	must(s.SetCurrentSnapshot(ctx, wf.ID, sn.ID))
+	_, err = s.CreateRun(ctx, wf.ID, "test")
+	must(err)
+	_, err = s.StartPendingRuns(ctx, 10)
+	must(err)
+	c, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "s1", Limit: 1, ExecutorTypes: []string{"gpu"}})
+	must(err)
+	if len(c) != 1 || c[0].TaskName != "train" {
+		t.Fatalf("claimed %+v, want train (priority 9)", c)
+	}
+	// A new priority reaches mail (waiting for load), not load or train2 (ready).
+	must(s.SetWorkflowLimits(ctx, wf.ID, orkstate.WorkflowLimits{Priority: 2, MaxActiveRuns: ptr(3), MaxTasksInFlight: ptr(4), Fair: true}))
+	_, err = s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "plain"})
+	must(err)
+}
+
+// limitsView is what a store holds of priorities, keys and limits, without ids.
+type limitsView struct {
+	Keys      []orkstate.ConcurrencyKey
+	Workflows map[string]workflowLimits
+}
+
+type workflowLimits struct {
+	Limits   orkstate.WorkflowLimits
+	Compiled []orkstate.TaskSpec
+	Snapshot []orkstate.TaskSpec
+	Tasks    []string // name status priority override key, by name
+}
+
+func viewLimits(t *testing.T, s orkstate.Store) limitsView {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := s.ConcurrencyKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := limitsView{Keys: keys, Workflows: map[string]workflowLimits{}}
+	wfs, err := s.ListWorkflows(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, wf := range wfs {
+		var w workflowLimits
+		l, err := s.GetWorkflowLimits(ctx, wf.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Limits = *l
+		wts, err := s.ListWorkflowTasks(ctx, wf.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range wts {
+			x.Params, x.Signature = nil, nil
+			w.Compiled = append(w.Compiled, x.TaskSpec)
+		}
+		if wf.CurrentSnapshotID != nil {
+			sn, err := s.GetSnapshot(ctx, *wf.CurrentSnapshotID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Snapshot = sn.Tasks
+		}
+		runs, err := s.ListRuns(ctx, wf.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range runs {
+			tasks, err := s.ListTasks(ctx, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range tasks {
+				o := "-"
+				if k.PriorityOverride != nil {
+					o = fmt.Sprint(*k.PriorityOverride)
+				}
+				w.Tasks = append(w.Tasks, fmt.Sprintf("%s %s priority %d override %s key %q", k.TaskName, k.Status, k.Priority, o, k.ConcurrencyKey))
+			}
+		}
+		sort.Strings(w.Tasks)
+		v.Workflows[wf.Name] = w
+	}
+	return v
+}
+
+// TestCopyCarriesLimits: keys with their slots and tasks in flight, workflow
+// priorities, limits and fairness, the specs' priorities and keys, and every task's
+// priority, override and key arrive, between every pair of stores; and the copy
+// enforces them: the key's slot held in the source is held in the copy.
+func TestCopyCarriesLimits(t *testing.T) {
+	t.Parallel()
+	stores := map[string]func(*testing.T) orkstate.Store{
+		"sqlite":   func(t *testing.T) orkstate.Store { return open(t) },
+		"postgres": func(t *testing.T) orkstate.Store { return testdb.Store(t) },
+	}
+	for srcName, newSrc := range stores {
+		for dstName, newDst := range stores {
+			t.Run(srcName+"→"+dstName, func(t *testing.T) {
+				t.Parallel()
+				ctx := context.Background()
+				src, dst := newSrc(t), newDst(t)
+				seedLimits(t, src)
+				want := viewLimits(t, src)
+				if got := want.Keys; len(got) != 2 || got[0].InFlight != 1 {
+					t.Fatalf("source keys %+v, want gpu with 1 in flight", got)
+				}
+				if _, err := storecopy.Copy(ctx, src, dst); err != nil {
+					t.Fatal(err)
+				}
+				if got := viewLimits(t, dst); !reflect.DeepEqual(got, want) {
+					t.Errorf("the copy differs:\n src %+v\n dst %+v", want, got)
+				}
+				// gpu has 1 slot and train holds it in the copy too: train2 waits.
+				c, err := dst.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "s2", Limit: 10, ExecutorTypes: []string{"gpu"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(c) != 0 {
+					t.Errorf("claimed %+v in the copy, want nothing (gpu's one slot is train's)", c)
+				}
+				// warehouse-7's load goes, at its priority (the workflow's when it became ready).
+				c, err = dst.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "s2", Limit: 10})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(c) != 1 || c[0].TaskName != "load" {
+					t.Errorf("claimed %+v in the copy, want load", c)
+				}
+			})
+		}
+	}
+}
+
+// TestCopyReplayCarriesLimits: the replay (a destination without RunImporter)
+// carries keys, limits, specs and each task's own priority and key; a task without
+// one takes its workflow's present priority.
+func TestCopyReplayCarriesLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src, dst := open(t), open(t)
+	seedLimits(t, src)
+	if _, err := storecopy.Copy(ctx, src, struct{ orkstate.Store }{dst}); err != nil {
+		t.Fatal(err)
+	}
+	want, got := viewLimits(t, src), viewLimits(t, dst)
+	want.Keys[0].InFlight = 0 // train arrives pending: a claim cannot be copied
+	if !reflect.DeepEqual(got.Keys, want.Keys) {
+		t.Errorf("keys %+v, want %+v", got.Keys, want.Keys)
+	}
+	w, g := want.Workflows["etl"], got.Workflows["etl"]
+	if !reflect.DeepEqual(g.Limits, w.Limits) || !reflect.DeepEqual(g.Compiled, w.Compiled) || !reflect.DeepEqual(g.Snapshot, w.Snapshot) {
+		t.Errorf("workflow etl:\n src %+v\n dst %+v", w, g)
+	}
+	wantTasks := []string{
+		`load pending priority 2 override - key "warehouse-7"`,
+		`mail pending priority 2 override - key ""`,
+		`report pending priority -5 override -5 key ""`,
+		`train pending priority 9 override 9 key "gpu"`,
+		`train2 pending priority 2 override - key "gpu"`,
+	}
+	if !reflect.DeepEqual(g.Tasks, wantTasks) {
+		t.Errorf("tasks\n %q\nwant\n %q", g.Tasks, wantTasks)
+	}
+}
+
+// TestCopyRefusesKeyWithoutSlots: a key that only counts (pgstore's SQL API sets
+// one with null slots) cannot be set through the contract: the copy stops before it
+// writes anything, naming the key.
+func TestCopyRefusesKeyWithoutSlots(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := testdb.Reused(t)
+	src, err := pgstore.New(testdb.Pool(t), &pgstore.Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testdb.Pool(t).Exec(ctx, `select `+schema+`_api.set_concurrency_key('counted', null)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "w"}); err != nil {
+		t.Fatal(err)
+	}
+	dst := open(t)
+	_, err = storecopy.Copy(ctx, src, dst)
+	if !orkstate.IsValidation(err) || !strings.Contains(err.Error(), `concurrency key "counted" has no slot count`) {
+		t.Fatalf("copy: %v, want a validation error naming the key", err)
+	}
+	if wfs, _ := dst.ListWorkflows(ctx); len(wfs) != 0 {
+		t.Errorf("%d workflows copied", len(wfs))
+	}
+	if keys, _ := dst.ConcurrencyKeys(ctx); len(keys) != 0 {
+		t.Errorf("keys copied: %+v", keys)
+	}
+}
