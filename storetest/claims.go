@@ -202,9 +202,9 @@ func (s *suite) testLeases(t *testing.T) {
 
 	s.test(t, "Timeouts", func(t *testing.T, b *bundle) {
 		r, ts := b.dagRun(
-			withTimeout(nt("once"), 1),
-			withTimeout(withRetries(nt("again"), 1), 1),
-			withTimeout(nt("dispatched"), 1),
+			withTimeout(nt("once"), 60),
+			withTimeout(withRetries(nt("again"), 1), 60),
+			withTimeout(nt("dispatched"), 60),
 			nt("forever"),
 			nt("after", "once"),
 		)
@@ -216,8 +216,8 @@ func (s *suite) testLeases(t *testing.T) {
 
 		o, err := b.store.FailTimedOutTasks(b.ctx, 100)
 		noErr(t, "FailTimedOutTasks", err)
-		equal(t, "nothing timed out within the second", len(o), 0)
-		b.clock.advance(2 * time.Second)
+		equal(t, "nothing timed out within the minute", len(o), 0)
+		b.clock.advance(2 * time.Minute)
 		o, err = b.store.FailTimedOutTasks(b.ctx, 100)
 		noErr(t, "FailTimedOutTasks", err)
 		got := map[int64]orkstate.TaskOutcome{}
@@ -236,7 +236,7 @@ func (s *suite) testLeases(t *testing.T) {
 		deepEqual(t, "dispatched", got[ts.id("dispatched")], orkstate.TaskOutcome{TaskID: ts.id("dispatched"), Outcome: orkstate.OutcomeApplied, Status: orkstate.TaskFailed})
 
 		for _, n := range []string{"once", "again", "dispatched"} {
-			equal(t, n+" error", b.getTask(ts.id(n)).Error, "timeout after 1s")
+			equal(t, n+" error", b.getTask(ts.id(n)).Error, "timeout after 60s")
 		}
 		notNil(t, "retry at of again", b.getTask(ts.id("again")).RetryAt)
 		equal(t, "deferred job cancelled", b.getJob(j.ID).Status, orkstate.DeferredCancelled)
@@ -287,7 +287,11 @@ func (s *suite) testRetries(t *testing.T) {
 		isNil(t, "started at", got.StartedAt)
 		isNil(t, "lease", got.LeaseExpiresAt)
 		equal(t, "claimed by", got.ClaimedBy, "")
-		isTrue(t, "not dispatchable before retry at", !containsID(b.dispatchable(), a))
+		// pgstore's state machine and claim read the database's time, not the clock
+		// (see retryDue): a machine that stalls for the whole backoff between the
+		// report and this read makes the retry due, and that is no error.
+		early := containsID(b.dispatchable(), a) && time.Now().Add(250*time.Millisecond).Before(*got.RetryAt)
+		isTrue(t, "not dispatchable before retry at", !early)
 
 		b.retryDue(a, 1)
 		start := time.Now()
