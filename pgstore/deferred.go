@@ -119,24 +119,25 @@ func (s *Store) MarkDeferredJobPolled(ctx context.Context, id int64) error {
 	var updated bool
 	err := s.db.QueryRow(ctx, s.sql(`
 		with upd as (
-			update {ork}.deferred_jobs set last_polled_at = now()
+			update {ork}.deferred_jobs set last_polled_at = coalesce($2, now())
 			where id = $1 and status in ('pending', 'polling')
 			returning id)
 		select j.status, exists (select from upd)
-		from {ork}.deferred_jobs j where j.id = $1`), id).Scan(&status, &updated)
+		from {ork}.deferred_jobs j where j.id = $1`), id, s.now()).Scan(&status, &updated)
 	if err == nil && !updated {
 		err = fmt.Errorf("%w: deferred job is %s", orkstate.ErrInvalidTransition, status)
 	}
 	return wrap(err, "pgstore: mark deferred job %d polled", id)
 }
 
-// ClaimDeferredJobs leases up to p.Limit due deferred jobs (claim_deferred_jobs).
+// ClaimDeferredJobs leases up to p.Limit due deferred jobs (claim_deferred_jobs), at
+// Config.Now's time when a clock is set.
 func (s *Store) ClaimDeferredJobs(ctx context.Context, p orkstate.DeferredClaimParams) ([]orkstate.DeferredJob, error) {
 	p, err := p.Normalize()
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Query(ctx, s.sql(`select `+deferredJobColumns+` from {api}.claim_deferred_jobs($1, $2, $3)`), p.Claimer, p.Limit, p.Lease)
+	rows, err := s.db.Query(ctx, s.sql(`select `+deferredJobColumns+` from {api}.claim_deferred_jobs($1, $2, $3, $4)`), p.Claimer, p.Limit, p.Lease, s.now())
 	if err != nil {
 		return nil, wrap(err, "pgstore: claim deferred jobs")
 	}
@@ -155,7 +156,8 @@ type pollOutcomeRow struct {
 	TaskStatus *string
 }
 
-// ReportDeferredPolls applies poll results in one statement (report_deferred_polls).
+// ReportDeferredPolls applies poll results in one statement (report_deferred_polls),
+// at Config.Now's time when a clock is set.
 func (s *Store) ReportDeferredPolls(ctx context.Context, reports []orkstate.DeferredPollReport) ([]orkstate.DeferredOutcome, error) {
 	reports, err := orkstate.NormalizePollReports(reports)
 	if err != nil {
@@ -178,8 +180,8 @@ func (s *Store) ReportDeferredPolls(ctx context.Context, reports []orkstate.Defe
 	}
 	var got []pollOutcomeRow
 	err = s.retryDeadlock(ctx, func() error {
-		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.report_deferred_polls($1, $2, $3, $4, $5)`),
-			ids, results, errs, after, attempts)
+		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.report_deferred_polls($1, $2, $3, $4, $5, $6)`),
+			ids, results, errs, after, attempts, s.now())
 		if err != nil {
 			return err
 		}

@@ -178,13 +178,13 @@ func TestPgBouncer(t *testing.T) {
 					"TestStore/SimpleProtocol runs; PGBOUNCER_CONTRACT=all runs it through PgBouncer too"))
 			}
 		}
-		storetest.Run(t, func(t *testing.T) orkstate.Store {
+		storetest.Run(t, func(t *testing.T, now func() time.Time) orkstate.Store {
 			schema := testdb.Reused(t)
-			s, err := pgstore.New(pool, &pgstore.Config{Schema: schema})
+			s, err := pgstore.New(pool, &pgstore.Config{Schema: schema, Now: now})
 			if err != nil {
 				t.Fatal(err)
 			}
-			direct, err := pgstore.New(testdb.Pool(t), &pgstore.Config{Schema: schema})
+			direct, err := pgstore.New(testdb.Pool(t), &pgstore.Config{Schema: schema, Now: now})
 			if err != nil {
 				t.Fatal(err)
 			}

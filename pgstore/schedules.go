@@ -10,11 +10,11 @@ import (
 )
 
 // SetSchedule stores expr (trimmed). Enabled: next_scheduled_at is the first fire
-// time after now (time.Now() when now is zero); disabled: it is cleared. An empty
+// time after now (Config.Now's, else time.Now(), when now is zero); disabled: it is cleared. An empty
 // expr clears the schedule and disables it.
 func (s *Store) SetSchedule(ctx context.Context, workflowID int64, expr string, enabled bool, now time.Time) error {
 	if now.IsZero() {
-		now = time.Now()
+		now = s.goNow()
 	}
 	if err := orkstate.ValidTime("now", &now); err != nil {
 		return err
@@ -50,13 +50,14 @@ func (s *Store) SetScheduleTimes(ctx context.Context, workflowID int64, last, ne
 	return wrap(err, "pgstore: set schedule times of workflow %d", workflowID)
 }
 
-// DueWorkflows orders by next fire time, then id; a zero now means time.Now().
+// DueWorkflows orders by next fire time, then id; a zero now means Config.Now's time,
+// else time.Now().
 func (s *Store) DueWorkflows(ctx context.Context, now time.Time, limit int) ([]orkstate.Workflow, error) {
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
 	if now.IsZero() {
-		now = time.Now()
+		now = s.goNow()
 	}
 	if err := orkstate.ValidTime("now", &now); err != nil {
 		return nil, err
@@ -76,6 +77,9 @@ func (s *Store) DueWorkflows(ctx context.Context, now time.Time, limit int) ([]o
 // A stored expression that no longer parses is skipped and reported in the error,
 // after the others fired.
 func (s *Store) FireDueSchedules(ctx context.Context, now time.Time, limit int) ([]orkstate.Run, error) {
+	if now.IsZero() {
+		now = s.goNow()
+	}
 	due, err := s.DueWorkflows(ctx, now, limit)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -25,6 +26,14 @@ const DefaultSchema = "ork"
 
 // Config configures a Store. The zero value works.
 type Config struct {
+	// Now is the clock of the calls whose effect depends on the time: the lease and
+	// timeout sweeps, deferred-job claims and poll reports (each passes it as the SQL
+	// function's p_now), MarkDeferredJobPolled, and the schedule calls given a zero
+	// now. Tests set it to move time instead of waiting for it (storetest does). The
+	// database stamps what else it writes, claims included, at its own now(). Defaults
+	// to nil: the database's time (the transaction's start), as psql callers get, and
+	// time.Now for the schedule calls.
+	Now func() time.Time
 	// Schema is the install schema; functions live in Schema+"_api". Defaults to "ork".
 	Schema string
 }
@@ -42,7 +51,8 @@ type Store struct {
 	pool   *pgxpool.Pool
 	db     dbtx
 	schema string
-	sqls   *sync.Map // query text with {ork} and {api} → text for this schema
+	clock  func() time.Time // Config.Now; nil: the database's time
+	sqls   *sync.Map        // query text with {ork} and {api} → text for this schema
 }
 
 // New returns a Store on pool. It does not install anything; call Migrate.
@@ -50,14 +60,36 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 	if pool == nil {
 		return nil, orkstate.Invalid("pool", nil, "must not be nil")
 	}
-	schema := DefaultSchema
-	if cfg != nil && cfg.Schema != "" {
-		schema = cfg.Schema
+	var c Config
+	if cfg != nil {
+		c = *cfg
 	}
-	if err := ValidateSchemaName(schema); err != nil {
+	if c.Schema == "" {
+		c.Schema = DefaultSchema
+	}
+	if err := ValidateSchemaName(c.Schema); err != nil {
 		return nil, err
 	}
-	return &Store{pool: pool, db: pool, schema: schema, sqls: &sync.Map{}}, nil
+	return &Store{pool: pool, db: pool, schema: c.Schema, clock: c.Now, sqls: &sync.Map{}}, nil
+}
+
+// now is the time a time-dependent call passes its SQL function as p_now: the
+// Config.Now clock's, or nil (NULL: the function reads the database's now()).
+func (s *Store) now() *time.Time {
+	if s.clock == nil {
+		return nil
+	}
+	t := s.clock()
+	return &t
+}
+
+// goNow is the time of the schedule calls given a zero now: the Config.Now clock's,
+// else time.Now().
+func (s *Store) goNow() time.Time {
+	if s.clock == nil {
+		return time.Now()
+	}
+	return s.clock()
 }
 
 // WithTx returns a Store whose every call runs inside tx. Nothing it does is

@@ -18,7 +18,8 @@ import (
 )
 
 // TestStore runs the conformance suite against PostgreSQL, each subtest in an
-// install of its own, in the three ways applications call pgstore:
+// install of its own and with the suite's clock as Config.Now, in the three ways
+// applications call pgstore:
 //
 //   - Pool: the Store on a pgxpool.Pool with pgx's default (extended protocol,
 //     cached prepared statements).
@@ -31,12 +32,18 @@ import (
 func TestStore(t *testing.T) {
 	t.Run("Pool", func(t *testing.T) {
 		t.Parallel()
-		storetest.Run(t, func(t *testing.T) orkstate.Store { return testdb.Store(t) })
+		storetest.Run(t, func(t *testing.T, now func() time.Time) orkstate.Store {
+			s, err := pgstore.New(testdb.Pool(t), &pgstore.Config{Schema: testdb.Reused(t), Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		})
 	})
 	t.Run("SimpleProtocol", func(t *testing.T) {
 		t.Parallel()
-		storetest.Run(t, func(t *testing.T) orkstate.Store {
-			s, err := pgstore.New(testdb.SimplePool(t), &pgstore.Config{Schema: testdb.Reused(t)})
+		storetest.Run(t, func(t *testing.T, now func() time.Time) orkstate.Store {
+			s, err := pgstore.New(testdb.SimplePool(t), &pgstore.Config{Schema: testdb.Reused(t), Now: now})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -45,8 +52,8 @@ func TestStore(t *testing.T) {
 	})
 	t.Run("WithTx", func(t *testing.T) {
 		t.Parallel()
-		storetest.Run(t, func(t *testing.T) orkstate.Store {
-			s, err := pgstore.New(testdb.OwnPool(t), &pgstore.Config{Schema: testdb.Reused(t)})
+		storetest.Run(t, func(t *testing.T, now func() time.Time) orkstate.Store {
+			s, err := pgstore.New(testdb.OwnPool(t), &pgstore.Config{Schema: testdb.Reused(t), Now: now})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,7 +7,7 @@ import (
 )
 
 // ExpireTaskLeases returns up to limit dispatched tasks whose lease ran out to
-// pending. Fewer than limit outcomes means no other expired lease is due (tasks a
+// pending, one outcome per task. Fewer than limit outcomes means no other expired lease is due (tasks a
 // concurrent sweeper or reporter holds locked aside): sweep again while the batch
 // was full to drain a backlog.
 func (s *Store) ExpireTaskLeases(ctx context.Context, limit int) ([]orkstate.TaskOutcome, error) {
@@ -15,6 +15,8 @@ func (s *Store) ExpireTaskLeases(ctx context.Context, limit int) ([]orkstate.Tas
 }
 
 // FailTimedOutTasks fails tasks past their timeout under the retry rule.
+//
+// Both sweeps run at Config.Now's time when a clock is set, else at the database's.
 func (s *Store) FailTimedOutTasks(ctx context.Context, limit int) ([]orkstate.TaskOutcome, error) {
 	return s.sweep(ctx, "fail_timed_out_tasks", limit)
 }
@@ -25,7 +27,7 @@ func (s *Store) sweep(ctx context.Context, fn string, limit int) ([]orkstate.Tas
 	}
 	var out []orkstate.TaskOutcome
 	err := s.retryDeadlock(ctx, func() error {
-		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.`+fn+`($1)`), limit)
+		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.`+fn+`($1, $2)`), limit, s.now())
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/orkstate/orkstate"
 	"github.com/orkstate/orkstate/sqlitecompat"
@@ -22,5 +23,12 @@ func newStore(t *testing.T) *sqlitecompat.Store {
 }
 
 func TestStoretest(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) orkstate.Store { return newStore(t) })
+	storetest.Run(t, func(t *testing.T, now func() time.Time) orkstate.Store {
+		s, err := sqlitecompat.Open(context.Background(), filepath.Join(t.TempDir(), "ork.db"), &sqlitecompat.Config{Now: now})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sort"
 	"testing"
-	"time"
 
 	"github.com/orkstate/orkstate"
 )
@@ -138,7 +137,7 @@ func (s *suite) testDAGs(t *testing.T) {
 			equal(t, n+" unmet", got.UnmetDeps, 1)
 		}
 		equal(t, "run", b.runStatus(r.ID), orkstate.RunRunning)
-		waitFor(t, "b due again", 5*time.Second, func() bool { return containsID(b.dispatchable(), ts.id("b")) })
+		b.retryDue(ts.id("b"), 1)
 		c := b.claimTask(ts.id("b"))
 		equal(t, "attempt", c.Attempt, 2)
 		b.reportOK(upd(ts.id("b"), orkstate.TaskSuccess, 2), orkstate.OutcomeApplied)

@@ -126,18 +126,17 @@ func (s *suite) testDeferred(t *testing.T) {
 			sameTime(t, "next poll = lease end", j.NextPollAt, *j.LeaseExpiresAt)
 			between(t, "started at", j.StartedAt, before, after, time.Second)
 		}
-		got, err = b.store.ClaimDeferredJobs(b.ctx, orkstate.DeferredClaimParams{Claimer: "p2", Limit: 10, Lease: time.Millisecond})
+		got, err = b.store.ClaimDeferredJobs(b.ctx, orkstate.DeferredClaimParams{Claimer: "p2", Limit: 10, Lease: 30 * time.Second})
 		noErr(t, "ClaimDeferredJobs again", err)
 		deepEqual(t, "only the unclaimed one", jobIDs(got), []int64{js[2].ID})
 		startedAt := *got[0].StartedAt
+		equal(t, "nothing due within the leases", len(b.claimJobs(10)), 0)
 
-		// The poller died: once the lease runs out, the job is claimed again.
-		var again []orkstate.DeferredJob
-		waitFor(t, "lease runs out", 5*time.Second, func() bool {
-			again, err = b.store.ClaimDeferredJobs(b.ctx, orkstate.DeferredClaimParams{Claimer: "p3", Limit: 10})
-			noErr(t, "ClaimDeferredJobs", err)
-			return len(again) > 0
-		})
+		// The poller died: once the lease runs out, the job is claimed again (the first
+		// two, leased for a minute, are not due yet).
+		b.clock.advance(31 * time.Second)
+		again, err := b.store.ClaimDeferredJobs(b.ctx, orkstate.DeferredClaimParams{Claimer: "p3", Limit: 10})
+		noErr(t, "ClaimDeferredJobs after the lease", err)
 		deepEqual(t, "reclaimed", jobIDs(again), []int64{js[2].ID})
 		equal(t, "attempts", again[0].Attempts, 2)
 		equal(t, "new claimer", again[0].ClaimedBy, "p3")
@@ -164,10 +163,19 @@ func (s *suite) testDeferred(t *testing.T) {
 		isNil(t, "lease cleared", got.LeaseExpiresAt)
 		equal(t, "not due", len(b.claimJobs(10)), 0)
 
+		// Due once the clock passes the next poll; the report is stamped with the clock.
+		b.clock.advance(31 * time.Second)
+		c = b.claimJobs(10)
+		deepEqual(t, "due after 30 s", jobIDs(c), []int64{js[0].ID})
+
 		// Default poll interval: 10 s.
-		before = time.Now()
+		before = b.clock.now()
 		b.poll(orkstate.DeferredPollReport{JobID: js[0].ID, Result: orkstate.PollRunning})
-		between(t, "default next poll", b.getJob(js[0].ID).NextPollAt, before.Add(10*time.Second), time.Now().Add(10*time.Second), time.Second)
+		between(t, "last polled at the clock's time", b.getJob(js[0].ID).LastPolledAt, before, b.clock.now(), time.Second)
+		between(t, "default next poll", b.getJob(js[0].ID).NextPollAt, before.Add(10*time.Second), b.clock.now().Add(10*time.Second), time.Second)
+		equal(t, "not due within 10 s", len(b.claimJobs(10)), 0)
+		b.clock.advance(11 * time.Second)
+		deepEqual(t, "due after 10 s", jobIDs(b.claimJobs(10)), []int64{js[0].ID})
 	})
 
 	s.test(t, "AllCompletedTaskSucceeds", func(t *testing.T, b *bundle) {

@@ -50,7 +50,7 @@ func (s *suite) testHardening(t *testing.T) {
 		jsonEqual(t, "output dropped", got.Output, nil)
 		equal(t, "error kept", got.Error, "boom")
 
-		waitFor(t, "retry due", 5*time.Second, func() bool { return containsID(b.dispatchable(), a) })
+		b.retryDue(a, 1)
 		c2 := b.claimTask(a)
 		equal(t, "claim's execution name", c2.ExecutionName, "")
 		jsonEqual(t, "claim's output", c2.Output, nil)
@@ -156,15 +156,15 @@ func (s *suite) testHardening(t *testing.T) {
 		const finished = 300
 		_, ts := b.legacyRun(finished + 1)
 		for i := 0; i < finished; i++ {
-			c, err := b.store.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "quick", Limit: 1, Lease: time.Millisecond})
+			c, err := b.store.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "quick", Limit: 1, Lease: time.Minute})
 			noErr(t, "one-task claim", err)
 			equal(t, "claimed", len(c), 1)
 			b.reportOK(upd(c[0].ID, orkstate.TaskSuccess, c[0].Attempt), orkstate.OutcomeApplied)
 		}
-		lost, err := b.store.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "killed", Limit: 1, Lease: time.Millisecond})
+		lost, err := b.store.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "killed", Limit: 1, Lease: time.Minute})
 		noErr(t, "claim of the killed claimer", err)
 		equal(t, "the last task", lost[0].ID, ts[finished].ID)
-		time.Sleep(5 * time.Millisecond)
+		b.clock.advance(2 * time.Minute)
 		out, err := b.store.ExpireTaskLeases(b.ctx, 10)
 		noErr(t, "ExpireTaskLeases", err)
 		deepEqual(t, "one sweep call expires the lost task", out,

@@ -79,7 +79,8 @@ func (s *suite) testLimits(t *testing.T) {
 		u := upd(ts.id("a"), orkstate.TaskFailed, 1)
 		b.reportOK(u, orkstate.OutcomeRetrying)
 		b.reportOK(upd(ts.id("b"), orkstate.TaskPending, 1), orkstate.OutcomeApplied)
-		waitFor(t, "the retry to be due", 5*time.Second, func() bool { return len(b.dispatchable()) == 2 })
+		b.retryDue(ts.id("a"), 1)
+		equal(t, "both dispatchable", len(b.dispatchable()), 2)
 		deepEqual(t, "a retry keeps its priority", claimedIDs(b.claimN(10)), []int64{ts.id("a"), ts.id("b")})
 	})
 

@@ -2,11 +2,16 @@
 // checks the contract of docs/semantics.md, not an implementation: a backend runs
 //
 //	func TestStore(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) orkstate.Store { return newMyStore(t) })
+//		storetest.Run(t, func(t *testing.T, now func() time.Time) orkstate.Store {
+//			return newMyStore(t, now)
+//		})
 //	}
 //
 // and every subtest gets its own fresh, migrated, empty store, so subtests run in
-// parallel. A case that needs a capability the store declares it lacks
+// parallel. now is the subtest's clock, which the store must read wherever its
+// behaviour depends on the time (pgstore.Config.Now, sqlitecompat.Config.Now): the
+// suite moves that clock forward to make leases end, timeouts pass and polls fall
+// due, instead of waiting for them in real time. A case that needs a capability the store declares it lacks
 // (orkstate.Capabilities) is skipped with a message naming the capability, and a
 // group a runner carves out with SkipGroup is skipped with the runner's reason;
 // nothing else is ever skipped.
@@ -17,14 +22,16 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/orkstate/orkstate"
 )
 
 // Run runs the whole suite. newStore must return a fresh, migrated, empty store
-// for the test it is given and release it when that test ends (t.Cleanup). One
-// test calls Close on its store itself, so that cleanup must tolerate a closed store.
-func Run(t *testing.T, newStore func(t *testing.T) orkstate.Store, opts ...Option) {
+// for the test it is given, running at the time now tells it, and release it when
+// that test ends (t.Cleanup). One test calls Close on its store itself, so that
+// cleanup must tolerate a closed store.
+func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) orkstate.Store, opts ...Option) {
 	s := &suite{newStore: newStore}
 	skip := map[string]string{}
 	for _, o := range opts {
@@ -89,25 +96,27 @@ func SkipGroup(group, reason string) Option {
 }
 
 type suite struct {
-	newStore func(t *testing.T) orkstate.Store
+	newStore func(t *testing.T, now func() time.Time) orkstate.Store
 }
 
-// bundle is what one test works with: its own store and a context.
+// bundle is what one test works with: its own store, the store's clock and a context.
 type bundle struct {
 	t     *testing.T
 	ctx   context.Context
 	store orkstate.Store
+	clock *clock
 	caps  orkstate.Capabilities
 	seq   atomic.Int64
 }
 
 func (s *suite) setup(t *testing.T) *bundle {
 	t.Helper()
-	st := s.newStore(t)
+	c := &clock{}
+	st := s.newStore(t, c.now)
 	if st == nil {
 		t.Fatal("newStore returned nil")
 	}
-	return &bundle{t: t, ctx: context.Background(), store: st, caps: st.Capabilities()}
+	return &bundle{t: t, ctx: context.Background(), store: st, clock: c, caps: st.Capabilities()}
 }
 
 // test declares one parallel subtest with its own bundle.

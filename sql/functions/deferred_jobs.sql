@@ -2,28 +2,37 @@
 -- next_poll_at reached — new jobs are due at once, and a claimed job's next_poll_at is its
 -- lease expiry, so a job whose poller died is due again when the lease runs out), oldest
 -- due first, FOR UPDATE SKIP LOCKED. Each becomes polling with attempts + 1 (the fencing
--- token for report_deferred_polls).
-create function {{.schema}}_api.claim_deferred_jobs(p_claimer text, p_limit integer, p_lease interval default '1 minute')
+-- token for report_deferred_polls). p_now is the time the claim runs at: what is due,
+-- and where the lease ends; null or left out, it is now(), the transaction's start
+-- (pgstore passes its Config.Now when one is set).
+create function {{.schema}}_api.claim_deferred_jobs(
+    p_claimer text,
+    p_limit integer,
+    p_lease interval default '1 minute',
+    p_now timestamptz default now()
+)
 returns setof {{.schema}}.deferred_jobs
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
+declare
+    v_now constant timestamptz := coalesce(p_now, now());
 begin
     perform _check_claim(p_claimer, p_limit, p_lease);
     return query
     with picked as (
         select j.id from deferred_jobs j
-        where j.status in ('pending', 'polling') and j.next_poll_at <= now()
+        where j.status in ('pending', 'polling') and j.next_poll_at <= v_now
         order by j.next_poll_at, j.id
         limit p_limit
         for no key update skip locked
     )
     update deferred_jobs j
     set status = 'polling', attempts = j.attempts + 1, claimed_by = p_claimer,
-        lease_expires_at = now() + p_lease, next_poll_at = now() + p_lease,
-        started_at = coalesce(j.started_at, now())
+        lease_expires_at = v_now + p_lease, next_poll_at = v_now + p_lease,
+        started_at = coalesce(j.started_at, v_now)
     from picked
     where j.id = picked.id
     returning j.*;
@@ -38,13 +47,16 @@ $$;
 --   completed → the job completes; the task succeeds once every job of it completed
 --   failed    → the job fails; its task fails through the task rules (retry applies,
 --               its other jobs are cancelled, dependents fail, the run completes)
--- The task change happens in this call, by the same code as set_task_states.
+-- The task change happens in this call, by the same code as set_task_states. p_now is
+-- the time of the reports (null or left out: now(), the transaction's start); the task's
+-- own change (retry_at, finished_at) is stamped by that code, at now().
 create function {{.schema}}_api.report_deferred_polls(
     p_job_ids bigint[],
     p_results text[],
     p_errors text[] default null,
     p_next_poll_after interval[] default null,
-    p_attempts integer[] default null
+    p_attempts integer[] default null,
+    p_now timestamptz default now()
 )
 returns table (ord integer, job_id bigint, outcome text, status text, task_status text)
 language plpgsql
@@ -68,6 +80,7 @@ declare
     v_messages text[];
     v_done_tasks bigint[];
     v_done_statuses text[];
+    v_now constant timestamptz := coalesce(p_now, now());
 begin
     if p_job_ids is null then
         raise exception using errcode = 'OK422', column = 'job_ids', message = 'job_ids must not be null';
@@ -133,12 +146,12 @@ begin
     ), updated as (
         update deferred_jobs j
         set status = case d.result when 'running' then 'polling' else d.result end,
-            last_polled_at = now(),
-            next_poll_at = case when d.result = 'running' then now() + coalesce(d.after, interval '10 seconds') else j.next_poll_at end,
+            last_polled_at = v_now,
+            next_poll_at = case when d.result = 'running' then v_now + coalesce(d.after, interval '10 seconds') else j.next_poll_at end,
             lease_expires_at = null,
             claimed_by = '',
-            started_at = coalesce(j.started_at, now()),
-            finished_at = case when d.result <> 'running' then now() end,
+            started_at = coalesce(j.started_at, v_now),
+            finished_at = case when d.result <> 'running' then v_now end,
             error = case when d.result = 'failed' then coalesce(nullif(d.error, ''), 'deferred job failed') else j.error end
         from decided d
         where j.id = d.job_id and d.outcome = 'applied'

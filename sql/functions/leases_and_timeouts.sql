@@ -12,7 +12,17 @@
 -- good (a killed scheduler's tasks came back after 33 s with an 8 s lease) and
 -- returned nothing while expired tasks waited behind the finished ones
 -- (TestLeaseSweepKeepsUpWithSmallClaims, storetest's LeaseSweepPastFinishedClaims).
-create function {{.schema}}_api.expire_task_leases(p_limit integer)
+--
+-- p_now is the time the sweep runs at: a lease ended when its end is at or before it.
+-- Null or left out, it is now(), the transaction's start; pgstore passes its Config.Now
+-- when one is set, so tests move time instead of waiting for it.
+--
+-- A task is returned once however many due lease rows name it (a task claimed,
+-- finished, retried by an operator and claimed again is in two): the rows' ranges are
+-- merged before the tasks are read. Each task's row used to be read once per lease row,
+-- and the repeats came back as extra 'ignored' rows that the SQLite store, which reads
+-- tasks, did not return (storetest's ExpireReturnsEachTaskOnce).
+create function {{.schema}}_api.expire_task_leases(p_limit integer, p_now timestamptz default now())
 returns table (ord integer, task_id bigint, outcome text, status text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
@@ -32,6 +42,7 @@ declare
     v_ids bigint[];
     v_attempts integer[];
     v_done integer := 0;
+    v_now constant timestamptz := coalesce(p_now, now());
     n integer;
 begin
     perform _check_limit(p_limit);
@@ -40,7 +51,7 @@ begin
         -- not read again: SKIP LOCKED does not skip a transaction's own locks.
         v_rows := array(
             select l.id from task_leases l
-            where l.expires_at <= now() and l.id <> all(v_kept)
+            where l.expires_at <= v_now and l.id <> all(v_kept)
             order by l.expires_at
             limit 1000
             for update skip locked);
@@ -49,12 +60,13 @@ begin
         -- fenced by attempt below: a report racing the expiry wins or loses whole.
         select array_agg(x.id order by x.id), array_agg(x.attempts order by x.id) into v_ids, v_attempts
         from (
+            -- the union of the rows' ranges: each task once, however many rows name it
             select t.id, t.attempts
-            from task_leases l
-            cross join unnest(l.task_ids) as r(ids)
-            join tasks t on t.id >= lower(r.ids) and t.id < upper(r.ids)
-            where l.id = any(v_rows)
-              and t.status = 'dispatched' and t.lease_expires_at <= now()
+            from unnest((select range_agg(r.ids)
+                         from task_leases l cross join unnest(l.task_ids) as r(ids)
+                         where l.id = any(v_rows))) as u(ids)
+            join tasks t on t.id >= lower(u.ids) and t.id < upper(u.ids)
+            where t.status = 'dispatched' and t.lease_expires_at <= v_now
             order by t.lease_expires_at, t.id
             limit p_limit - v_done
             for no key update of t skip locked
@@ -75,7 +87,7 @@ begin
               select 1
               from unnest(l.task_ids) as r(ids)
               join tasks t on t.id >= lower(r.ids) and t.id < upper(r.ids)
-              where t.status = 'dispatched' and t.lease_expires_at <= now());
+              where t.status = 'dispatched' and t.lease_expires_at <= v_now);
         v_kept := v_kept || array(select l.id from task_leases l where l.id = any(v_rows));
         exit when v_done >= p_limit;
     end loop;
@@ -84,8 +96,9 @@ $$;
 
 -- fail_timed_out_tasks fails up to p_limit dispatched or running tasks past their
 -- timeout (timeout_seconds from started_at, else dispatched_at) with error
--- 'timeout after Ns', under the retry rule; their deferred jobs are cancelled.
-create function {{.schema}}_api.fail_timed_out_tasks(p_limit integer)
+-- 'timeout after Ns', under the retry rule; their deferred jobs are cancelled. p_now is
+-- the time the sweep runs at, as for expire_task_leases (null or left out: now()).
+create function {{.schema}}_api.fail_timed_out_tasks(p_limit integer, p_now timestamptz default now())
 returns table (ord integer, task_id bigint, outcome text, status text)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
@@ -102,6 +115,7 @@ declare
     v_ids bigint[];
     v_attempts integer[];
     v_errors text[];
+    v_now constant timestamptz := coalesce(p_now, now());
     n integer;
 begin
     perform _check_limit(p_limit);
@@ -111,8 +125,8 @@ begin
     from (
         select t.id, t.attempts, t.timeout_seconds
         from task_deadlines d join tasks t on t.id = d.task_id
-        where d.timeout_at <= now()
-          and t.status in ('dispatched', 'running') and t.timeout_at <= now()
+        where d.timeout_at <= v_now
+          and t.status in ('dispatched', 'running') and t.timeout_at <= v_now
         order by d.timeout_at
         limit p_limit
         for no key update of t skip locked
@@ -124,7 +138,7 @@ begin
     -- The state machine removes a finished task's deadline; this clears any row that
     -- outlived its task all the same, so no due row is read twice.
     delete from task_deadlines d
-    where d.timeout_at <= now()
+    where d.timeout_at <= v_now
       and not exists (
           select 1 from tasks t
           where t.id = d.task_id and t.status in ('dispatched', 'running') and t.timeout_at is not null);
