@@ -67,6 +67,7 @@ func runSnapshot(ctx context.Context, r *runner) error {
 			note: "rotate_task_queue(10000) every second"},
 	}
 	var clean Result
+	var cleanBufs float64
 	for _, v := range variants {
 		dur := load.clean
 		if v.hold {
@@ -92,10 +93,14 @@ func runSnapshot(ctx context.Context, r *runner) error {
 		res := aggregate(base, []*sample{smp})
 		if v.hold && clean.P50Ms > 0 && clean.P99Ms > 0 {
 			res.Ratios = map[string]float64{"p50 ÷ clean": round2(res.P50Ms / clean.P50Ms), "p99 ÷ clean": round2(res.P99Ms / clean.P99Ms)}
+			if cleanBufs > 0 {
+				// buffers do not depend on how loaded the machine is; latencies do
+				res.Ratios["scan buffers ÷ clean"] = round2(st.scanBufsMean / cleanBufs)
+			}
 		}
 		r.add(res)
 		if !v.hold {
-			clean = res
+			clean, cleanBufs = res, st.scanBufsMean
 		}
 	}
 	return nil
