@@ -295,6 +295,8 @@ func allScenarios() []scenario {
 		{name: "wakeup", desc: "wake-up latency, NOTIFY against polling", run: runWakeup},
 		{name: "sqlite", desc: "end-to-end DAG runs on sqlitecompat", run: runSQLiteE2E},
 		{name: "priorities", desc: "claims with priorities and limits, and with tasks a full key holds back", run: runPriorities},
+		{name: "snapshot", desc: "claim latency under an open-loop load, clean and with a snapshot held open", run: runSnapshot},
+		{name: "server_settings", desc: "e2e and batch success under wal_compression, max_wal_size, checkpoint_timeout (ALTER SYSTEM, restored)", run: runServerSettings},
 	}
 }
 

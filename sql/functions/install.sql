@@ -60,6 +60,7 @@ declare
 {{ template "start_pending_runs.sql" . }}
 {{ template "claim_tasks.sql" . }}
 {{ template "leases_and_timeouts.sql" . }}
+{{ template "queue_rotation.sql" . }}
 {{ template "runs.sql" . }}
 {{ template "retry_task.sql" . }}
 {{ template "schedules.sql" . }}
