@@ -48,9 +48,10 @@
 // next_poll_at) in one report_deferred_polls call, and their snoozes go River's
 // usual way; finished polls (completed, failed, failed after MaxAttempts) are
 // committed in groups of up to 500: one transaction with one
-// report_deferred_polls for the group and one statement completing the group's
-// River jobs (the one River's JobCompleteTx runs, for many jobs at once; River's
-// own completer batches the same way). Each deferred job still finishes in the
+// report_deferred_polls for the group and one UPDATE of river_job completing the
+// group's River jobs (what River's JobCompleteTx does for one job: completed only
+// while running, the PollOutput merged into the metadata; River's own completer
+// batches the same way). Each deferred job still finishes in the
 // same transaction as its River job, and each worker returns once its own
 // result is durable. A group that fails is halved and retried down to single
 // polls, so one poll that cannot be applied fails alone; a poll whose River job

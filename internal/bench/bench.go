@@ -124,7 +124,7 @@ func QuickSizes() Sizes {
 		ClaimTasks: 30_000, ClaimV1Tasks: 3_000, ClaimBatch: 1000, Claimers: []int{1, 2, 4, 8},
 		Blocked: []int{0, 100_000}, LatencyReady: 10_000, V1Polls: 3,
 		E2ERuns: 100, E2EV1Runs: 10, E2ESQLite: 30, Schedulers: 4, RiverWorkers: 1000,
-		DeferredJobs: 500, Pollers: 2,
+		DeferredJobs: 5_000, Pollers: 2,
 		WakeSamples:  30,
 		CalibUpdates: 5_000, CalibPending: 100_000,
 		FailureRuns: 40, FailureV1Runs: 5, FailureV1Batches: []int{100},
@@ -142,7 +142,7 @@ func FullSizes() Sizes {
 	s.Blocked = []int{0, 100_000, 1_000_000}
 	s.LatencyReady = 30_000
 	s.E2ERuns, s.E2EV1Runs, s.E2ESQLite = 500, 30, 100
-	s.DeferredJobs = 5_000
+	s.DeferredJobs = 20_000
 	s.WakeSamples = 100
 	s.CalibUpdates = 20_000
 	s.FailureRuns, s.FailureV1Runs, s.FailureV1Batches = 200, 20, []int{100, 1000}

@@ -164,7 +164,7 @@ func checkTargets(results []Result) []Target {
 				fmt.Sprintf("p99 ratio %.2f", worst.Ratios["p99 ÷ 0 blocked"]))
 		}
 	}
-	return ts
+	return append(ts, deferredTargets(results)...)
 }
 
 func blockedOf(variant string) float64 {
