@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore func(t *testing.T) orkstate.Store, opts ...Optio
 		{"Bounds", s.testBounds},
 		{"Agreement", s.testAgreement},
 		{"Hardening", s.testHardening},
+		{"Purge", s.testPurge},
 	}
 	known := map[string]bool{}
 	for _, g := range groups {
