@@ -147,6 +147,7 @@ func checkTargets(results []Result) []Target {
 			}
 		}
 	}
+	retentionTargets(results, add)
 	// claim latency at the largest blocked size against none
 	var worst *Result
 	for i := range results {
