@@ -201,13 +201,43 @@ func (r *runner) churnOnce(ctx context.Context, v churnVariant) (Result, error) 
 	if err != nil {
 		return res, err
 	}
+	worked, err := r.windowOnFresh(ctx, keep, perWave)
+	if err != nil {
+		return res, err
+	}
 	res = aggregate(res, []*sample{smp})
-	res.Ratios = map[string]float64{"size ÷ fresh": round2(end / fresh), "peak ÷ fresh": round2(peak / fresh)}
-	res.Note = fmt.Sprintf("%s tasks through, %d live at the end (window %s, waves of %s): tables %.1f MB, peak %.1f MB, the live rows freshly loaded %.1f MB (%s); purged %d tasks in %d batches (%.1fs); vacuums %s; longest open transaction %.1fs",
+	res.Ratios = map[string]float64{"size ÷ fresh": round2(end / fresh), "peak ÷ fresh": round2(peak / fresh),
+		"size ÷ window run fresh": round2(end / worked)}
+	res.Note = fmt.Sprintf("%s tasks through, %d live at the end (window %s, waves of %s): tables %.1f MB, peak %.1f MB, the live rows freshly loaded %.1f MB (%s), a fresh install that ran the window's tasks %.1f MB; purged %d tasks in %d batches (%.1fs); vacuums %s; longest open transaction %.1fs",
 		humanCount(waves*waveTasks), live, humanCount(keep*waveTasks), humanCount(waveTasks), end/(1<<20), peak/(1<<20), fresh/(1<<20),
-		biggest(endTables, freshTables), purged.Tasks, purged.Batches, purgeTime.Seconds(), vacuumDelta(before, after), longest.Seconds())
+		biggest(endTables, freshTables), worked/(1<<20), purged.Tasks, purged.Batches, purgeTime.Seconds(), vacuumDelta(before, after), longest.Seconds())
 	r.logf("    %s: %s; size ÷ fresh %.2f×", v.name, res.Note, end/fresh)
 	return res, nil
+}
+
+// windowOnFresh runs the window's waves through a fresh install as the churn does,
+// with no purge, and returns its tables' size: the live data loaded by the work itself (its
+// dead versions and the queue's churn included), the gentler of the two references.
+func (r *runner) windowOnFresh(ctx context.Context, waves, perWave int) (float64, error) {
+	s, drop, err := r.install(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer drop()
+	l, err := notify.NewListener(r.pool, &notify.ListenerConfig{Schema: s.Schema(), Logger: discardLogger()})
+	if err != nil {
+		return 0, err
+	}
+	if err := l.Start(ctx); err != nil {
+		return 0, err
+	}
+	defer l.Stop()
+	for range waves {
+		if _, err := driveE2E(ctx, s, pgWaiters(l, 100*time.Millisecond), fanShape(), perWave, r.sizes.Schedulers, 1000, failurePlan{}); err != nil {
+			return 0, err
+		}
+	}
+	return r.tablesSize(ctx, s.Schema())
 }
 
 // purgeBefore purges the runs that finished before cutoff, a batch of 1,000 tasks
@@ -398,7 +428,8 @@ func retentionTargets(results []Result, add func(goal string, value float64, wan
 		case r.Scenario == "churn" && r.Variant == "autovacuum on, VACUUM after purge":
 			if v, ok := r.Ratios["size ÷ fresh"]; ok {
 				add(fmt.Sprintf("churn of %s tasks under retention (%s): size ÷ the live rows freshly loaded", humanCount(r.Items), r.Variant),
-					v, "≤ 1.3×", v <= 1.3, fmt.Sprintf("peak %.2f×; issue 15", r.Ratios["peak ÷ fresh"]))
+					v, "≤ 1.3×", v <= 1.3, fmt.Sprintf("peak %.2f×, %.2f× a fresh install that ran the window; issue 15 (a long transaction elsewhere on the server holds VACUUM back: see the note)",
+						r.Ratios["peak ÷ fresh"], r.Ratios["size ÷ window run fresh"]))
 			}
 		case r.Scenario == "aged" && strings.HasPrefix(r.Variant, "aged "):
 			if v, ok := r.Ratios["÷ fresh"]; ok {
