@@ -192,7 +192,7 @@ func readmeRows() []readmeRow {
 			}
 			return joinCell(parts...)
 		}},
-		{"churn under retention: tables ÷ the live rows freshly loaded", func(rep *Report) string {
+		{"churn under retention: tables ÷ a fresh install that ran the window", func(rep *Report) string {
 			var parts []string
 			for _, r := range rep.Results {
 				if r.Scenario == "churn" && r.Error == "" && r.Ratios["size ÷ fresh"] > 0 {
