@@ -9,53 +9,15 @@ import (
 
 // DefaultPurgeBatch is the number of tasks one purge batch deletes when
 // PurgeParams.BatchSize is zero.
-const DefaultPurgeBatch = 1000
+const DefaultPurgeBatch = orkstate.DefaultPurgeBatch
 
-// PurgeParams says what PurgeRuns removes and how.
-type PurgeParams struct {
-	// BatchSize bounds one batch, in tasks (1 … 10,000): each batch is one
-	// transaction, so it also bounds how long a batch holds its locks. Defaults
-	// to DefaultPurgeBatch.
-	BatchSize int
-	// Pause is how long to wait between batches, to leave the server's CPU and
-	// disk to the hot paths while a large backlog is purged (measured on 2 cores:
-	// an unpaced purge of 600,000 tasks, at ~9,600 tasks/s, cut the workers' e2e
-	// rate to 0.55–1.06× of a fresh install's). Must not be negative. Defaults to 0.
-	Pause time.Duration
-	// OlderThan is the retention period: runs that finished longer ago than
-	// this go. Must not be negative; zero purges every finished run.
-	OlderThan time.Duration
-	// Progress, when set, is called after each batch with the totals so far.
-	Progress func(PurgeResult)
-	// Vacuum runs a plain VACUUM (skip_locked) of the purged tables after the last
-	// batch, so the space is reused at once instead of at autovacuum's next round
-	// (measured: 400,000 tasks of churn purged every 20,000 left the tables 7.9×
-	// the size of one wave with autovacuum alone, 1.65× with this; docs/architecture.md).
-	// It needs the tables' owner (others get a warning, not an error) and is
-	// skipped on a Store bound to a transaction. Defaults to false.
-	Vacuum bool
-}
+// PurgeParams says what PurgeRuns removes and how (the same for every store).
+type PurgeParams = orkstate.PurgeParams
 
 // PurgeResult counts what a purge deleted.
-type PurgeResult struct {
-	Batches      int
-	Runs         int64
-	Tasks        int64
-	LogChunks    int64
-	DeferredJobs int64
-	Leases       int64
-}
+type PurgeResult = orkstate.PurgeResult
 
-func (r *PurgeResult) add(b PurgeResult) {
-	r.Batches += b.Batches
-	r.Runs += b.Runs
-	r.Tasks += b.Tasks
-	r.LogChunks += b.LogChunks
-	r.DeferredJobs += b.DeferredJobs
-	r.Leases += b.Leases
-}
-
-func (r PurgeResult) empty() bool { return r.Runs == 0 && r.Tasks == 0 && r.Leases == 0 }
+var _ orkstate.Purger = (*Store)(nil)
 
 // PurgeRuns deletes the history older than p.OlderThan: finished runs with their
 // tasks, log chunks, deferred jobs, deadline rows and stale lease rows, in batches
@@ -69,17 +31,9 @@ func (r PurgeResult) empty() bool { return r.Runs == 0 && r.Tasks == 0 && r.Leas
 // bound to a transaction (WithTx) every batch runs in that transaction and holds
 // its locks until the caller commits.
 func (s *Store) PurgeRuns(ctx context.Context, p PurgeParams) (PurgeResult, error) {
-	if p.OlderThan < 0 {
-		return PurgeResult{}, orkstate.Invalid("older_than", p.OlderThan, "must not be negative")
-	}
-	if p.Pause < 0 {
-		return PurgeResult{}, orkstate.Invalid("pause", p.Pause, "must not be negative")
-	}
-	if p.BatchSize == 0 {
-		p.BatchSize = DefaultPurgeBatch
-	}
-	if p.BatchSize < 1 || p.BatchSize > 10000 {
-		return PurgeResult{}, orkstate.Invalid("batch_size", p.BatchSize, "must be between 1 and 10000")
+	p, err := p.Validate()
+	if err != nil {
+		return PurgeResult{}, err
 	}
 	var total PurgeResult
 	for {
@@ -87,13 +41,13 @@ func (s *Store) PurgeRuns(ctx context.Context, p PurgeParams) (PurgeResult, erro
 		if err != nil {
 			return total, err
 		}
-		if b.empty() {
+		if b.Empty() {
 			if p.Vacuum && total.Batches > 0 {
 				return total, s.vacuumPurged(ctx)
 			}
 			return total, nil
 		}
-		total.add(b)
+		total.Add(b)
 		if p.Progress != nil {
 			p.Progress(total)
 		}

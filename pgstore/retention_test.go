@@ -533,3 +533,64 @@ func TestPurgeVacuums(t *testing.T) {
 		t.Fatalf("purge with Vacuum = %+v, vacuums %d → %d; want 20 runs and tasks vacuumed", got, before, n)
 	}
 }
+
+// A fair workflow's run has slot groups of its own (fair_run = the run): a purged run's
+// go with it, a live fair run's stay, and the groups of pools alone (shared by every
+// run) stay.
+func TestPurgeRemovesFairRunsSlotGroups(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, s := b.ctx, b.s
+	key := fmt.Sprintf("purge-key-%d", time.Now().UnixNano())
+	noErr(t, s.SetConcurrencyKey(ctx, key, 5))
+	w := b.workflow(t, "fair")
+	noErr(t, s.SetWorkflowLimits(ctx, w.ID, orkstate.WorkflowLimits{Fair: true}))
+	_, err := s.ReplaceWorkflowTasks(ctx, w.ID, []orkstate.TaskSpec{{Name: "a"}, {Name: "b", ConcurrencyKey: key}})
+	noErr(t, err)
+	pooled := b.workflow(t, "pooled")
+	_, err = s.ReplaceWorkflowTasks(ctx, pooled.ID, []orkstate.TaskSpec{{Name: "a", ConcurrencyKey: key}})
+	noErr(t, err)
+	start := func(wf int64) *orkstate.Run {
+		r := b.run(t, wf)
+		started, err := s.StartPendingRuns(ctx, 10)
+		if err != nil || len(started) != 1 {
+			t.Fatalf("StartPendingRuns = %+v, %v; want one run", started, err)
+		}
+		return r
+	}
+	groups := func(runID int64) int {
+		return b.count(t, `select count(*) from {ork}.slot_groups where fair_run = $1`, runID)
+	}
+	done1, done2, shared := start(w.ID), start(w.ID), start(pooled.ID)
+	finish(t, s)
+	live := start(w.ID)
+	for _, r := range []int64{done1.ID, done2.ID, live.ID} {
+		if n := groups(r); n != 2 {
+			t.Fatalf("run %d has %d slot groups; want 2 (fair, fair + key)", r, n)
+		}
+	}
+	sharedGroups := b.count(t, `select count(*) from {ork}.slot_groups where fair_run = 0`)
+	if sharedGroups != 1 {
+		t.Fatalf("%d shared slot groups; want 1 (the key's, run %d)", sharedGroups, shared.ID)
+	}
+
+	got, err := s.PurgeRuns(ctx, pgstore.PurgeParams{OlderThan: 0, BatchSize: 1})
+	noErr(t, err)
+	if got.Runs != 3 {
+		t.Fatalf("purged %+v; want the 3 finished runs", got)
+	}
+	if n := b.count(t, `select count(*) from {ork}.slot_groups where fair_run in ($1, $2)`, done1.ID, done2.ID); n != 0 {
+		t.Fatalf("%d slot groups of purged fair runs left; want 0", n)
+	}
+	if n := groups(live.ID); n != 2 {
+		t.Fatalf("the live fair run has %d slot groups; want its 2", n)
+	}
+	if n := b.count(t, `select count(*) from {ork}.slot_groups where fair_run = 0`); n != sharedGroups {
+		t.Fatalf("%d shared slot groups; want %d", n, sharedGroups)
+	}
+	// The live fair run still claims through its groups and finishes.
+	finish(t, s)
+	if r, err := s.GetRun(ctx, live.ID); err != nil || r.Status != orkstate.RunSuccess {
+		t.Fatalf("live run = %+v, %v; want success", r, err)
+	}
+}

@@ -418,6 +418,8 @@ CREATE INDEX runs_status_idx ON ork.runs USING btree (status, id);
 
 CREATE INDEX runs_workflow_idx ON ork.runs USING btree (workflow_id, id DESC);
 
+CREATE INDEX slot_groups_fair_run_idx ON ork.slot_groups USING btree (fair_run) WHERE (fair_run <> 0);
+
 CREATE INDEX task_deadlines_due_idx ON ork.task_deadlines USING btree (timeout_at);
 
 CREATE INDEX task_leases_expires_idx ON ork.task_leases USING btree (expires_at);

@@ -66,6 +66,7 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) orkstat
 		{"Bounds", s.testBounds},
 		{"Agreement", s.testAgreement},
 		{"Hardening", s.testHardening},
+		{"Purge", s.testPurge},
 	}
 	known := map[string]bool{}
 	for _, g := range groups {

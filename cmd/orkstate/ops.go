@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/orkstate/orkstate"
-	"github.com/orkstate/orkstate/pgstore"
 )
 
 // statusCommand: on PostgreSQL the figures of <schema>_api.stats() (indexes and
@@ -246,7 +245,8 @@ refers to stays (an unfinished task, a pending or polling deferred job, a lock).
 It works in batches of --batch tasks, each its own transaction, so the hot paths
 are never blocked for longer than a batch, a kill loses at most the batch in
 progress, and running it again goes on where it stopped. Several purges at once
-take disjoint runs. PostgreSQL only (docs/operations.md: when and how often).`,
+take disjoint runs. PostgreSQL and SQLite files alike (docs/operations.md: when
+and how often).`,
 		Example: "  orkstate purge --older-than 30d\n  orkstate purge --older-than 12h --batch 5000 --vacuum --json",
 		Args:    args(),
 		RunE: cmdErr(func(cmd *cobra.Command, _ []string) error {
@@ -260,16 +260,17 @@ take disjoint runs. PostgreSQL only (docs/operations.md: when and how often).`,
 				return err
 			}
 			defer be.close()
-			if be.pg == nil {
-				return errorf(orkstate.ErrUnsupported, "purge needs PostgreSQL; %s keeps its history", be.desc)
+			purger, ok := be.store.(orkstate.Purger)
+			if !ok {
+				return errorf(orkstate.ErrUnsupported, "%s cannot purge its history", be.desc)
 			}
-			p := pgstore.PurgeParams{OlderThan: period, BatchSize: batch, Vacuum: vacuum, Pause: pause}
+			p := orkstate.PurgeParams{OlderThan: period, BatchSize: batch, Vacuum: vacuum, Pause: pause}
 			if a.errTerminal && !a.json {
-				p.Progress = func(r pgstore.PurgeResult) {
+				p.Progress = func(r orkstate.PurgeResult) {
 					fmt.Fprintf(a.stderr, "\rpurging: %d runs, %d tasks (%d batches)", r.Runs, r.Tasks, r.Batches)
 				}
 			}
-			got, err := be.pg.PurgeRuns(ctx, p)
+			got, err := purger.PurgeRuns(ctx, p)
 			if p.Progress != nil && got.Batches > 0 {
 				fmt.Fprintln(a.stderr)
 			}
@@ -290,9 +291,9 @@ take disjoint runs. PostgreSQL only (docs/operations.md: when and how often).`,
 		}),
 	}
 	c.Flags().StringVar(&olderThan, "older-than", "", "retention period: 30d, 12h, 90m (required)")
-	c.Flags().IntVar(&batch, "batch", pgstore.DefaultPurgeBatch, "tasks per batch and transaction (1–10,000)")
+	c.Flags().IntVar(&batch, "batch", orkstate.DefaultPurgeBatch, "tasks per batch and transaction (1–10,000)")
 	c.Flags().DurationVar(&pause, "pause", 0, "wait this long between batches, to leave the server to the hot paths")
-	c.Flags().BoolVar(&vacuum, "vacuum", false, "VACUUM the purged tables afterwards, so the space is reused at once (needs the tables' owner)")
+	c.Flags().BoolVar(&vacuum, "vacuum", false, "PostgreSQL: VACUUM the purged tables afterwards, so the space is reused at once (needs the tables' owner); SQLite: PRAGMA incremental_vacuum")
 	_ = c.MarkFlagRequired("older-than")
 	return c
 }

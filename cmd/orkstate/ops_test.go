@@ -71,24 +71,29 @@ func TestStatusWatch(t *testing.T) {
 }
 
 // purge deletes the fixture's finished runs (from 2025, older than 30 days) with
-// progress on a terminal, leaves the live ones, and finds nothing the second time.
+// progress on a terminal, leaves the live ones, and finds nothing the second time:
+// on PostgreSQL and on a SQLite file alike.
 func TestPurgeCommand(t *testing.T) {
 	t.Parallel()
-	tg := loaded(t, postgresTarget(t))
-	r := runCLI(t, tg, opts{errTerminal: true}, "purge", "--older-than", "30d", "--batch", "1")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "purged 3 runs, 12 tasks, ") || !strings.Contains(r.stderr, "\rpurging: 3 runs, 12 tasks") {
-		t.Fatalf("purge: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
+	for _, name := range []string{"postgres", "sqlite"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			tg := loaded(t, targets[name](t))
+			r := runCLI(t, tg, opts{errTerminal: true}, "purge", "--older-than", "30d", "--batch", "1")
+			if r.code != 0 || !strings.HasPrefix(r.stdout, "purged 3 runs, 12 tasks, ") || !strings.Contains(r.stderr, "\rpurging: 3 runs, 12 tasks") {
+				t.Fatalf("purge: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
+			}
+			if out := cli(t, tg, "runs"); strings.Count(out, "\n") != 3 { // header + the 2 live runs
+				t.Errorf("runs after purge:\n%s", out)
+			}
+			var js map[string]float64
+			if err := json.Unmarshal([]byte(cli(t, tg, "--json", "purge", "--older-than", "720h", "--vacuum")), &js); err != nil || js["runs"] != 0 || js["batches"] != 0 {
+				t.Errorf("second purge --json = %v, %v; want nothing purged", js, err)
+			}
+			fails(t, tg, exitInvalid, `invalid older-than "30 days"`, "purge", "--older-than", "30 days")
+			fails(t, tg, exitInvalid, `invalid batch_size`, "purge", "--older-than", "1d", "--batch", "20000")
+			fails(t, tg, exitInvalid, `invalid pause`, "purge", "--older-than", "1d", "--pause", "-1s")
+			fails(t, tg, exitUsage, `required flag(s) "older-than" not set`, "purge")
+		})
 	}
-	if out := cli(t, tg, "runs"); strings.Count(out, "\n") != 3 { // header + the 2 live runs
-		t.Errorf("runs after purge:\n%s", out)
-	}
-	var js map[string]float64
-	if err := json.Unmarshal([]byte(cli(t, tg, "--json", "purge", "--older-than", "720h", "--vacuum")), &js); err != nil || js["runs"] != 0 || js["batches"] != 0 {
-		t.Errorf("second purge --json = %v, %v; want nothing purged", js, err)
-	}
-	fails(t, tg, exitInvalid, `invalid older-than "30 days"`, "purge", "--older-than", "30 days")
-	fails(t, tg, exitInvalid, `invalid batch_size`, "purge", "--older-than", "1d", "--batch", "20000")
-	fails(t, tg, exitInvalid, `invalid pause`, "purge", "--older-than", "1d", "--pause", "-1s")
-	fails(t, tg, exitUsage, `required flag(s) "older-than" not set`, "purge")
-	fails(t, loaded(t, sqliteTarget(t)), exitInvalid, "purge needs PostgreSQL", "purge", "--older-than", "30d")
 }

@@ -109,6 +109,13 @@ type Sizes struct {
 	// Aged install: finished tasks of history (0: not run; full mode only).
 	AgedTasks int
 
+	// Churn under retention: tasks run through one install while a purger keeps the
+	// runs of the last ChurnWindow tasks (0: not run); ChurnCompare adds the variants
+	// without the purge's VACUUM.
+	ChurnTasks   int
+	ChurnWindow  int
+	ChurnCompare bool
+
 	// V1ExtraSchedulers, above 1, adds an ork-v1 variant with that many scheduler
 	// loops at once to claims and e2e (the original runs one).
 	V1ExtraSchedulers int
@@ -129,6 +136,7 @@ func QuickSizes() Sizes {
 		CalibUpdates: 5_000, CalibPending: 100_000,
 		FailureRuns: 40, FailureV1Runs: 5, FailureV1Batches: []int{100},
 		OpenLoopSeconds: 2, OpenLoopLoads: []float64{0.5, 0.8},
+		ChurnTasks: 60_000, ChurnWindow: 20_000,
 		Reps: 3,
 	}
 }
@@ -148,6 +156,7 @@ func FullSizes() Sizes {
 	s.FailureRuns, s.FailureV1Runs, s.FailureV1Batches = 200, 20, []int{100, 1000}
 	s.OpenLoopSeconds, s.OpenLoopV1 = 10, true
 	s.AgedTasks = 1_000_000
+	s.ChurnTasks, s.ChurnWindow, s.ChurnCompare = 2_000_000, 100_000, true
 	s.V1ExtraSchedulers = 4
 	return s
 }
@@ -164,6 +173,7 @@ func TinySizes() Sizes {
 		CalibUpdates: 1000, CalibPending: 500,
 		FailureRuns: 20, FailureV1Runs: 20, FailureV1Batches: []int{100},
 		OpenLoopSeconds: 1, OpenLoopLoads: []float64{0.5}, OpenLoopV1: true,
+		ChurnTasks: 800, ChurnWindow: 400,
 		V1ExtraSchedulers: 2,
 		Reps:              1,
 	}
@@ -290,7 +300,8 @@ func allScenarios() []scenario {
 		{name: "graphile", desc: "graphile-worker no-op jobs (when node and npm are installed)", run: runGraphile},
 		{name: "failures", desc: "end-to-end runs with failures, retries and cancellations", run: runFailures},
 		{name: "open_loop", desc: "runs arriving at a fixed rate: latency under 50% and 80% load", run: runOpenLoop},
-		{name: "aged", desc: "claims and e2e on an install with 1M finished tasks, autovacuum on (full mode)", run: runAged},
+		{name: "aged", desc: "claims and e2e on an install with 1M finished tasks while a purge runs, autovacuum on (full mode)", run: runAged},
+		{name: "churn", desc: "tasks run through an install under a retention window: its size against the live rows freshly loaded", run: runChurn},
 		{name: "deferred", desc: "deferred polls through the SQL claim and through River", run: runDeferred},
 		{name: "wakeup", desc: "wake-up latency, NOTIFY against polling", run: runWakeup},
 		{name: "sqlite", desc: "end-to-end DAG runs on sqlitecompat", run: runSQLiteE2E},

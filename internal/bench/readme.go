@@ -192,6 +192,15 @@ func readmeRows() []readmeRow {
 			}
 			return joinCell(parts...)
 		}},
+		{"churn under retention: tables ÷ a fresh install that ran the window", func(rep *Report) string {
+			var parts []string
+			for _, r := range rep.Results {
+				if r.Scenario == "churn" && r.Error == "" && r.Ratios["size ÷ fresh"] > 0 {
+					parts = append(parts, fmt.Sprintf("%s (%s tasks): %s", r.Variant, humanCount(r.Items), ratio(&r, "size ÷ fresh")))
+				}
+			}
+			return joinCell(parts...)
+		}},
 		{"deferred polls through the SQL claim", func(rep *Report) string {
 			o := rep.get("deferred", "completed on first poll", SystemOrkstate)
 			return joinCell(tput(o), prefixed("vs orkstate's triggerer on River ", ratio(o, "x "+SystemTriggerer)))

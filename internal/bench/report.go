@@ -148,6 +148,7 @@ func checkTargets(results []Result) []Target {
 		}
 	}
 	ts = append(ts, snapshotTargets(results)...)
+	retentionTargets(results, add)
 	// claim latency at the largest blocked size against none
 	var worst *Result
 	for i := range results {

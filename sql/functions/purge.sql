@@ -1,7 +1,7 @@
 -- purge_runs deletes one batch of history: runs that finished (success, failed or
 -- cancelled) more than p_older_than ago, oldest first, with their tasks, log chunks, log
--- sizes, deferred jobs and deadline rows, and the lease rows older than the period
--- whose tasks are none of them still dispatched. It returns what it deleted; call it
+-- sizes, deferred jobs, deadline rows and (a fair run's) slot groups, and the lease rows
+-- older than the period whose tasks are none of them still dispatched. It returns what it deleted; call it
 -- until it returns runs = 0 and tasks = 0 and leases = 0 (purge_all_runs does, committing
 -- after each batch). Each call is one transaction holding row locks only on what it
 -- deletes, so the lock time is bounded by the batch, not by the history.
@@ -41,6 +41,7 @@ declare
     v_partial bigint;
     v_budget integer;
     v_tasks bigint[];
+    v_gone bigint[];
     n_runs bigint := 0;
     n_tasks bigint := 0;
     n_logs bigint := 0;
@@ -109,10 +110,18 @@ begin
     -- task_queue_forget_deleted_tasks removes their queue and deadline rows.
     delete from tasks t where t.id = any(v_tasks);
     get diagnostics n_tasks = row_count;
-    delete from runs r
-    where r.id = any(v_whole || v_partial)
-      and not exists (select 1 from tasks t where t.run_id = r.id);
-    get diagnostics n_runs = row_count;
+    with gone as (
+        delete from runs r
+        where r.id = any(v_whole || v_partial)
+          and not exists (select 1 from tasks t where t.run_id = r.id)
+        returning r.id
+    )
+    select array_agg(gone.id) into v_gone from gone;
+    n_runs := coalesce(cardinality(v_gone), 0);
+    -- A fair run's own slot groups (slot_groups.fair_run, migration 006's index) go
+    -- with it: its tasks, the only rows that named them, are gone, and a finished run
+    -- is never placed again. Groups of pools alone (fair_run = 0) are shared and stay.
+    delete from slot_groups g where g.fair_run = any(v_gone) and g.fair_run <> 0;
 
     -- Lease rows are written per claim and removed by expire_task_leases once due;
     -- one the sweep never reached (no sweeper ran, or it fell behind) is removed here
