@@ -156,7 +156,9 @@ func FullSizes() Sizes {
 	s.FailureRuns, s.FailureV1Runs, s.FailureV1Batches = 200, 20, []int{100, 1000}
 	s.OpenLoopSeconds, s.OpenLoopV1 = 10, true
 	s.AgedTasks = 1_000_000
-	s.ChurnTasks, s.ChurnWindow, s.ChurnCompare = 2_000_000, 100_000, true
+	// ChurnCompare (the variants without the purge's VACUUM) is left to custom runs:
+	// at 2M tasks each costs minutes, and docs/architecture.md has what they showed.
+	s.ChurnTasks, s.ChurnWindow = 2_000_000, 100_000
 	s.V1ExtraSchedulers = 4
 	return s
 }

@@ -30,13 +30,13 @@ type snapshotLoad struct {
 	clean, held time.Duration
 }
 
-// snapshotLoadOf: in full mode (OpenLoopSeconds ≥ 10) the issue's setup, 400 tasks/s
-// with the snapshot held 240 s (about 96k dead queue rows at the end); otherwise 2,000
-// tasks/s for 12.5 × OpenLoopSeconds (quick: 25 s, 50k dead queue rows), so the
-// quick bench reaches the same order of dead rows in a tenth of the time.
+// snapshotLoadOf: 2,000 tasks/s, so the dead queue rows the claim steps over reach
+// the order the issue saw (about 92k after 240 s at 400 tasks/s) in a fifth of its
+// time: full mode (OpenLoopSeconds ≥ 10) holds the snapshot 50 s (about 100k dead
+// rows), quick mode 12.5 × OpenLoopSeconds (quick: 25 s, about 50k).
 func snapshotLoadOf(sz Sizes) snapshotLoad {
 	if sz.OpenLoopSeconds >= 10 {
-		return snapshotLoad{tasksPerSec: 400, clean: 60 * time.Second, held: 240 * time.Second}
+		return snapshotLoad{tasksPerSec: 2000, clean: 20 * time.Second, held: 50 * time.Second}
 	}
 	secs := func(f float64) time.Duration { return time.Duration(f * sz.OpenLoopSeconds * float64(time.Second)) }
 	return snapshotLoad{tasksPerSec: 2000, clean: secs(5), held: secs(12.5)}
