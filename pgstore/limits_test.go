@@ -158,7 +158,9 @@ func TestSlotPoolsAgreeAfterChurn(t *testing.T) {
 		return err
 	})
 	worker(4, func(rng *rand.Rand) error {
-		r := runs[rng.IntN(len(runs))]
+		// not the run worker 5 cancels: a cancel between this pause and resume makes
+		// the resume fail
+		r := runs[rng.IntN(len(runs)-1)]
 		if s.PauseRun(ctx, r) == nil {
 			return s.ResumeRun(ctx, r)
 		}

@@ -22,9 +22,14 @@ begin
 end
 $$;
 
--- _release_slots gives back the slots held by those of p_task_ids that hold any (call
--- it with tasks that just left flight; others hold none). Pools are updated in id order.
-create function {{.schema}}_api._release_slots(p_task_ids bigint[])
+-- _adjust_pools adds p_sign (1: taken, -1: given back) to the in-flight count of every
+-- pool of the slot groups in p_groups, once per element (a task's group, repeated per
+-- task; groups without a pool count nothing). The one place that writes slot_pools'
+-- counters: the claim (claim_tasks), _take_slots and _release_slots. Pools are updated
+-- in id order (the sorted per-pool counts drive a nested loop over the primary key),
+-- so callers that hold no pool yet (reporters giving slots back) cannot deadlock with
+-- each other; a claimer holds its pools already (_pick_grouped), SKIP LOCKED.
+create function {{.schema}}_api._adjust_pools(p_groups bigint[], p_sign integer)
 returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
@@ -35,22 +40,50 @@ set enable_hashjoin = off
 set enable_mergejoin = off
 as $$
 begin
-    -- An install without limits pays one probe of an empty index here.
-    if coalesce(cardinality(p_task_ids), 0) = 0
-       or not exists (select 1 from task_slots s where s.task_id > 0) then
+    if coalesce(cardinality(p_groups), 0) = 0 then
         return;
     end if;
-    with gone as (
-        delete from task_slots s where s.task_id = any(p_task_ids) returning s.slot_group
+    -- Counted per group first (a few groups for 1,000 tasks), so slot_groups is probed
+    -- once per group, not once per task.
+    with per_group as (
+        select u.g, count(*)::integer as n from unnest(p_groups) as u(g) where u.g <> 0 group by u.g
     ), per as (
-        select p.pool, count(*)::integer as n
-        from gone join slot_groups g on g.id = gone.slot_group
+        select p.pool, sum(pg.n)::integer as n
+        from per_group pg join slot_groups g on g.id = pg.g
         cross join lateral (values (g.workflow_pool), (g.key_pool)) as p(pool)
         where p.pool <> 0
         group by p.pool
         order by p.pool
     )
-    update slot_pools sp set in_flight = sp.in_flight - per.n from per where sp.id = per.pool;
+    update slot_pools sp set in_flight = sp.in_flight + p_sign * per.n from per where sp.id = per.pool;
+end
+$$;
+
+-- _release_slots gives back the slots held by those of p_task_ids that hold any (call
+-- it with tasks that just left flight; others hold none).
+create function {{.schema}}_api._release_slots(p_task_ids bigint[])
+returns void
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+set jit = off
+set plan_cache_mode = force_generic_plan
+set enable_seqscan = off
+as $$
+declare
+    v_groups bigint[];
+begin
+    -- An install without limits pays one probe of an empty index here.
+    if coalesce(cardinality(p_task_ids), 0) = 0
+       or not exists (select 1 from task_slots s where s.task_id > 0) then
+        return;
+    end if;
+    -- Deleting the row is what decides: only this statement sees it, so no two paths
+    -- give one slot back twice.
+    with gone as (
+        delete from task_slots s where s.task_id = any(p_task_ids) returning s.slot_group
+    )
+    select array_agg(gone.slot_group) into v_groups from gone;
+    perform _adjust_pools(v_groups, -1);
 end
 $$;
 
@@ -67,6 +100,8 @@ set enable_seqscan = off
 set enable_hashjoin = off
 set enable_mergejoin = off
 as $$
+declare
+    v_groups bigint[];
 begin
     if coalesce(cardinality(p_task_ids), 0) = 0 then
         return;
@@ -78,15 +113,9 @@ begin
         where t.id = any(p_task_ids) and (g.workflow_pool <> 0 or g.key_pool <> 0)
         on conflict (task_id) do nothing
         returning task_slots.slot_group
-    ), per as (
-        select p.pool, count(*)::integer as n
-        from added join slot_groups g on g.id = added.slot_group
-        cross join lateral (values (g.workflow_pool), (g.key_pool)) as p(pool)
-        where p.pool <> 0
-        group by p.pool
-        order by p.pool
     )
-    update slot_pools sp set in_flight = sp.in_flight + per.n from per where sp.id = per.pool;
+    select array_agg(added.slot_group) into v_groups from added;
+    perform _adjust_pools(v_groups, 1);
 end
 $$;
 
@@ -257,19 +286,21 @@ begin
 end
 $$;
 
--- _pick_grouped chooses the tasks a claim of up to p_limit takes when some ready task
--- has a slot group (null when no group has room: then only ungrouped tasks can go). It locks the pools of the groups that have ready tasks, SKIP
+-- _pick_grouped chooses and locks (FOR NO KEY UPDATE SKIP LOCKED) the queue rows a
+-- claim of up to p_limit takes when some ready task has a slot group, and returns
+-- them with their groups. It locks the pools of the groups that have ready tasks, SKIP
 -- LOCKED: a pool another claimer (or a reporter giving slots back) holds counts as
 -- full for this claim, so racing claimers take a pool's slots one after the other and
 -- a claimer never waits (reporters may take pools in any order across the rounds of a
--- batch: a waiting claimer could deadlock with them). Candidates: the head of the ungrouped list, and of
--- each group whose pools all have room as many as the smallest room (a full pool's
--- tasks are never read); then each pool keeps as many as it has room for, in claim
--- order. The order is priority, then turn (a fair run's n-th task, or the n-th of
--- every other task, has turn n: round-robin between fair runs and the rest), then the
--- newer run on a tie of turns, then id.
+-- batch: a waiting claimer could deadlock with them). Candidates: the head of the
+-- ungrouped list, and of each group whose pools all have room at most the smallest
+-- room (a full pool's tasks are never read); then each pool keeps as many as it has
+-- room for, in claim order. The order is priority, then turn (a fair run's n-th task,
+-- or the n-th of every other task, has turn n: round-robin between fair runs and the
+-- rest), then the newer run on a tie of turns, then id. With no group free, only the
+-- ungrouped head is read.
 create function {{.schema}}_api._pick_grouped(p_limit integer, p_executor_types text[])
-returns bigint[]
+returns table (task_id bigint, slot_group bigint)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
 set jit = off
@@ -277,11 +308,23 @@ set plan_cache_mode = force_generic_plan
 -- every read is an ordered index scan with a LIMIT or a key probe
 set enable_seqscan = off
 as $$
+#variable_conflict use_column
 declare
     v_groups bigint[];
     v_pools bigint[];
     v_free integer[];
+    v_gids bigint[];
+    v_room integer[];
     v_simple boolean;
+    v_lists integer;
+    v_m integer;
+    v_ids bigint[];
+    v_prio smallint[];
+    v_list bigint[];
+    v_sg bigint[];
+    v_cut_prio smallint;
+    v_cut_id bigint;
+    v_pick bigint[];
 begin
     -- The groups with ready tasks: a loose index scan, one probe per group.
     v_groups := array(
@@ -304,78 +347,106 @@ begin
         order by p.id
         for no key update skip locked
     ) x;
-    -- No group with room (every pool full or held by another claimer; fair runs have
-    -- no pool, so always room): null, and the claim takes the plain path.
-    if not exists (
-        select 1
-        from slot_groups g
-        left join unnest(v_pools, v_free) as wp(id, free) on wp.id = g.workflow_pool
-        left join unnest(v_pools, v_free) as kp(id, free) on kp.id = g.key_pool
-        where g.id = any(v_groups)
-          and (g.workflow_pool = 0 or wp.free > 0) and (g.key_pool = 0 or kp.free > 0)) then
-        return null;
-    end if;
+    -- Each group's room: the smallest free count of its pools (a pool this claim could
+    -- not lock has none); fair runs have no pool, so always room.
+    select array_agg(g.id), array_agg(least(p_limit,
+                 case when g.workflow_pool = 0 then p_limit else coalesce(wp.free, 0) end,
+                 case when g.key_pool = 0 then p_limit else coalesce(kp.free, 0) end))
+    into v_gids, v_room
+    from slot_groups g
+    left join unnest(v_pools, v_free) as wp(id, free) on wp.id = g.workflow_pool
+    left join unnest(v_pools, v_free) as kp(id, free) on kp.id = g.key_pool
+    where g.id = any(v_groups);
     -- No fair run and no pool shared by two groups (keys alone, or a workflow limit
     -- without keys): each group's room already bounds every pool, so the claim is the
     -- first p_limit candidates by priority and id, without the window ranks (a third
     -- of the claim's time with four keys).
-    select not exists (select 1 from slot_groups g where g.id = any(v_groups) and g.fair_run <> 0)
+    -- (No group with room at all: only the ungrouped list is read, which is simple.)
+    select not exists (select 1 from unnest(v_room) r where r > 0)
+       or not exists (select 1 from slot_groups g where g.id = any(v_groups) and g.fair_run <> 0)
        and not exists (select 1 from slot_groups g where g.id = any(v_groups)
                        group by g.workflow_pool having g.workflow_pool <> 0 and count(*) > 1)
        and not exists (select 1 from slot_groups g where g.id = any(v_groups)
                        group by g.key_pool having g.key_pool <> 0 and count(*) > 1)
     into v_simple;
     if v_simple then
-        return array(
-            with pool(id, free) as (
-                select * from unnest(v_pools, v_free)
-            ), grp as (
-                select g.id,
-                       least(p_limit,
-                             case when g.workflow_pool = 0 then p_limit else coalesce(wp.free, 0) end,
-                             case when g.key_pool = 0 then p_limit else coalesce(kp.free, 0) end) as room
-                from slot_groups g
-                left join pool wp on wp.id = g.workflow_pool
-                left join pool kp on kp.id = g.key_pool
-                where g.id = any(v_groups)
-            )
-            select c.task_id
+        -- A k-way merge of the lists (the ungrouped one and each group with room), read
+        -- and locked as they are read: first about a share of p_limit from each list
+        -- (the claim takes p_limit of the merged order, where reading each list's
+        -- p_limit read 4,000 entries to take 1,000 with four keys), then, if the lists
+        -- cut short end too early in the merged order, four times as much, until every
+        -- list is read as far as the claim could take from it. Rows locked and not taken
+        -- stay in the queue (other claimers skip them until this one commits).
+        v_lists := coalesce(cardinality(array(select 1 from unnest(v_room) r where r > 0)), 0)
+                   + case when exists (select 1 from task_queue q where q.slot_group = 0) then 1 else 0 end;
+        v_m := least(p_limit, ceil(p_limit * 1.15 / greatest(v_lists, 1))::integer + 8);
+        loop
+            select array_agg(c.task_id), array_agg(c.priority), array_agg(c.list), array_agg(c.slot_group)
+            into v_ids, v_prio, v_list, v_sg
             from (
-                select u.task_id, u.priority
-                from (select q.task_id, q.priority from task_queue q
+                select 0::bigint as list, u.task_id, u.priority, u.slot_group
+                from (select q.task_id, q.priority, q.slot_group from task_queue q
                       where q.slot_group = 0
                         and (q.ready_at is null or q.ready_at <= now())
                         and (p_executor_types is null or q.executor_type = any(p_executor_types))
                       order by q.priority desc, q.task_id
-                      limit p_limit) u
+                      limit v_m
+                      for no key update skip locked) u
                 union all
-                select c.task_id, c.priority
-                from grp
+                select grp.id, c.task_id, c.priority, c.slot_group
+                from unnest(v_gids, v_room) as grp(id, room)
                 cross join lateral (
-                    select q.task_id, q.priority from task_queue q
+                    select q.task_id, q.priority, q.slot_group from task_queue q
+                    -- "<> 0" lets the planner use the partial group index (else: a
+                    -- sequential scan and a sort of the queue per group, 26 ms at 20,000)
                     where q.slot_group = grp.id and q.slot_group <> 0
                       and (q.ready_at is null or q.ready_at <= now())
                       and (p_executor_types is null or q.executor_type = any(p_executor_types))
                     order by q.priority desc, q.task_id
-                    limit grp.room) c
+                    limit least(grp.room, v_m)
+                    for no key update skip locked) c
                 where grp.room > 0
-            ) c
-            order by c.priority desc, c.task_id
-            limit p_limit);
+            ) c;
+            -- The merged order is known up to the earliest last row of the lists this
+            -- round cut short (read v_m rows where the claim could take more from them).
+            v_cut_prio := null;
+            v_cut_id := null;
+            if v_m < p_limit then
+                with lp as (
+                    select u.list, u.prio, count(*) as n, max(u.id) as last_id
+                    from unnest(v_ids, v_prio, v_list) as u(id, prio, list)
+                    group by u.list, u.prio
+                ), l as (
+                    select lp.list, sum(lp.n) as n,
+                           (array_agg(lp.prio order by lp.prio))[1] as prio,
+                           (array_agg(lp.last_id order by lp.prio))[1] as id
+                    from lp group by lp.list
+                )
+                select l.prio, l.id into v_cut_prio, v_cut_id
+                from l left join unnest(v_gids, v_room) as r(id, room) on r.id = l.list
+                where l.n = v_m and coalesce(r.room, p_limit) > v_m
+                order by l.prio desc, l.id
+                limit 1;
+            end if;
+            exit when v_cut_id is null
+                   or (select count(*) from unnest(v_ids, v_prio) as u(id, prio)
+                       where u.prio > v_cut_prio or (u.prio = v_cut_prio and u.id <= v_cut_id)) >= p_limit;
+            v_m := least(p_limit, v_m * 4);
+        end loop;
+        return query
+        select u.id, u.sg from unnest(v_ids, v_prio, v_sg) as u(id, prio, sg)
+        where v_cut_id is null or u.prio > v_cut_prio or (u.prio = v_cut_prio and u.id <= v_cut_id)
+        order by u.prio desc, u.id
+        limit p_limit;
+        return;
     end if;
-    return array(
+    v_pick := array(
         with pool(id, free) as (
             select * from unnest(v_pools, v_free)
         ), grp as (
-            select g.id, g.workflow_pool, g.key_pool, g.fair_run,
-                   -- a pool this claim could not lock has no room for it
-                   least(p_limit,
-                         case when g.workflow_pool = 0 then p_limit else coalesce(wp.free, 0) end,
-                         case when g.key_pool = 0 then p_limit else coalesce(kp.free, 0) end) as room
-            from slot_groups g
-            left join pool wp on wp.id = g.workflow_pool
-            left join pool kp on kp.id = g.key_pool
-            where g.id = any(v_groups)
+            select g.id, g.workflow_pool, g.key_pool, g.fair_run, r.room
+            from unnest(v_gids, v_room) as r(id, room)
+            join slot_groups g on g.id = r.id
         ), cand as (
             select u.task_id, u.priority, 0::bigint as wp, 0::bigint as kp, 0::bigint as fr
             from (select q.task_id, q.priority from task_queue q
@@ -389,8 +460,6 @@ begin
             from grp
             cross join lateral (
                 select q.task_id, q.priority from task_queue q
-                -- "<> 0" lets the planner use the partial group index (else: a
-                -- sequential scan and a sort of the queue per group, 26 ms at 20,000)
                 where q.slot_group = grp.id and q.slot_group <> 0
                   and (q.ready_at is null or q.ready_at <= now())
                   and (p_executor_types is null or q.executor_type = any(p_executor_types))
@@ -413,5 +482,9 @@ begin
         where (r.wp = 0 or r.wn <= wp.free) and (r.kp = 0 or r.kn <= kp.free)
         order by r.priority desc, r.turn, r.fr desc, r.task_id
         limit p_limit);
+    -- Window ranks cannot lock as they read: the chosen rows are locked here, and one
+    -- another claimer holds is left out (the claim takes fewer).
+    return query select q.task_id, q.slot_group from task_queue q where q.task_id = any(v_pick)
+                 for no key update skip locked;
 end
 $$;
