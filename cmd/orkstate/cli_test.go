@@ -252,7 +252,9 @@ func TestMissingStore(t *testing.T) {
 		pgstore.VersionTable(unreadable)+" values ('not a number')"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "drop table if exists "+pgstore.VersionTable(unreadable)) })
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), "drop table if exists "+pgstore.VersionTable(unreadable))
+	})
 	broken := &target{flags: []string{"--db", testdb.URL(), "--schema", unreadable}}
 	fails(t, broken, exitInternal, `read the schema version of install "`+unreadable+`"`, "workflows")
 }
