@@ -1,0 +1,106 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/orkstate/orkstate/internal/testdb"
+)
+
+// TestReportDeferredPollsCPU measures the server CPU that report_deferred_polls spends
+// per job when every job of a batch completes on its first poll (each finishing its
+// task): N deferred jobs on N running tasks, claimed, then reported in batches, the
+// backend's CPU read from /proc/<pid>/schedstat around each call. Run by hand, as
+// root on the database's machine: ORK_DEFERRED_CPU=5000 go test ./internal/bench
+// -run TestReportDeferredPollsCPU -v.
+func TestReportDeferredPollsCPU(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("ORK_DEFERRED_CPU"))
+	if n <= 0 {
+		t.Skip("ORK_DEFERRED_CPU=<jobs> runs it")
+	}
+	const batch = 500
+	ctx := context.Background()
+	pool, schema := testdb.Schema(t)
+	f := fixture{pool: pool, schema: schema}
+	if _, err := f.chains(ctx, max(1, n/1000), min(1000, n), 1, "running", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, f.sql(`insert into {ork}.deferred_jobs (task_id, service_type, job_id)
+		select id, 'bench', 'job-' || id from {ork}.tasks order by id`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, f.sql(`vacuum analyze {ork}.deferred_jobs`)); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	var pid int
+	if err := conn.QueryRow(ctx, `select pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	cpu := func() int64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+		if err != nil {
+			t.Skipf("schedstat: %v", err)
+		}
+		v, _ := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
+		return v
+	}
+	var perJob []float64
+	for {
+		var ids []int64
+		var attempts []int32
+		rows, err := conn.Query(ctx, f.sql(`select id, attempts from {ork}_api.claim_deferred_jobs('cpu', $1)`), batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id int64
+			var a int32
+			if err := rows.Scan(&id, &a); err != nil {
+				t.Fatal(err)
+			}
+			ids, attempts = append(ids, id), append(attempts, a)
+		}
+		if rows.Err() != nil {
+			t.Fatal(rows.Err())
+		}
+		if len(ids) == 0 {
+			break
+		}
+		results := make([]string, len(ids))
+		for i := range results {
+			results[i] = "completed"
+		}
+		if os.Getenv("ORK_EXPLAIN") != "" && len(perJob) == 5 {
+			for _, q := range []string{`load 'auto_explain'`, `set auto_explain.log_nested_statements=on`, `set auto_explain.log_min_duration=0`, `set auto_explain.log_analyze=on`, `set auto_explain.log_buffers=on`, `set auto_explain.log_timing=on`} {
+				if _, err := conn.Exec(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, _ = conn.Exec(ctx, `select 'EXPLAINMARK'`)
+		}
+		before := cpu()
+		var done int
+		if err := conn.QueryRow(ctx, f.sql(`select count(*) filter (where task_status = 'success') from {ork}_api.report_deferred_polls($1, $2, null, null, $3)`),
+			ids, results, attempts).Scan(&done); err != nil {
+			t.Fatal(err)
+		}
+		after := cpu()
+		if done != len(ids) {
+			t.Fatalf("%d of %d tasks succeeded", done, len(ids))
+		}
+		perJob = append(perJob, float64(after-before)/1e3/float64(len(ids)))
+	}
+	sort.Float64s(perJob)
+	t.Logf("report_deferred_polls server CPU per job, batches of %d: min %.1f µs, median %.1f µs, max %.1f µs (%d batches)",
+		batch, perJob[0], perJob[len(perJob)/2], perJob[len(perJob)-1], len(perJob))
+}
