@@ -164,11 +164,14 @@ begin
             error = case when d.result = 'failed' then coalesce(nullif(d.error, ''), 'deferred job failed') else j.error end
         from decided d
         where j.ctid = d.tid and d.outcome = 'applied'
-        returning j.id, j.status
     ), reported as (
+        -- An applied row's update cannot miss (its row is locked, found by its ctid):
+        -- its new status is known without joining the update's output back.
         select d.ord::integer as ord, d.job_id, d.task_id, d.result, d.outcome,
-               coalesce(u.status, d.old_status) as status
-        from decided d left join updated u on u.id = d.job_id
+               case when d.outcome = 'applied' then
+                   case d.result when 'running' then 'polling' else d.result end
+               else d.old_status end as status
+        from decided d
     ), finished as (
         select d.task_id,
                case when bool_or(d.result = 'failed') then 'failed' else 'success' end as st,
