@@ -77,7 +77,6 @@ declare
     v_results text[];
     v_outcomes text[];
     v_statuses text[];
-    v_messages text[];
     v_done_tasks bigint[];
     v_done_statuses text[];
     v_now constant timestamptz := coalesce(p_now, now());
@@ -122,19 +121,29 @@ begin
     order by t.id
     for no key update;
 
-    -- Decide and apply in one statement; the outcomes are kept in arrays (a temporary
-    -- table would invalidate this function's cached plans on every call).
+    -- Decide, apply, and find the tasks these reports finish, in one statement; the
+    -- outcomes are kept in arrays (a temporary table would invalidate this function's
+    -- cached plans on every call). The update finds each row by the ctid its lock
+    -- returned, not by a second descent of the primary key.
+    --
+    -- A failed job fails its task; a task succeeds when every one of its jobs has
+    -- completed. All parts of the statement see the jobs as they were before its
+    -- update, so "every job completed afterwards" is counted as: the task's jobs not
+    -- completed before are exactly the ones this call completes (those were pending or
+    -- polling; a finished job never changes again; a job that becomes completed, and a
+    -- new job of the task, both need the task's lock, taken above, so none can appear
+    -- between that lock and this statement's snapshot).
     with input as (
         select i.*, row_number() over (partition by i.job_id order by i.ord) as rep
         from unnest(p_job_ids, p_results, p_errors, p_next_poll_after, p_attempts) with ordinality
             as i(job_id, result, error, after, attempt, ord)
     ), locked as (
-        select j.id, j.task_id, j.status, j.attempts, j.service_type, j.job_id
+        select j.ctid as tid, j.id, j.task_id, j.status, j.attempts, j.service_type, j.job_id
         from deferred_jobs j where j.id = any(p_job_ids)
         order by j.id
         for no key update
     ), decided as (
-        select i.*, l.task_id, l.status as old_status, l.service_type, l.job_id as external_id,
+        select i.*, l.tid, l.task_id, l.status as old_status, l.service_type, l.job_id as external_id,
             case
                 when l.id is null then 'not_found'
                 when i.rep > 1 then 'ignored'
@@ -154,31 +163,35 @@ begin
             finished_at = case when d.result <> 'running' then v_now end,
             error = case when d.result = 'failed' then coalesce(nullif(d.error, ''), 'deferred job failed') else j.error end
         from decided d
-        where j.id = d.job_id and d.outcome = 'applied'
-        returning j.id, j.status
+        where j.ctid = d.tid and d.outcome = 'applied'
+    ), reported as (
+        -- An applied row's update cannot miss (its row is locked, found by its ctid):
+        -- its new status is known without joining the update's output back.
+        select d.ord::integer as ord, d.job_id, d.task_id, d.result, d.outcome,
+               case when d.outcome = 'applied' then
+                   case d.result when 'running' then 'polling' else d.result end
+               else d.old_status end as status
+        from decided d
+    ), finished as (
+        select d.task_id,
+               case when bool_or(d.result = 'failed') then 'failed' else 'success' end as st,
+               min(format('deferred job %s (%s) failed: %s', d.external_id, d.service_type,
+                          coalesce(nullif(d.error, ''), 'no error given'))) filter (where d.result = 'failed') as err
+        from decided d
+        where d.outcome = 'applied' and d.result in ('completed', 'failed')
+        group by d.task_id
+        having bool_or(d.result = 'failed')
+            or count(*) = (select count(*) from deferred_jobs j where j.task_id = d.task_id and j.status <> 'completed')
     )
-    select array_agg(d.ord::integer order by d.ord), array_agg(d.job_id order by d.ord),
-           array_agg(d.task_id order by d.ord), array_agg(d.result order by d.ord),
-           array_agg(d.outcome order by d.ord), array_agg(coalesce(u.status, d.old_status) order by d.ord),
-           array_agg(format('deferred job %s (%s) failed: %s', d.external_id, d.service_type,
-                            coalesce(nullif(d.error, ''), 'no error given')) order by d.ord)
-    into v_ords, v_jobs, v_tasks, v_results, v_outcomes, v_statuses, v_messages
-    from decided d left join updated u on u.id = d.job_id;
-
-    -- The tasks these reports finish: any failed job fails its task; a task succeeds
-    -- when every one of its jobs has completed.
-    select array_agg(x.task_id order by x.task_id), array_agg(x.st order by x.task_id), array_agg(x.err order by x.task_id)
-    into v_task_ids, v_task_statuses, v_task_errors
-    from (
-        select o.task_id,
-               case when bool_or(o.result = 'failed') then 'failed' else 'success' end as st,
-               min(o.message) filter (where o.result = 'failed') as err
-        from unnest(v_tasks, v_results, v_outcomes, v_messages) as o(task_id, result, outcome, message)
-        where o.outcome = 'applied' and o.result in ('completed', 'failed')
-        group by o.task_id
-        having bool_or(o.result = 'failed')
-            or not exists (select 1 from deferred_jobs j where j.task_id = o.task_id and j.status <> 'completed')
-    ) x;
+    select r.ords, r.jobs, r.tasks, r.results, r.outcomes, r.statuses, f.task_ids, f.sts, f.errs
+    into v_ords, v_jobs, v_tasks, v_results, v_outcomes, v_statuses, v_task_ids, v_task_statuses, v_task_errors
+    from (select array_agg(r.ord order by r.ord) as ords, array_agg(r.job_id order by r.ord) as jobs,
+                 array_agg(r.task_id order by r.ord) as tasks, array_agg(r.result order by r.ord) as results,
+                 array_agg(r.outcome order by r.ord) as outcomes, array_agg(r.status order by r.ord) as statuses
+          from reported r) r,
+         (select array_agg(f.task_id order by f.task_id) as task_ids, array_agg(f.st order by f.task_id) as sts,
+                 array_agg(f.err order by f.task_id) as errs
+          from finished f) f;
 
     if v_task_ids is not null then
         select array_agg(a.task_id), array_agg(a.status) into v_done_tasks, v_done_statuses
