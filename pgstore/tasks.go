@@ -16,7 +16,7 @@ var taskColumns = taskColumnsOf("")
 
 // taskColumnsOf is taskColumns qualified with a table alias ("" for none), for joins.
 // UnmetDeps is computed ({api}.task_unmet_deps): a task with one dependency keeps 0 on
-// its row and derives the count from that dependency's status.
+// its row, and its count is whether that dependency has not succeeded yet.
 func taskColumnsOf(alias string) string {
 	p := ""
 	if alias != "" {
@@ -24,7 +24,7 @@ func taskColumnsOf(alias string) string {
 	}
 	return strings.ReplaceAll(`$id, $run_id, $task_index, $task_name, $executor_type, $depends_on, $status, $execution_name,
 	$params, $output, $error, $attempts, $max_retries, $timeout_seconds, $retry_at,
-	{api}.task_unmet_deps($run_id, $depends_on, $unmet_deps, $status) as unmet_deps, $claimed_by,
+	{api}.task_unmet_deps($run_id, $depends_on, $unmet_deps) as unmet_deps, $claimed_by,
 	$lease_expires_at, $created_at, $dispatched_at, $started_at, $finished_at`, "$", p)
 }
 

@@ -27,17 +27,20 @@ as $$
                        where u.run_id = p_run_id and u.task_name = p_depends_on[1] and u.status = 'success'))
 $$;
 
--- task_unmet_deps is Task.UnmetDeps: the task's distinct dependencies not yet succeeded,
--- as it was counted before readiness was derived (a task that left pending and paused
--- keeps the count it had then: 0). Readers select it instead of the column.
-create function {{.schema}}_api.task_unmet_deps(p_run_id bigint, p_depends_on text[], p_unmet_deps integer, p_status text)
+-- task_unmet_deps is Task.UnmetDeps, computed on read: for a task with one dependency,
+-- 1 until that dependency has succeeded and 0 from then on, whatever the task's own
+-- status; for any other task, its counter (maintained while it is pending or paused).
+-- sqlitecompat reads the same rule.
+create function {{.schema}}_api.task_unmet_deps(p_run_id bigint, p_depends_on text[], p_unmet_deps integer)
 returns integer
 language sql
 stable
 as $$
-    select case when p_status in ('pending', 'paused') and {{.schema}}_api._deps_derived(p_depends_on, p_unmet_deps)
-                     and not {{.schema}}_api._deps_met(p_run_id, p_depends_on, p_unmet_deps)
-                then 1 else p_unmet_deps end
+    select case when cardinality(p_depends_on) = 1
+                then (not exists (select 1 from {{.schema}}.tasks u
+                                  where u.run_id = p_run_id and u.task_name = p_depends_on[1]
+                                    and u.status = 'success'))::integer
+                else p_unmet_deps end
 $$;
 
 -- _queue_sync makes the sweep tables agree with the given tasks' rows (callers hold
