@@ -285,9 +285,10 @@ begin
     end if;
     -- Every task that left flight here gives its slots back, in the statement after the
     -- update for the same reason (v_ended also holds tasks that were never in flight:
-    -- they hold no slot). The guards spare installs without limits a call per report
-    -- (the priorities merge put these two calls on every report).
-    if v_ended is not null then
+    -- they hold no slot). The guards spare a report the calls when there is nothing to
+    -- do (the priorities merge put both calls on every report): no slot is held at all
+    -- on an install without limits (one probe of an empty index).
+    if v_ended is not null and exists (select 1 from task_slots s where s.task_id > 0) then
         perform _release_slots(v_ended);
     end if;
     -- A task can enter flight without a claim: pending → running (a report after its
