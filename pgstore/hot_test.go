@@ -821,3 +821,68 @@ func TestCompiledSnapshotRunsMatchTheFirst(t *testing.T) {
 		}
 	}
 }
+
+// A success makes a dependent with one dependency ready without writing a version of
+// its row (issue 14): the row keeps its xmin (a lock sets only xmax), it joins the
+// queue, and UnmetDeps reads 1 before and 0 after. A dependent with two dependencies
+// still counts down on its row.
+func TestReadinessWithoutWritingTheDependent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testdb.Store(t)
+	_, tasks := startRun(t, s, []orkstate.TaskSpec{
+		{Name: "a"}, {Name: "b", DependsOn: []string{"a"}}, {Name: "c"}, {Name: "d", DependsOn: []string{"a", "c"}}})
+	id := map[string]int64{}
+	for _, k := range tasks {
+		id[k.TaskName] = k.ID
+	}
+	xmin := func(name string) (x string) {
+		t.Helper()
+		if err := s.Pool().QueryRow(ctx, fmt.Sprintf(`select xmin::text from %s.tasks where id = $1`, s.Schema()), id[name]).Scan(&x); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	unmet := func(name string) int {
+		t.Helper()
+		k, err := s.GetTask(ctx, id[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.UnmetDeps
+	}
+	if got := unmet("b"); got != 1 {
+		t.Fatalf("b unmet before a = %d, want 1", got)
+	}
+	bBefore, dBefore := xmin("b"), xmin("d")
+	out, err := s.SetTaskStates(ctx, []orkstate.TaskUpdate{{TaskID: id["a"], Status: orkstate.TaskSuccess}})
+	if err != nil || out[0].Outcome != orkstate.OutcomeApplied {
+		t.Fatal(out, err)
+	}
+	if got := xmin("b"); got != bBefore {
+		t.Errorf("b's row was rewritten by a's success (xmin %s → %s)", bBefore, got)
+	}
+	if got := xmin("d"); got == dBefore {
+		t.Errorf("d (two dependencies) was not counted down")
+	}
+	if got := unmet("b"); got != 0 {
+		t.Errorf("b unmet after a = %d, want 0", got)
+	}
+	if got := unmet("d"); got != 1 {
+		t.Errorf("d unmet after a = %d, want 1", got)
+	}
+	if bad := queueMismatches(t, s); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+	got, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "w", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, k := range got {
+		names = append(names, k.TaskName)
+	}
+	if fmt.Sprint(names) != "[b c]" {
+		t.Errorf("claimed %v, want [b c]", names)
+	}
+}
