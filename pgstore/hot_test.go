@@ -494,7 +494,8 @@ func TestExpiredLeaseFencesOldClaimer(t *testing.T) {
 
 // queueMismatches lists the tasks that the claim and sweep tables misfile, by the rule
 // of migration 003: a task_queue row exactly for pending tasks with no unmet dependency
-// (with ready_at = retry_at); a task_deadlines row exactly for dispatched and running
+// (with ready_at = retry_at; a task with one dependency counts it unmet until it has
+// succeeded, issue 14); a task_deadlines row exactly for dispatched and running
 // tasks with a timeout_at (the same time); and every dispatched task named by a
 // task_leases row due no later than its lease.
 func queueMismatches(t testing.TB, s *pgstore.Store) []string {
@@ -504,7 +505,10 @@ func queueMismatches(t testing.TB, s *pgstore.Store) []string {
 		       coalesce(t.unmet_deps::text, '-') || ', queue ' || case when q.task_id is null then 'none' else 'ready' end
 		from {ork}.tasks t
 		full join {ork}.task_queue q on q.task_id = t.id
-		where (q.task_id is not null) <> coalesce(t.status = 'pending' and t.unmet_deps = 0, false)
+		where (q.task_id is not null) <> coalesce(t.status = 'pending' and t.unmet_deps = 0
+		          -- one dependency: ready once it has succeeded (_deps_met)
+		          and (cardinality(t.depends_on) <> 1 or exists (select 1 from {ork}.tasks u
+		               where u.run_id = t.run_id and u.task_name = t.depends_on[1] and u.status = 'success')), false)
 		   or (q.task_id is not null and q.ready_at is distinct from t.retry_at)
 		union all
 		select coalesce(t.id, d.task_id)::text || ': task ' || coalesce(t.status, 'none') || ' timeout ' ||
@@ -815,5 +819,70 @@ func TestCompiledSnapshotRunsMatchTheFirst(t *testing.T) {
 		if run, err := s.GetRun(ctx, id); err != nil || run.Status != orkstate.RunSuccess {
 			t.Fatalf("run %d = %+v, %v; want success", id, run, err)
 		}
+	}
+}
+
+// A success makes a dependent with one dependency ready without writing a version of
+// its row (issue 14): the row keeps its xmin (a lock sets only xmax), it joins the
+// queue, and UnmetDeps reads 1 before and 0 after. A dependent with two dependencies
+// still counts down on its row.
+func TestReadinessWithoutWritingTheDependent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testdb.Store(t)
+	_, tasks := startRun(t, s, []orkstate.TaskSpec{
+		{Name: "a"}, {Name: "b", DependsOn: []string{"a"}}, {Name: "c"}, {Name: "d", DependsOn: []string{"a", "c"}}})
+	id := map[string]int64{}
+	for _, k := range tasks {
+		id[k.TaskName] = k.ID
+	}
+	xmin := func(name string) (x string) {
+		t.Helper()
+		if err := s.Pool().QueryRow(ctx, fmt.Sprintf(`select xmin::text from %s.tasks where id = $1`, s.Schema()), id[name]).Scan(&x); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	unmet := func(name string) int {
+		t.Helper()
+		k, err := s.GetTask(ctx, id[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.UnmetDeps
+	}
+	if got := unmet("b"); got != 1 {
+		t.Fatalf("b unmet before a = %d, want 1", got)
+	}
+	bBefore, dBefore := xmin("b"), xmin("d")
+	out, err := s.SetTaskStates(ctx, []orkstate.TaskUpdate{{TaskID: id["a"], Status: orkstate.TaskSuccess}})
+	if err != nil || out[0].Outcome != orkstate.OutcomeApplied {
+		t.Fatal(out, err)
+	}
+	if got := xmin("b"); got != bBefore {
+		t.Errorf("b's row was rewritten by a's success (xmin %s → %s)", bBefore, got)
+	}
+	if got := xmin("d"); got == dBefore {
+		t.Errorf("d (two dependencies) was not counted down")
+	}
+	if got := unmet("b"); got != 0 {
+		t.Errorf("b unmet after a = %d, want 0", got)
+	}
+	if got := unmet("d"); got != 1 {
+		t.Errorf("d unmet after a = %d, want 1", got)
+	}
+	if bad := queueMismatches(t, s); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+	got, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "w", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, k := range got {
+		names = append(names, k.TaskName)
+	}
+	if fmt.Sprint(names) != "[b c]" {
+		t.Errorf("claimed %v, want [b c]", names)
 	}
 }

@@ -154,6 +154,11 @@ func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate
 			if down == nil {
 				down = []int64{}
 			}
+			if len(deps) == 1 {
+				// one dependency: its readiness is derived from that task's status
+				// (task_queue.sql), the row keeps 0
+				unmet[k.ID] = 0
+			}
 			rows[i] = importTask{ID: ids[i], TaskIndex: k.TaskIndex, TaskName: k.TaskName, ExecutorType: k.ExecutorType,
 				DependsOn: deps, Status: string(k.Status), ExecutionName: k.ExecutionName, Params: k.Params,
 				Output: k.Output, Error: k.Error, Attempts: k.Attempts, MaxRetries: k.MaxRetries,

@@ -70,9 +70,13 @@ func (n planNode) find(ok func(planNode) bool) (planNode, bool) {
 
 // lockOrderShapes are the plans under which the statements that lock tasks inside
 // _apply_task_changes visit, and so lock, the tasks in id order, keyed by the
-// statement's first line. The two UPDATEs: a nested loop whose outer side is the
-// id-sorted input and whose inner side reads tasks by primary key; a nested loop
-// returns rows in its outer side's order, and the UPDATE locks them as they come. _finish_dependents (called by it, so under its settings):
+// statement's first line. The UPDATE of the reported tasks and the FOR NO KEY UPDATE
+// of the successes' dependents (issue 14: it replaced their decrement, so a dependent
+// with one dependency is locked, not rewritten; the decrement of the others follows
+// on rows it already holds, so its order does not matter and it is not checked): a
+// nested loop whose outer side is the id-sorted input and whose inner side reads tasks
+// by primary key; a nested loop returns rows in its outer side's order, and the UPDATE
+// and LockRows lock them as they come. _finish_dependents (called by it, so under its settings):
 // FOR NO KEY UPDATE over a primary-key scan, which returns ids in key order.
 //
 // When a PostgreSQL upgrade or an edit of apply_task_changes.sql changes one of
@@ -83,8 +87,8 @@ func (n planNode) find(ok func(planNode) bool) (planNode, bool) {
 var lockOrderShapes = map[string]struct{ node, shape string }{
 	"with input as (": {"ModifyTable", "ModifyTable Update[tasks](" +
 		"Nested Loop(Subquery Scan(Sort(Function Scan)), Index Scan[tasks.tasks_pkey]))"},
-	"with dec as (": {"ModifyTable", "ModifyTable Update[tasks](" +
-		"Nested Loop(Subquery Scan(Aggregate(Sort(Function Scan))), Index Scan[tasks.tasks_pkey]))"},
+	"with dec as (": {"LockRows", "LockRows(" +
+		"Nested Loop(Subquery Scan(Group(Sort(Function Scan))), Index Scan[tasks.tasks_pkey]))"},
 	"with recursive down(id) as (": {"LockRows", "LockRows(CTE Scan, Index Scan[tasks.tasks_pkey])"},
 }
 

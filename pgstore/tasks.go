@@ -12,18 +12,21 @@ import (
 )
 
 // taskColumns are the columns of orkstate.Task, unqualified, in field order.
-const taskColumns = `id, run_id, task_index, task_name, executor_type, depends_on, status, execution_name,
-	params, output, error, attempts, max_retries, timeout_seconds, retry_at, unmet_deps, claimed_by,
-	lease_expires_at, created_at, dispatched_at, started_at, finished_at, priority, priority_override,
-	concurrency_key`
+var taskColumns = taskColumnsOf("")
 
-// taskColumnsOf is taskColumns qualified with a table alias, for joins.
+// taskColumnsOf is taskColumns qualified with a table alias ("" for none), for joins.
+// UnmetDeps is computed ({api}.task_unmet_deps): a task with one dependency keeps 0 on
+// its row, and its count is whether that dependency has not succeeded yet.
 func taskColumnsOf(alias string) string {
-	cols := strings.Split(taskColumns, ",")
-	for i, c := range cols {
-		cols[i] = alias + "." + strings.TrimSpace(c)
+	p := ""
+	if alias != "" {
+		p = alias + "."
 	}
-	return strings.Join(cols, ", ")
+	return strings.ReplaceAll(`$id, $run_id, $task_index, $task_name, $executor_type, $depends_on, $status, $execution_name,
+	$params, $output, $error, $attempts, $max_retries, $timeout_seconds, $retry_at,
+	{api}.task_unmet_deps($run_id, $depends_on, $unmet_deps) as unmet_deps, $claimed_by,
+	$lease_expires_at, $created_at, $dispatched_at, $started_at, $finished_at, $priority, $priority_override,
+	$concurrency_key`, "$", p)
 }
 
 // scanTasks collects rows selected with taskColumns.

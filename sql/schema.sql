@@ -106,7 +106,8 @@ CREATE TABLE ork.runs (
     CONSTRAINT runs_tasks_failed_check CHECK ((tasks_failed >= 0)),
     CONSTRAINT runs_tasks_finished_check CHECK ((tasks_finished >= 0)),
     CONSTRAINT runs_tasks_total_check CHECK ((tasks_total >= 0))
-);
+)
+WITH (fillfactor='50');
 
 ALTER TABLE ork.deferred_jobs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME ork.deferred_jobs_id_seq

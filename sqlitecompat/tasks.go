@@ -11,8 +11,16 @@ import (
 
 const taskCols = `t.id, t.run_id, t.task_index, t.task_name, t.executor_type, t.depends_on, t.status,
 	t.execution_name, t.params, t.output, t.error, t.attempts, t.max_retries, t.timeout_seconds, t.retry_at,
-	t.unmet_deps, t.claimed_by, t.lease_expires_at, t.created_at, t.dispatched_at, t.started_at, t.finished_at,
+	` + unmetDepsExpr + `, t.claimed_by, t.lease_expires_at, t.created_at, t.dispatched_at, t.started_at, t.finished_at,
 	t.priority, t.priority_override, t.concurrency_key`
+
+// unmetDepsExpr is Task.UnmetDeps as pgstore reads it (task_unmet_deps): for a task
+// with one dependency, 1 until that dependency has succeeded, whatever the task's own
+// status; for the others, the counter.
+const unmetDepsExpr = `CASE WHEN json_array_length(t.depends_on) = 1
+		THEN NOT EXISTS (SELECT 1 FROM tasks u WHERE u.run_id = t.run_id
+			AND u.task_name = json_extract(t.depends_on, '$[0]') AND u.status = 'success')
+		ELSE t.unmet_deps END`
 
 func taskDest(k *orkstate.Task, deps *string, params, output *sql.NullString, retry, lease *sql.NullInt64, created *int64, disp, started, finished, override *sql.NullInt64) []any {
 	return []any{&k.ID, &k.RunID, &k.TaskIndex, &k.TaskName, &k.ExecutorType, deps, &k.Status,

@@ -91,7 +91,7 @@ func (f fixture) chains(ctx context.Context, runs, perRun, links int, first stri
 		       case when lvl = 0 then '{}'::text[] else array['c' || (c % $4) || '_' || (lvl - 1)] end,
 		       case when lvl = 0 then $6 else 'pending' end,
 		       case when lvl = 0 and $6 <> 'pending' then 1 else 0 end,
-		       case when lvl = 0 then 0 else 1 end,
+		       0, -- one dependency: readiness derived from its status, the row keeps 0
 		       case when lvl < $5 - 1 then array[$1::bigint + (lvl + 1)::bigint * $2 + c] else '{}'::bigint[] end,
 		       now() - $7::interval
 		from generate_series(0, $5 - 1) lvl cross join generate_series(0, $2 - 1) c
@@ -124,7 +124,7 @@ func (f fixture) fans(ctx context.Context, runs, children int, root string, age 
 		       case when k = 0 then '{}'::text[] else array['root'] end,
 		       case when k = 0 then $4 else 'pending' end,
 		       case when k = 0 and $4 <> 'pending' then 1 else 0 end,
-		       case when k = 0 then 0 else 1 end,
+		       0, -- one dependency: readiness derived from its status, the row keeps 0
 		       case when k = 0 then array(select $1::bigint + r::bigint * ($3 + 1) + j from generate_series(1, $3) j)
 		            else '{}'::bigint[] end,
 		       now() - $5::interval

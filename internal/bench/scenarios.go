@@ -87,7 +87,7 @@ func runBatchStatus(ctx context.Context, r *runner) error {
 		// The same-write floor: the rows orkstate writes for these successes, written by
 		// plain SQL with everything known in advance (no checks, no lookups).
 		r.measure(Result{Scenario: sc, Variant: variant, System: SystemFloor, Unit: "transitions", LatencyOf: "the writes of a report of " + fmt.Sprint(sz.BatchSize),
-			Note: "plain SQL, the same writes: task rows, dependents' counters, queue delete + insert, run counters"},
+			Note: "plain SQL, the same writes: task rows, dependents' row locks, queue delete + insert, run counters"},
 			func(int) (*sample, error) {
 				s, first, drop, err := r.installChains(ctx, runs, perRun, links)
 				if err != nil {
@@ -230,7 +230,9 @@ func (p *floorPlan) apply(ctx context.Context, ids []int64) (int64, error) {
 		lease_expires_at = null, timeout_at = null, retry_at = null where id = any($1)`), ids)
 	b.Queue(f.sql(`delete from {ork}.task_queue where task_id = any($1)`), ids)
 	if len(down) > 0 {
-		b.Queue(f.sql(`update {ork}.tasks set unmet_deps = unmet_deps - 1 where id = any($1)`), down)
+		// a dependent with one dependency is not written: its row is locked (a tuple
+		// lock, as set_task_states takes it) and it joins the queue
+		b.Queue(f.sql(`select from {ork}.tasks where id = any($1) order by id for no key update`), down)
 		b.Queue(f.sql(`insert into {ork}.task_queue (task_id, executor_type) select unnest($1::bigint[]), 'noop'`), down)
 	}
 	b.Queue(f.sql(`update {ork}.runs r set tasks_finished = r.tasks_finished + u.n

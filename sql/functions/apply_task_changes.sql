@@ -26,6 +26,28 @@ as $$
                                       else least(60, power(2, p_attempt - 1)) end)
 $$;
 
+-- _retried says whether a report of p_reported is a failure that the task retries: it
+-- has a retry left. attempts counts claims (0 for a task failed before any claim, which
+-- counts as one attempt). The state machine's one retry rule (issue 17: it was written
+-- out six times); plain SQL, so the planner inlines it.
+create function {{.schema}}_api._retried(p_reported text, p_attempts integer, p_max_retries integer)
+returns boolean
+language sql
+immutable
+as $$
+    select p_reported = 'failed' and greatest(p_attempts, 1) <= p_max_retries
+$$;
+
+-- _new_attempt says whether a report of p_reported sends the task back to pending for a
+-- new attempt: a requeue or resume (pending), or a retried failure.
+create function {{.schema}}_api._new_attempt(p_reported text, p_attempts integer, p_max_retries integer)
+returns boolean
+language sql
+immutable
+as $$
+    select p_reported = 'pending' or {{.schema}}_api._retried(p_reported, p_attempts, p_max_retries)
+$$;
+
 -- _finish_dependents gives every unfinished transitive dependent of p_task_ids the
 -- terminal status p_status with error p_error, and returns what it finished.
 -- Dependents are found through the downstream arrays: O(affected tasks), not O(run).
@@ -141,6 +163,8 @@ declare
     v_ready_prio smallint[];
     v_ready_group bigint[];
     v_unready bigint[];
+    v_pending_derived bigint[];
+    v_counted bigint[];
     v_timed bigint[];
     v_timed_at timestamptz[];
     v_untimed bigint[];
@@ -165,31 +189,31 @@ begin
         order by i.task_id
     ), updated as (
         update tasks t
-        set status = case when i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries then 'pending'
+        set status = case when _retried(i.status, t.attempts, t.max_retries) then 'pending'
                           else i.status end,
             -- A task going back to pending (a retry, a requeue, a resume) starts a new
             -- attempt: the ended attempt's execution and output are dropped, so a
             -- dependent never receives a failed attempt's output (Ork's
             -- reset_task_for_retry does the same). The error is kept as the reason.
             execution_name = case
-                when i.status = 'pending' or (i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries) then ''
+                when _new_attempt(i.status, t.attempts, t.max_retries) then ''
                 else coalesce(nullif(i.execution_name, ''), t.execution_name) end,
             error = coalesce(nullif(i.error, ''), t.error),
             output = case
-                when i.status = 'pending' or (i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries) then null
+                when _new_attempt(i.status, t.attempts, t.max_retries) then null
                 else coalesce(i.output, t.output) end,
-            retry_at = case when i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries
+            retry_at = case when _retried(i.status, t.attempts, t.max_retries)
                             then now() + _retry_backoff(greatest(t.attempts, 1)) end,
             dispatched_at = case
-                when i.status = 'pending' or (i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries) then null
+                when _new_attempt(i.status, t.attempts, t.max_retries) then null
                 else t.dispatched_at end,
             started_at = case
-                when i.status = 'pending' or (i.status = 'failed' and greatest(t.attempts, 1) <= t.max_retries) then null
+                when _new_attempt(i.status, t.attempts, t.max_retries) then null
                 when i.status = 'running' then coalesce(t.started_at, now())
                 else t.started_at end,
             finished_at = case
                 when i.status in ('success', 'cancelled')
-                     or (i.status = 'failed' and greatest(t.attempts, 1) > t.max_retries) then now() end,
+                     or (i.status = 'failed' and not _retried(i.status, t.attempts, t.max_retries)) then now() end,
             claimed_by = case when i.status = 'running' then t.claimed_by else '' end,
             lease_expires_at = null,
             timeout_at = case
@@ -202,6 +226,7 @@ begin
           and _task_transition_allowed(t.status, i.status)
         returning i.k, i.ord, t.id, t.run_id, t.status, t.unmet_deps, t.executor_type, t.retry_at,
                   t.timeout_seconds, t.timeout_at, t.downstream, t.priority, t.slot_group,
+                  _deps_derived(t.depends_on, t.unmet_deps) as derived,
                   case when i.status = 'failed' and t.status = 'pending' then 'retrying' else 'applied' end as outcome
     )
     -- The arrays are in update order, all alike; only the result is sorted (by ord),
@@ -218,19 +243,21 @@ begin
            array_agg(u.status) filter (where u.status in ('success', 'failed', 'cancelled')),
            coalesce(bool_or(u.status = 'pending'), false),
            (select array_agg(dn.id) from updated s cross join unnest(s.downstream) as dn(id) where s.status = 'success'),
-           array_agg(u.id) filter (where u.status = 'pending' and u.unmet_deps = 0),
-           array_agg(u.executor_type) filter (where u.status = 'pending' and u.unmet_deps = 0),
-           array_agg(u.retry_at) filter (where u.status = 'pending' and u.unmet_deps = 0),
-           array_agg(u.priority) filter (where u.status = 'pending' and u.unmet_deps = 0),
-           array_agg(u.slot_group) filter (where u.status = 'pending' and u.unmet_deps = 0),
-           array_agg(u.id) filter (where not (u.status = 'pending' and u.unmet_deps = 0)),
+           array_agg(u.id) filter (where u.status = 'pending' and u.unmet_deps = 0 and not u.derived),
+           array_agg(u.executor_type) filter (where u.status = 'pending' and u.unmet_deps = 0 and not u.derived),
+           array_agg(u.retry_at) filter (where u.status = 'pending' and u.unmet_deps = 0 and not u.derived),
+           array_agg(u.priority) filter (where u.status = 'pending' and u.unmet_deps = 0 and not u.derived),
+           array_agg(u.slot_group) filter (where u.status = 'pending' and u.unmet_deps = 0 and not u.derived),
+           array_agg(u.id) filter (where u.status <> 'pending' or u.unmet_deps <> 0),
+           array_agg(u.id) filter (where u.status = 'pending' and u.derived),
            array_agg(u.id) filter (where u.timeout_seconds > 0 and u.timeout_at is not null),
            array_agg(u.timeout_at) filter (where u.timeout_seconds > 0 and u.timeout_at is not null),
            array_agg(u.id) filter (where u.timeout_seconds > 0 and u.timeout_at is null),
            array_agg(u.id) filter (where u.status = 'running' and u.slot_group <> 0)
     into v_ords, v_pos, v_ids, v_outcomes, v_statuses, v_failed, v_cancelled, v_ended,
          v_fin_runs, v_fin_statuses, v_requeued, v_down,
-         v_ready, v_ready_types, v_ready_at, v_ready_prio, v_ready_group, v_unready, v_timed, v_timed_at, v_untimed, v_entered
+         v_ready, v_ready_types, v_ready_at, v_ready_prio, v_ready_group, v_unready, v_pending_derived,
+         v_timed, v_timed_at, v_untimed, v_entered
     from updated u;
 
     -- The queue and the deadlines follow in statements of their own. Each takes its
@@ -250,14 +277,26 @@ begin
         set executor_type = excluded.executor_type, ready_at = excluded.ready_at,
             priority = excluded.priority, slot_group = excluded.slot_group;
     end if;
+    -- A task with one dependency that went back to pending is ready when that dependency
+    -- has succeeded: _queue_sync reads it, in a statement after the update (so after any
+    -- wait for the reporter of that dependency).
+    if v_pending_derived is not null then
+        perform _queue_sync(v_pending_derived);
+    end if;
     -- Every task that left flight here gives its slots back, in the statement after the
     -- update for the same reason (v_ended also holds tasks that were never in flight:
-    -- they hold no slot).
-    perform _release_slots(v_ended);
+    -- they hold no slot). The guards spare a report the calls when there is nothing to
+    -- do (the priorities merge put both calls on every report): no slot is held at all
+    -- on an install without limits (one probe of an empty index).
+    if v_ended is not null and exists (select 1 from task_slots s where s.task_id > 0) then
+        perform _release_slots(v_ended);
+    end if;
     -- A task can enter flight without a claim: pending → running (a report after its
     -- lease ran out and before another claim). It counts against its pools too, even
     -- past their slots (it runs whatever the database says); claims then wait.
-    perform _take_slots(v_entered);
+    if v_entered is not null then
+        perform _take_slots(v_entered);
+    end if;
     if v_timed is not null then
         insert into task_deadlines as d (task_id, timeout_at)
         select * from unnest(v_timed, v_timed_at)
@@ -267,18 +306,46 @@ begin
         delete from task_deadlines d where d.task_id = any(v_untimed);
     end if;
 
-    -- Push readiness: each success decrements its dependents' unmet counters, and the
-    -- dependents that reach zero join the queue in the same statement (they had unmet
-    -- dependencies, so they had no queue row: a plain insert).
+    -- Push readiness to the successes' dependents, locked in id order in one pass (the
+    -- same rows, order and lock mode as the decrement that used to do it). A dependent
+    -- with one dependency (chains, fan-out) keeps unmet_deps 0 on its row: that
+    -- dependency has just succeeded, so it joins the queue with no write to its own row
+    -- (the lock is a tuple lock, not a new row version: 54 bytes of WAL instead of a
+    -- row version that, on a page the task's own reports also rewrite, often left the
+    -- page and wrote three index entries). The others count down below. They had an
+    -- unmet dependency, so they had no queue row: a plain insert.
     if v_down is not null then
         with dec as (
-            -- sorted: the update below visits the dependents, and locks them, in id order
-            select dn.id, count(*)::integer as n from unnest(v_down) as dn(id) group by dn.id order by dn.id
+            -- sorted: the lock below visits the dependents, and locks them, in id order
+            select dn.id from unnest(v_down) as dn(id) group by dn.id order by dn.id
+        ), locked as (
+            select t.id, t.status, t.executor_type, t.retry_at, t.priority, t.slot_group,
+                   _deps_derived(t.depends_on, t.unmet_deps) as derived
+            from dec join tasks t on t.id = dec.id
+            where t.status in ('pending', 'paused')
+            for no key update of t
+        ), queued as (
+            insert into task_queue (task_id, executor_type, ready_at, priority, slot_group)
+            select l.id, l.executor_type, l.retry_at, l.priority, l.slot_group
+            from locked l
+            where l.derived and l.status = 'pending'
+            returning 1
+        )
+        select exists (select 1 from queued), (select array_agg(l.id) from locked l where not l.derived)
+        into v_became_ready, v_counted;
+    end if;
+    -- Tasks with several dependencies (fan-in), and rows an older package wrote with a
+    -- count on a single dependency: decrement; those reaching zero join the queue.
+    -- Their rows are locked already (above), so the order of this update does not matter.
+    if v_counted is not null then
+        with counts as (
+            select dn.id, count(*)::integer as n from unnest(v_down) as dn(id)
+            where dn.id = any(v_counted) group by dn.id order by dn.id
         ), upd as (
             update tasks t
-            set unmet_deps = greatest(t.unmet_deps - dec.n, 0)
-            from dec
-            where t.id = dec.id and t.status in ('pending', 'paused')
+            set unmet_deps = greatest(t.unmet_deps - counts.n, 0)
+            from counts
+            where t.id = counts.id
             returning t.id, t.unmet_deps, t.status, t.executor_type, t.retry_at, t.priority, t.slot_group
         ), queued as (
             insert into task_queue (task_id, executor_type, ready_at, priority, slot_group)
@@ -287,7 +354,7 @@ begin
             where upd.unmet_deps = 0 and upd.status = 'pending'
             returning 1
         )
-        select exists (select 1 from queued) into v_became_ready;
+        select v_became_ready or exists (select 1 from queued) into v_became_ready;
     end if;
 
     -- A final failure or a cancellation finishes every transitive dependent.

@@ -327,7 +327,9 @@ begin
             select v_ids[s.p], p_run_id, s.idx, s.name, s.etype,
                    s.deps::text[],
                    v_status, s.params, s.retries, s.timeout,
-                   case when cardinality(v_succeeded) = 0 then cardinality(s.deps::text[])
+                   -- one dependency: readiness is derived from its status (task_queue.sql)
+                   case when cardinality(s.deps::text[]) = 1 then 0
+                        when cardinality(v_succeeded) = 0 then cardinality(s.deps::text[])
                         else (select count(*) from unnest(s.deps::text[]) d where d <> all(v_succeeded))::integer end,
                    coalesce(down.ids, '{}'),
                    coalesce(s.prio, v_wf_priority), s.prio, s.ckey
@@ -335,10 +337,13 @@ begin
                 with ordinality as s(idx, name, etype, deps, params, retries, timeout, prio, ckey, p)
             left join down on down.p = s.p
             order by s.idx
-            returning tasks.id, tasks.status, tasks.unmet_deps, tasks.executor_type, tasks.priority
+            returning tasks.id, tasks.status, tasks.unmet_deps, tasks.depends_on, tasks.executor_type, tasks.priority
         ), queued as (
             insert into task_queue (task_id, executor_type, priority)
-            select ins.id, ins.executor_type, ins.priority from ins where ins.status = 'pending' and ins.unmet_deps = 0
+            select ins.id, ins.executor_type, ins.priority
+            from ins
+            where ins.status = 'pending' and ins.unmet_deps = 0
+              and (cardinality(ins.depends_on) <> 1 or ins.depends_on[1] = any(v_succeeded))
             returning 1
         )
         select (select count(*) from ins), exists (select 1 from queued)

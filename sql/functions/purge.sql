@@ -118,7 +118,7 @@ begin
     )
     select array_agg(gone.id) into v_gone from gone;
     n_runs := coalesce(cardinality(v_gone), 0);
-    -- A fair run's own slot groups (slot_groups.fair_run, migration 006's index) go
+    -- A fair run's own slot groups (slot_groups.fair_run, migration 007's index) go
     -- with it: its tasks, the only rows that named them, are gone, and a finished run
     -- is never placed again. Groups of pools alone (fair_run = 0) are shared and stay.
     delete from slot_groups g where g.fair_run = any(v_gone) and g.fair_run <> 0;

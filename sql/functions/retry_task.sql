@@ -53,25 +53,32 @@ begin
     from tasks t where t.id = any(v_reset);
 
     if v_task.status = 'success' then
-        with blocked as (
-            update tasks t set unmet_deps = t.unmet_deps + 1
+        -- Its waiting dependents are blocked again: a counted one counts it again; one whose
+        -- only dependency it is derives that (its queue row goes in _queue_sync below,
+        -- once the task is pending).
+        with locked as (
+            select t.id, _deps_derived(t.depends_on, t.unmet_deps) as derived from tasks t
             where t.id = any(v_task.downstream) and t.status in ('pending', 'paused') and t.id <> all(v_reset)
-            returning t.id
+            order by t.id
+            for no key update
+        ), counted as (
+            update tasks t set unmet_deps = t.unmet_deps + 1
+            from locked where t.id = locked.id and not locked.derived
         )
-        select array_agg(blocked.id) into v_blocked from blocked;
-        perform _queue_sync(v_blocked);
+        select array_agg(locked.id) into v_blocked from locked;
     end if;
 
     update tasks t
     set status = case when v_run_status = 'paused' then 'paused' else 'pending' end,
         attempts = 0, error = '', output = null, execution_name = '', retry_at = null, claimed_by = '', lease_expires_at = null,
         timeout_at = null, dispatched_at = null, started_at = null, finished_at = null,
-        unmet_deps = (select count(*) from unnest(t.depends_on) d
-                      where not exists (select 1 from tasks u
-                                        where u.run_id = t.run_id and u.task_name = d and u.status = 'success'
-                                          and u.id <> all(v_reset)))::integer
+        unmet_deps = case when cardinality(t.depends_on) = 1 then 0  -- derived (task_queue.sql)
+                          else (select count(*) from unnest(t.depends_on) d
+                                where not exists (select 1 from tasks u
+                                                  where u.run_id = t.run_id and u.task_name = d and u.status = 'success'
+                                                    and u.id <> all(v_reset)))::integer end
     where t.id = any(v_reset);
-    perform _queue_sync(v_reset);
+    perform _queue_sync(v_reset || coalesce(v_blocked, '{}'));
 
     update runs r
     set tasks_finished = r.tasks_finished - v_finished,

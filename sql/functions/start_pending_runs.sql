@@ -125,10 +125,13 @@ begin
         from snapshot_tasks c
         where c.snapshot_id = p_snapshot_id
         order by c.task_index
-        returning tasks.id, tasks.unmet_deps, tasks.executor_type, tasks.priority
+        returning tasks.id, tasks.unmet_deps, tasks.depends_on, tasks.executor_type, tasks.priority
     ), queued as (
+        -- a new run's ready tasks are those without dependencies (a task with one keeps
+        -- unmet_deps 0: its readiness is derived, task_queue.sql)
         insert into task_queue (task_id, executor_type, priority)
-        select ins.id, ins.executor_type, ins.priority from ins where ins.unmet_deps = 0
+        select ins.id, ins.executor_type, ins.priority from ins
+        where ins.unmet_deps = 0 and cardinality(ins.depends_on) <> 1
         returning 1
     )
     select (select count(*) from ins), exists (select 1 from queued)

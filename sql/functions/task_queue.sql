@@ -1,7 +1,52 @@
+-- Readiness (docs/architecture.md, "Readiness is pushed"; issue 14):
+-- a task with exactly one dependency keeps unmet_deps 0 on its row and is ready when
+-- that dependency has succeeded, so a success makes it ready without writing its row;
+-- every other task counts its unmet dependencies in unmet_deps. A row written by an
+-- older package with a count on its single dependency is counted until that count is 0
+-- (no migration rewrites rows).
+
+-- _deps_derived says whether a task's readiness is derived from its one dependency's
+-- status rather than counted on its row. Plain SQL: the planner inlines it.
+create function {{.schema}}_api._deps_derived(p_depends_on text[], p_unmet_deps integer)
+returns boolean
+language sql
+immutable
+as $$
+    select p_unmet_deps = 0 and cardinality(p_depends_on) = 1
+$$;
+
+-- _deps_met says whether every dependency of the task with these columns has succeeded.
+create function {{.schema}}_api._deps_met(p_run_id bigint, p_depends_on text[], p_unmet_deps integer)
+returns boolean
+language sql
+stable
+as $$
+    select p_unmet_deps = 0
+       and (cardinality(p_depends_on) is distinct from 1
+            or exists (select 1 from {{.schema}}.tasks u
+                       where u.run_id = p_run_id and u.task_name = p_depends_on[1] and u.status = 'success'))
+$$;
+
+-- task_unmet_deps is Task.UnmetDeps, computed on read: for a task with one dependency,
+-- 1 until that dependency has succeeded and 0 from then on, whatever the task's own
+-- status; for any other task, its counter (maintained while it is pending or paused).
+-- sqlitecompat reads the same rule.
+create function {{.schema}}_api.task_unmet_deps(p_run_id bigint, p_depends_on text[], p_unmet_deps integer)
+returns integer
+language sql
+stable
+as $$
+    select case when cardinality(p_depends_on) = 1
+                then (not exists (select 1 from {{.schema}}.tasks u
+                                  where u.run_id = p_run_id and u.task_name = p_depends_on[1]
+                                    and u.status = 'success'))::integer
+                else p_unmet_deps end
+$$;
+
 -- _queue_sync makes the sweep tables agree with the given tasks' rows (callers hold
 -- their row locks):
 --   task_queue      a row exactly while the task is pending with every dependency met
---                   (ready_at = retry_at);
+--                   (_deps_met; ready_at = retry_at);
 --   task_deadlines  a row exactly while the task is dispatched or running with a
 --                   timeout_at;
 --   task_leases     a dispatched task is named by a row due no later than its lease;
@@ -30,8 +75,8 @@ begin
     end if;
     -- Array-driven statements: each is an index probe per task whatever the planner
     -- believes about a young table's size.
-    select array_agg(t.id) filter (where t.status = 'pending' and t.unmet_deps = 0),
-           array_agg(t.id) filter (where not (t.status = 'pending' and t.unmet_deps = 0)),
+    select array_agg(t.id) filter (where t.status = 'pending' and _deps_met(t.run_id, t.depends_on, t.unmet_deps)),
+           array_agg(t.id) filter (where not (t.status = 'pending' and _deps_met(t.run_id, t.depends_on, t.unmet_deps))),
            array_agg(t.id) filter (where t.timeout_seconds > 0 or t.timeout_at is not null),
            coalesce(bool_or(t.status = 'dispatched'), false),
            array_agg(t.id) filter (where t.status not in ('dispatched', 'running'))

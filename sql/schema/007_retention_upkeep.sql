@@ -1,4 +1,4 @@
--- orkstate schema, version 6: what retention needs beyond migration 004.
+-- orkstate schema, version 7: what retention needs beyond migration 004.
 --
 -- A fair workflow's run gets slot groups of its own (slot_groups.fair_run = the run;
 -- _place_run_tasks, sql/functions/slots.sql), which nothing removed: purge_runs now
