@@ -327,7 +327,7 @@ begin
             select v_ids[s.p], p_run_id, s.idx, s.name, s.etype,
                    s.deps::text[],
                    v_status, s.params, s.retries, s.timeout,
-                   -- one dependency: readiness is derived from its status (task_queue.sql)
+                   -- one dependency: readiness is derived from its status (readiness.sql)
                    case when cardinality(s.deps::text[]) = 1 then 0
                         when cardinality(v_succeeded) = 0 then cardinality(s.deps::text[])
                         else (select count(*) from unnest(s.deps::text[]) d where d <> all(v_succeeded))::integer end,

@@ -72,7 +72,7 @@ begin
     set status = case when v_run_status = 'paused' then 'paused' else 'pending' end,
         attempts = 0, error = '', output = null, execution_name = '', retry_at = null, claimed_by = '', lease_expires_at = null,
         timeout_at = null, dispatched_at = null, started_at = null, finished_at = null,
-        unmet_deps = case when cardinality(t.depends_on) = 1 then 0  -- derived (task_queue.sql)
+        unmet_deps = case when cardinality(t.depends_on) = 1 then 0  -- derived (readiness.sql)
                           else (select count(*) from unnest(t.depends_on) d
                                 where not exists (select 1 from tasks u
                                                   where u.run_id = t.run_id and u.task_name = d and u.status = 'success'

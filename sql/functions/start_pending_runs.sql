@@ -128,7 +128,7 @@ begin
         returning tasks.id, tasks.unmet_deps, tasks.depends_on, tasks.executor_type, tasks.priority
     ), queued as (
         -- a new run's ready tasks are those without dependencies (a task with one keeps
-        -- unmet_deps 0: its readiness is derived, task_queue.sql)
+        -- unmet_deps 0: its readiness is derived, readiness.sql)
         insert into task_queue (task_id, executor_type, priority)
         select ins.id, ins.executor_type, ins.priority from ins
         where ins.unmet_deps = 0 and cardinality(ins.depends_on) <> 1

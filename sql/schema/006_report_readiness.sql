@@ -1,7 +1,7 @@
 -- orkstate schema, version 6: derived readiness and room for the run counters (issue 14).
 --
 -- From this version's function package on, a task with exactly one dependency keeps
--- unmet_deps = 0 and is ready when that dependency has succeeded (task_queue.sql,
+-- unmet_deps = 0 and is ready when that dependency has succeeded (readiness.sql,
 -- _deps_met): a success queues such a dependent without writing its row. Rows written
 -- by an older package keep their count and count down as before, so nothing is
 -- rewritten going up. Going down, the older packages and migrations read readiness
