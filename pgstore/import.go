@@ -156,7 +156,7 @@ func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate
 			}
 			if len(deps) == 1 {
 				// one dependency: its readiness is derived from that task's status
-				// (task_queue.sql), the row keeps 0
+				// (readiness.sql), the row keeps 0
 				unmet[k.ID] = 0
 			}
 			rows[i] = importTask{ID: ids[i], TaskIndex: k.TaskIndex, TaskName: k.TaskName, ExecutorType: k.ExecutorType,

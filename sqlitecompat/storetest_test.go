@@ -30,5 +30,5 @@ func TestStoretest(t *testing.T) {
 		}
 		t.Cleanup(s.Close)
 		return s
-	})
+	}, storetest.ConcurrencyTasks(concurrencyTasks))
 }

@@ -31,10 +31,7 @@ func parallel(n int, fn func(i int)) {
 func (s *suite) testConcurrency(t *testing.T) {
 	s.test(t, "ClaimersEachTaskOnce", func(t *testing.T, b *bundle) {
 		requireCapability(t, "ConcurrentClaimers", b.caps.ConcurrentClaimers)
-		total := 20000
-		if testing.Short() {
-			total = 2000
-		}
+		total := s.concurrencyTasks
 		const runs, claimers, batch = 10, 8, 200
 		var runIDs []int64
 		all := map[int64]bool{}

@@ -32,11 +32,15 @@ import (
 // that test ends (t.Cleanup). One test calls Close on its store itself, so that
 // cleanup must tolerate a closed store.
 func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) orkstate.Store, opts ...Option) {
-	s := &suite{newStore: newStore}
-	skip := map[string]string{}
-	for _, o := range opts {
-		o(skip)
+	o := &options{skip: map[string]string{}, concurrencyTasks: 20000}
+	if testing.Short() {
+		o.concurrencyTasks = 2000
 	}
+	for _, opt := range opts {
+		opt(o)
+	}
+	s := &suite{newStore: newStore, concurrencyTasks: o.concurrencyTasks}
+	skip := o.skip
 	groups := []struct {
 		name string
 		fn   func(t *testing.T)
@@ -87,17 +91,35 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) orkstat
 }
 
 // Option changes how Run runs the suite.
-type Option func(skip map[string]string)
+type Option func(*options)
+
+type options struct {
+	skip             map[string]string // group → reason
+	concurrencyTasks int
+}
 
 // SkipGroup carves the named group out of this run, for a way of calling a store
 // the group's cases do not apply to (the pgx runner's WithTx mode has no
 // concurrent callers). The reason is the skip message.
 func SkipGroup(group, reason string) Option {
-	return func(skip map[string]string) { skip[group] = reason }
+	return func(o *options) { o.skip[group] = reason }
+}
+
+// ConcurrencyTasks sets how many tasks Concurrency/ClaimersEachTaskOnce races its
+// claimers over (default 20,000; 2,000 with -short). A store whose every call is
+// Go code (SQLite's) runs it many times slower under the race detector, where a
+// smaller race finds the same data races.
+func ConcurrencyTasks(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.concurrencyTasks = n
+		}
+	}
 }
 
 type suite struct {
-	newStore func(t *testing.T, now func() time.Time) orkstate.Store
+	newStore         func(t *testing.T, now func() time.Time) orkstate.Store
+	concurrencyTasks int
 }
 
 // bundle is what one test works with: its own store, the store's clock and a context.
