@@ -28,7 +28,7 @@ lint: ## gofmt check, go vet, staticcheck (installed into GOPATH/bin when missin
 	@if [ ! -x "$(STATICCHECK)" ]; then echo "installing staticcheck"; $(GO) install honnef.co/go/tools/cmd/staticcheck@latest; fi
 	$(STATICCHECK) ./...
 
-bench: ## quick benchmarks against ork-v1, River and the same-write floor (~3 min); writes $(BENCH_OUT)/quick.{json,txt,svg} and the README table
+bench: ## quick benchmarks against ork-v1, River and the same-write floor (~10 min); writes $(BENCH_OUT)/quick.{json,txt,svg} and the README table
 	$(GO) run ./cmd/orkstate bench --out $(BENCH_OUT)
 	$(GO) test ./internal/bench -count=1 -run TestREADMEMatchesResults -update
 
