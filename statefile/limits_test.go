@@ -10,50 +10,11 @@ import (
 	"testing"
 
 	"github.com/orkstate/orkstate"
+	"github.com/orkstate/orkstate/internal/limitsfixture"
 	"github.com/orkstate/orkstate/internal/testdb"
 	"github.com/orkstate/orkstate/statefile"
 )
 
-func ptr(n int) *int { return &n }
-
-// seedLimits gives s keys, a workflow with a priority, limits and fairness whose
-// snapshot's specs set priorities and keys, a run with a key's task in flight and a
-// ready task that kept the workflow's old priority.
-func seedLimits(t *testing.T, s orkstate.Store) {
-	t.Helper()
-	ctx := context.Background()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(s.SetConcurrencyKey(ctx, "warehouse-7", 5))
-	must(s.SetConcurrencyKey(ctx, "gpu", 2))
-	wf, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "etl"})
-	must(err)
-	must(s.SetWorkflowLimits(ctx, wf.ID, orkstate.WorkflowLimits{Priority: 7, MaxActiveRuns: ptr(3), MaxTasksInFlight: ptr(4), Fair: true}))
-	dag := []orkstate.TaskSpec{
-		{Name: "train", ExecutorType: "gpu", Priority: ptr(9), ConcurrencyKey: "gpu"},
-		{Name: "train2", ExecutorType: "gpu", ConcurrencyKey: "gpu"},
-		{Name: "load", ExecutorType: "io", ConcurrencyKey: "warehouse-7"},
-		{Name: "report", ExecutorType: "io", DependsOn: []string{"load"}, Priority: ptr(-5)},
-		{Name: "mail", ExecutorType: "io", DependsOn: []string{"load"}},
-	}
-	_, err = s.ReplaceWorkflowTasks(ctx, wf.ID, dag)
-	must(err)
-	sn, err := s.CreateSnapshot(ctx, wf.ID, dag)
-	must(err)
-	must(s.SetCurrentSnapshot(ctx, wf.ID, sn.ID))
-	_, err = s.CreateRun(ctx, wf.ID, "test")
-	must(err)
-	_, err = s.StartPendingRuns(ctx, 10)
-	must(err)
-	if c, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "s1", Limit: 1, ExecutorTypes: []string{"gpu"}}); err != nil || len(c) != 1 {
-		t.Fatalf("claim: %+v %v", c, err)
-	}
-	must(s.SetWorkflowLimits(ctx, wf.ID, orkstate.WorkflowLimits{Priority: 2, MaxActiveRuns: ptr(3), MaxTasksInFlight: ptr(4), Fair: true}))
-}
 
 func encode(t *testing.T, d *statefile.Document) string {
 	t.Helper()
@@ -80,13 +41,13 @@ func TestLimitsRoundTrip(t *testing.T) {
 				t.Parallel()
 				ctx := context.Background()
 				src := newSrc(t)
-				seedLimits(t, src)
+				limitsfixture.Seed(t, src)
 				doc, err := statefile.Export(ctx, src, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
 				want := encode(t, doc)
-				for _, s := range []string{`"version": 2`, `"key": "gpu",` + "\n" + `      "slots": 2`, `"max_active_runs": 3`,
+				for _, s := range []string{`"version": 2`, `"key": "gpu",` + "\n" + `      "slots": 1`, `"max_active_runs": 3`,
 					`"max_tasks_in_flight": 4`, `"fair": true`, `"priority": 9`, `"priority_override": -5`, `"concurrency_key": "warehouse-7"`} {
 					if !strings.Contains(want, s) {
 						t.Errorf("the export lacks %s:\n%s", s, want)
@@ -108,7 +69,7 @@ func TestLimitsRoundTrip(t *testing.T) {
 					t.Errorf("export → import → export differs:\n%s\n---\n%s", want, got)
 				}
 				keys, err := dst.ConcurrencyKeys(ctx)
-				if err != nil || len(keys) != 2 || keys[0] != (orkstate.ConcurrencyKey{Key: "gpu", Slots: 2, InFlight: 1}) {
+				if err != nil || len(keys) != 2 || keys[0] != (orkstate.ConcurrencyKey{Key: "gpu", Slots: 1, InFlight: 1}) {
 					t.Errorf("keys after import: %+v %v", keys, err)
 				}
 			})
