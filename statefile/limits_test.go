@@ -15,7 +15,6 @@ import (
 	"github.com/orkstate/orkstate/statefile"
 )
 
-
 func encode(t *testing.T, d *statefile.Document) string {
 	t.Helper()
 	var b bytes.Buffer

@@ -15,7 +15,6 @@ import (
 	"github.com/orkstate/orkstate/storecopy"
 )
 
-
 // limitsView is what a store holds of priorities, keys and limits, without ids.
 type limitsView struct {
 	Keys      []orkstate.ConcurrencyKey
