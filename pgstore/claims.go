@@ -27,7 +27,7 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 	if len(p.ExecutorTypes) > 0 {
 		types = p.ExecutorTypes
 	}
-	rows, err := s.db.Query(ctx, s.sql(`select * from {api}.claim_tasks($1, $2, $3, $4)`), p.Claimer, p.Limit, types, p.Lease)
+	rows, err := s.db.Query(ctx, s.sql(`select * from {api}.claim_tasks($1, $2, $3, $4, $5)`), p.Claimer, p.Limit, types, p.Lease, s.now())
 	if err != nil {
 		return nil, wrap(err, "pgstore: claim tasks")
 	}

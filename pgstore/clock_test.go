@@ -106,3 +106,45 @@ func TestClockSchedules(t *testing.T) {
 		t.Errorf("next fire time %v, want 12:00 (the hour after the clock's 11:30)", w.NextScheduledAt)
 	}
 }
+
+// The claim and the state machine run at the time they are handed: a report stamps
+// the retry time from its p_now, a claim takes the retry only at a p_now past it and
+// stamps the dispatch and the lease from it, and neither reads the database's time
+// when handed one (the times here are years ahead of it).
+func TestClaimAndReportsAtTheGivenTime(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r := b.run(t, b.workflow(t, "at").ID)
+	_, err := b.s.CreateDAGTasks(b.ctx, r.ID, []orkstate.NewTask{{TaskName: "a", MaxRetries: 1}})
+	noErr(t, err)
+	at := time.Date(2031, 5, 1, 10, 0, 0, 0, time.UTC)
+	claim := `select count(*) from {ork}_api.claim_tasks('c', 10, null, interval '1 minute', $1)
+		where dispatched_at = $1 and lease_expires_at = $1::timestamptz + interval '1 minute'`
+	if got := b.count(t, claim, at); got != 1 {
+		t.Fatalf("claimed %d at %v, want 1 stamped at that time", got, at)
+	}
+	b.exec(t, `select * from {ork}_api.set_task_states(array[(select id from {ork}.tasks where task_name = 'a')],
+		array['failed'], null, null, null, null, $1)`, at)
+	if got := b.count(t, `select count(*) from {ork}.tasks where retry_at = $1::timestamptz + interval '1 second'`, at); got != 1 {
+		t.Fatalf("retry_at is not the report's time + 1 s")
+	}
+	if got := b.count(t, `select count(*) from {ork}_api.claim_tasks('c', 10)`); got != 0 {
+		t.Fatalf("a claim at the database's time took a retry due in 2031")
+	}
+	if got := b.count(t, `select count(*) from {ork}_api.claim_tasks('c', 10, null, interval '1 minute', $1)`,
+		at.Add(500*time.Millisecond)); got != 0 {
+		t.Fatalf("a claim half a second after the failure took a retry due after 1 s")
+	}
+	s, err := pgstore.New(b.s.Pool(), &pgstore.Config{Schema: b.s.Schema(), Now: func() time.Time { return at.Add(2 * time.Second) }})
+	noErr(t, err)
+	d, err := s.DispatchableTasks(b.ctx, 10)
+	noErr(t, err)
+	if len(d) != 1 {
+		t.Fatalf("DispatchableTasks at the clock's time past the retry: %d tasks, want 1", len(d))
+	}
+	c, err := s.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "c", Limit: 10, Lease: time.Minute})
+	noErr(t, err)
+	if len(c) != 1 || !c[0].DispatchedAt.Equal(at.Add(2*time.Second)) {
+		t.Fatalf("claim at the clock's time: %+v, want the retry dispatched at %v", c, at.Add(2*time.Second))
+	}
+}

@@ -160,7 +160,7 @@ func TestLockOrderPlans(t *testing.T) {
 		}
 	}
 	apply := fmt.Sprintf(`select * from %s_api._apply_task_changes(array[1], $1::bigint[], $2::text[],
-		array[null]::text[], array[null]::text[], array[null]::jsonb[], array[null]::integer[])`, s.Schema())
+		array[null]::text[], array[null]::text[], array[null]::jsonb[], array[null]::integer[], now())`, s.Schema())
 	// a succeeds: its dependents' counters go down (the dec UPDATE). b fails for good:
 	// d is finished as a dependent (_finish_dependents).
 	for _, r := range []struct {

@@ -74,8 +74,8 @@ func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate
 	}
 	var out []orkstate.TaskOutcome
 	err = s.retryDeadlock(ctx, func() error {
-		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.set_task_states($1, $2, $3, $4, $5, $6)`),
-			ids, statuses, names, errs, outputs, attempts)
+		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.set_task_states($1, $2, $3, $4, $5, $6, $7)`),
+			ids, statuses, names, errs, outputs, attempts, s.now())
 		if err != nil {
 			return err
 		}

@@ -26,13 +26,15 @@ const DefaultSchema = "ork"
 
 // Config configures a Store. The zero value works.
 type Config struct {
-	// Now is the clock of the calls whose effect depends on the time: the lease and
-	// timeout sweeps, deferred-job claims and poll reports (each passes it as the SQL
-	// function's p_now), MarkDeferredJobPolled, and the schedule calls given a zero
-	// now. Tests set it to move time instead of waiting for it (storetest does). The
-	// database stamps what else it writes, claims included, at its own now(). Defaults
-	// to nil: the database's time (the transaction's start), as psql callers get, and
-	// time.Now for the schedule calls.
+	// Now is the clock of the calls whose effect depends on the time: claims and
+	// DispatchableTasks (retry times fall due against it; leases, dispatch and timeouts
+	// start from it), status reports (retry, start, finish and timeout times), the lease
+	// and timeout sweeps, deferred-job claims and poll reports (each passes it as the SQL
+	// function's p_now), MarkDeferredJobPolled, and the schedule calls given a zero now.
+	// Tests set it to move time instead of waiting for it (storetest does). The database
+	// stamps the rest (creation and run times) at its own now(). Defaults to nil: the
+	// database's time (the transaction's start), as psql callers get, and time.Now for
+	// the schedule calls.
 	Now func() time.Time
 	// Schema is the install schema; functions live in Schema+"_api". Defaults to "ork".
 	Schema string

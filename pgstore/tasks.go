@@ -75,19 +75,22 @@ func (s *Store) RunningTasks(ctx context.Context, limit int) ([]orkstate.Task, e
 	return s.listTasks(ctx, "running tasks", limit, `{ork}.tasks t where t.status in ('dispatched', 'running')`)
 }
 
-// DispatchableTasks uses the claim's predicate and its index (task_queue's key).
+// DispatchableTasks uses the claim's predicate and its index (task_queue's key), at
+// the claim's time (Config.Now's, else the database's).
 func (s *Store) DispatchableTasks(ctx context.Context, limit int) ([]orkstate.Task, error) {
 	return s.listTasks(ctx, "dispatchable tasks", limit,
 		`{ork}.task_queue q join {ork}.tasks t on t.id = q.task_id
-		where q.ready_at is null or q.ready_at <= now()`)
+		where q.ready_at is null or q.ready_at <= coalesce($2, now())`, s.now())
 }
 
 // listTasks returns up to limit tasks (alias t) of from (constant SQL), in id order.
-func (s *Store) listTasks(ctx context.Context, what string, limit int, from string) ([]orkstate.Task, error) {
+// limit is $1; args, if any, are $2….
+func (s *Store) listTasks(ctx context.Context, what string, limit int, from string, args ...any) ([]orkstate.Task, error) {
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Query(ctx, s.sql(`select `+taskColumnsOf("t")+` from `+from+` order by t.id limit $1`), limit)
+	rows, err := s.db.Query(ctx, s.sql(`select `+taskColumnsOf("t")+` from `+from+` order by t.id limit $1`),
+		append([]any{limit}, args...)...)
 	if err != nil {
 		return nil, wrap(err, "pgstore: %s", what)
 	}

@@ -256,7 +256,7 @@ func (s *suite) testLeases(t *testing.T) {
 func (s *suite) testRetries(t *testing.T) {
 	s.test(t, "FailBeforeClaim", func(t *testing.T, b *bundle) {
 		_, ts := b.dagRun(withRetries(nt("retry"), 1), nt("final"))
-		before := time.Now()
+		before := b.clock.now()
 		out := b.report(
 			orkstate.TaskUpdate{TaskID: ts.id("retry"), Status: orkstate.TaskFailed, Error: "e1"},
 			orkstate.TaskUpdate{TaskID: ts.id("final"), Status: orkstate.TaskFailed, Error: "e2"},
@@ -266,7 +266,7 @@ func (s *suite) testRetries(t *testing.T) {
 			{TaskID: ts.id("final"), Outcome: orkstate.OutcomeApplied, Status: orkstate.TaskFailed},
 		})
 		got := b.getTask(ts.id("retry"))
-		between(t, "retry at (attempt taken as 1)", got.RetryAt, before.Add(orkstate.RetryBackoff(1)), time.Now().Add(orkstate.RetryBackoff(1)), 250*time.Millisecond)
+		between(t, "retry at (attempt taken as 1)", got.RetryAt, before.Add(orkstate.RetryBackoff(1)), b.clock.now().Add(orkstate.RetryBackoff(1)), 250*time.Millisecond)
 		equal(t, "error kept", got.Error, "e1")
 		equal(t, "final error", b.getTask(ts.id("final")).Error, "e2")
 	})
@@ -274,9 +274,9 @@ func (s *suite) testRetries(t *testing.T) {
 	s.test(t, "BackoffGrows", func(t *testing.T, b *bundle) {
 		_, ts := b.dagRun(withRetries(nt("a"), 2))
 		a := ts.id("a")
-		before := time.Now()
+		before := b.clock.now()
 		c1 := b.fail(a, "first", orkstate.OutcomeRetrying)
-		after := time.Now()
+		after := b.clock.now()
 		got := b.getTask(a)
 		equal(t, "status", got.Status, orkstate.TaskPending)
 		equal(t, "attempts", got.Attempts, 1)
@@ -287,10 +287,10 @@ func (s *suite) testRetries(t *testing.T) {
 		isNil(t, "started at", got.StartedAt)
 		isNil(t, "lease", got.LeaseExpiresAt)
 		equal(t, "claimed by", got.ClaimedBy, "")
-		// pgstore's state machine and claim read the database's time, not the clock
-		// (see retryDue): a machine that stalls for the whole backoff between the
-		// report and this read makes the retry due, and that is no error.
-		early := containsID(b.dispatchable(), a) && time.Now().Add(250*time.Millisecond).Before(*got.RetryAt)
+		// The clock runs with real time (plus what the test moved it by): a machine
+		// that stalls for the whole backoff between the report and this read makes
+		// the retry due, and that is no error.
+		early := containsID(b.dispatchable(), a) && b.clock.now().Add(250*time.Millisecond).Before(*got.RetryAt)
 		isTrue(t, "not dispatchable before retry at", !early)
 
 		b.retryDue(a, 1)
@@ -303,8 +303,8 @@ func (s *suite) testRetries(t *testing.T) {
 		u.Error = "second"
 		b.reportOK(u, orkstate.OutcomeRetrying)
 		got = b.getTask(a)
-		// The clock was moved: the claim's dispatched_at is the store's time of it
-		// (the database's or the clock's), and the report came after it.
+		// The clock was moved: the claim's dispatched_at is the clock's time of it,
+		// and the report came after it.
 		between(t, "retry at = now + 2s", got.RetryAt, c2.DispatchedAt.Add(orkstate.RetryBackoff(2)),
 			c2.DispatchedAt.Add(orkstate.RetryBackoff(2)+time.Since(start)), 250*time.Millisecond)
 		equal(t, "error replaced", got.Error, "second")

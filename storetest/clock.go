@@ -11,10 +11,9 @@ import (
 // lease ends, a timeout passes or a poll falls due because the test moved the
 // clock past it, not because the test waited.
 //
-// It runs from the real time rather than standing still because not everything a
-// store does reads it: pgstore's claims stamp their lease end with the database's
-// now() (claim_tasks takes no time yet), and a sweep at "real time + more than the
-// lease" finds that lease ended whatever the database's clock said at the claim.
+// It runs from the real time rather than standing still: a store stamps what does
+// not depend on the time (creation and run times) at its own time, and the cases
+// compare those with the clock's.
 type clock struct {
 	ahead atomic.Int64 // nanoseconds
 }

@@ -49,9 +49,10 @@ as $$
 $$;
 
 -- _finish_dependents gives every unfinished transitive dependent of p_task_ids the
--- terminal status p_status with error p_error, and returns what it finished.
+-- terminal status p_status with error p_error, finished at p_now, and returns what it finished.
 -- Dependents are found through the downstream arrays: O(affected tasks), not O(run).
-create function {{.schema}}_api._finish_dependents(p_task_ids bigint[], p_status text, p_error text)
+create function {{.schema}}_api._finish_dependents(p_task_ids bigint[], p_status text, p_error text,
+                                                    p_now timestamptz default now())
 returns table (task_id bigint, run_id bigint)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
@@ -77,7 +78,7 @@ begin
         for no key update
     ), hit as (
         update tasks t
-        set status = p_status, error = p_error, finished_at = now(), claimed_by = '',
+        set status = p_status, error = p_error, finished_at = p_now, claimed_by = '',
             lease_expires_at = null, timeout_at = null, retry_at = null
         from locked
         where t.id = locked.id
@@ -120,6 +121,9 @@ $$;
 -- planner nothing but nested loops over index scans (for it and the functions it
 -- calls): the row locks are then taken in the order of the sorted input, which is what
 -- keeps concurrent reporters from deadlocking.
+--
+-- p_now is the time of the changes: retry times, start and finish times and timeouts
+-- are stamped from it (the callers pass their p_now, else now()).
 create function {{.schema}}_api._apply_task_changes(
     p_ords integer[],
     p_task_ids bigint[],
@@ -127,7 +131,8 @@ create function {{.schema}}_api._apply_task_changes(
     p_execution_names text[],
     p_errors text[],
     p_outputs jsonb[],
-    p_attempts integer[]
+    p_attempts integer[],
+    p_now timestamptz
 )
 returns table (ord integer, task_id bigint, outcome text, status text)
 language plpgsql
@@ -203,22 +208,22 @@ begin
                 when _new_attempt(i.status, t.attempts, t.max_retries) then null
                 else coalesce(i.output, t.output) end,
             retry_at = case when _retried(i.status, t.attempts, t.max_retries)
-                            then now() + _retry_backoff(greatest(t.attempts, 1)) end,
+                            then p_now + _retry_backoff(greatest(t.attempts, 1)) end,
             dispatched_at = case
                 when _new_attempt(i.status, t.attempts, t.max_retries) then null
                 else t.dispatched_at end,
             started_at = case
                 when _new_attempt(i.status, t.attempts, t.max_retries) then null
-                when i.status = 'running' then coalesce(t.started_at, now())
+                when i.status = 'running' then coalesce(t.started_at, p_now)
                 else t.started_at end,
             finished_at = case
                 when i.status in ('success', 'cancelled')
-                     or (i.status = 'failed' and not _retried(i.status, t.attempts, t.max_retries)) then now() end,
+                     or (i.status = 'failed' and not _retried(i.status, t.attempts, t.max_retries)) then p_now end,
             claimed_by = case when i.status = 'running' then t.claimed_by else '' end,
             lease_expires_at = null,
             timeout_at = case
                 when i.status = 'running' and t.timeout_seconds > 0
-                then coalesce(t.started_at, now()) + make_interval(secs => t.timeout_seconds) end
+                then coalesce(t.started_at, p_now) + make_interval(secs => t.timeout_seconds) end
         from input i
         where t.id = i.task_id
           and (coalesce(i.attempt, 0) = 0 or i.attempt = t.attempts)
@@ -360,14 +365,14 @@ begin
     -- A final failure or a cancellation finishes every transitive dependent.
     if v_failed is not null then
         select array_agg(f.task_id), array_agg(f.run_id) into v_failed, v_dep_runs
-        from _finish_dependents(v_failed, 'failed', 'dependency failed') f;
+        from _finish_dependents(v_failed, 'failed', 'dependency failed', p_now) f;
         v_ended := v_ended || v_failed;
         v_fin_runs := v_fin_runs || v_dep_runs;
         v_fin_statuses := v_fin_statuses || array_fill('failed'::text, array[coalesce(cardinality(v_dep_runs), 0)]);
     end if;
     if v_cancelled is not null then
         select array_agg(f.task_id), array_agg(f.run_id) into v_cancelled, v_dep_runs
-        from _finish_dependents(v_cancelled, 'cancelled', 'dependency cancelled') f;
+        from _finish_dependents(v_cancelled, 'cancelled', 'dependency cancelled', p_now) f;
         v_ended := v_ended || v_cancelled;
         v_fin_runs := v_fin_runs || v_dep_runs;
         v_fin_statuses := v_fin_statuses || array_fill('cancelled'::text, array[coalesce(cardinality(v_dep_runs), 0)]);
@@ -410,8 +415,9 @@ $$;
 
 -- _change_tasks is _apply_task_changes for the functions' own changes (lease expiry,
 -- timeouts, deferred-job outcomes): a status, an error and the fencing attempt per
--- task, no execution name or output, ordinals 1…n.
-create function {{.schema}}_api._change_tasks(p_task_ids bigint[], p_statuses text[], p_errors text[], p_attempts integer[])
+-- task, no execution name or output, ordinals 1…n, at the caller's p_now.
+create function {{.schema}}_api._change_tasks(p_task_ids bigint[], p_statuses text[], p_errors text[], p_attempts integer[],
+                                               p_now timestamptz)
 returns table (ord integer, task_id bigint, outcome text, status text)
 language sql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
@@ -422,5 +428,5 @@ as $$
         array(select generate_series(1, cardinality(p_task_ids))), p_task_ids, p_statuses,
         array_fill(null::text, array[cardinality(p_task_ids)]), p_errors,
         array_fill(null::jsonb, array[cardinality(p_task_ids)]),
-        coalesce(p_attempts, array_fill(null::integer, array[cardinality(p_task_ids)])))
+        coalesce(p_attempts, array_fill(null::integer, array[cardinality(p_task_ids)])), p_now)
 $$;

@@ -5,6 +5,9 @@
 -- dispatch needs: the task, its attempt (the fencing token to report back), the
 -- workflow's id, name, job_name, project and region, and upstream_outputs, a JSON object
 -- of each dependency's output by name. p_executor_types, when not null, filters by type.
+-- p_now is the time of the claim: retry times are due against it and the lease, the
+-- dispatch and the timeout are stamped from it (null or left out: now(), the
+-- transaction's start; pgstore passes its Config.Now, tests move it).
 --
 -- The row leaves out what every claimed task has in common: status 'dispatched',
 -- claimed_by p_claimer, unmet_deps 0, and no retry_at, started_at or finished_at.
@@ -19,7 +22,8 @@ create function {{.schema}}_api.claim_tasks(
     p_claimer text,
     p_limit integer,
     p_executor_types text[] default null,
-    p_lease interval default '5 minutes'
+    p_lease interval default '5 minutes',
+    p_now timestamptz default now()
 )
 returns table (
     id bigint, run_id bigint, task_index integer, task_name text, executor_type text, depends_on text[],
@@ -44,6 +48,7 @@ declare
     v_pooled bigint[];
     v_grouped boolean;
     v_n integer;
+    v_now constant timestamptz := coalesce(p_now, now());
 begin
     perform _check_claim(p_claimer, p_limit, p_lease);
     -- Is any ready task in a slot group (a pool or a fair run)? One probe of the
@@ -53,7 +58,7 @@ begin
     if v_grouped then
         -- the rows to take, locked, with their groups (see slots.sql)
         select array_agg(p.task_id), array_agg(p.slot_group) into v_ids, v_groups
-        from _pick_grouped(p_limit, p_executor_types) p;
+        from _pick_grouped(p_limit, p_executor_types, v_now) p;
         -- the picked groups that have a pool (a fair run's alone has none)
         v_pooled := array(select g.id from slot_groups g
                           where g.id = any(array(select distinct u.g from unnest(v_groups) as u(g)))
@@ -64,7 +69,7 @@ begin
             select q.task_id
             from task_queue q
             where q.slot_group = 0
-              and (q.ready_at is null or q.ready_at <= now())
+              and (q.ready_at is null or q.ready_at <= v_now)
               and (p_executor_types is null or q.executor_type = any(p_executor_types))
             order by q.priority desc, q.task_id
             limit p_limit
@@ -89,11 +94,11 @@ begin
         set status = 'dispatched',
             attempts = t.attempts + 1,
             claimed_by = p_claimer,
-            lease_expires_at = now() + p_lease,
-            dispatched_at = now(),
+            lease_expires_at = v_now + p_lease,
+            dispatched_at = v_now,
             started_at = null,
             retry_at = null,
-            timeout_at = case when t.timeout_seconds > 0 then now() + make_interval(secs => t.timeout_seconds) end
+            timeout_at = case when t.timeout_seconds > 0 then v_now + make_interval(secs => t.timeout_seconds) end
         where t.id = any(array(select o.id from owned o))
         returning t.id, t.run_id, t.task_index, t.task_name, t.executor_type, t.depends_on,
                   t.execution_name, t.params, t.output, t.error, t.attempts, t.max_retries,
@@ -109,7 +114,7 @@ begin
         -- ranges went to TOAST, compressed (pglz: 6% of such a claim's time). The ids
         -- in the gaps are harmless: the sweep decides from each task's own row.
         insert into task_leases (expires_at, task_ids)
-        select now() + p_lease,
+        select v_now + p_lease,
                range_agg(int8range(c.id, c.id + 8)) * int8multirange(int8range(min(c.id), max(c.id), '[]'))
         from claimed c
         having count(*) > 0
@@ -145,7 +150,7 @@ begin
         if v_n < coalesce(cardinality(v_ids), 0) then
             v_groups := array(select t.slot_group from tasks t
                               where t.id = any(v_ids) and t.status = 'dispatched'
-                                and t.claimed_by = p_claimer and t.dispatched_at = now());
+                                and t.claimed_by = p_claimer and t.dispatched_at = v_now);
         end if;
         perform _adjust_pools(v_groups, 1);
     end if;

@@ -49,7 +49,7 @@ $$;
 --               its other jobs are cancelled, dependents fail, the run completes)
 -- The task change happens in this call, by the same code as set_task_states. p_now is
 -- the time of the reports (null or left out: now(), the transaction's start); the task's
--- own change (retry_at, finished_at) is stamped by that code, at now().
+-- own change (retry_at, finished_at) is stamped by that code at the same time.
 create function {{.schema}}_api.report_deferred_polls(
     p_job_ids bigint[],
     p_results text[],
@@ -195,7 +195,7 @@ begin
 
     if v_task_ids is not null then
         select array_agg(a.task_id), array_agg(a.status) into v_done_tasks, v_done_statuses
-        from _change_tasks(v_task_ids, v_task_statuses, v_task_errors, null) a
+        from _change_tasks(v_task_ids, v_task_statuses, v_task_errors, null, v_now) a
         where a.outcome in ('applied', 'retrying');
     end if;
     return query

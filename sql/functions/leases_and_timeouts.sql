@@ -76,7 +76,7 @@ begin
             return query
             select c.ord + v_done, c.task_id, c.outcome, c.status
             from _change_tasks(v_ids, array_fill('pending'::text, array[n]),
-                               array_fill('lease expired'::text, array[n]), v_attempts) c;
+                               array_fill('lease expired'::text, array[n]), v_attempts, v_now) c;
             v_done := v_done + n;
         end if;
         -- A lease row is done once none of its tasks is still dispatched under an ended
@@ -133,7 +133,7 @@ begin
     ) x;
     n := coalesce(cardinality(v_ids), 0);
     if n > 0 then
-        return query select * from _change_tasks(v_ids, array_fill('failed'::text, array[n]), v_errors, v_attempts);
+        return query select * from _change_tasks(v_ids, array_fill('failed'::text, array[n]), v_errors, v_attempts, v_now);
     end if;
     -- The state machine removes a finished task's deadline; this clears any row that
     -- outlived its task all the same, so no due row is read twice.

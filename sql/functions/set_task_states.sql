@@ -18,7 +18,8 @@ $$;
 -- arrays of different lengths fail the whole call, changing nothing; bad ids never
 -- block the other rows. Rows come back in input order within each round of repeats.
 -- Arrays may start at any index (they are taken in order); more than one dimension
--- is refused (OK422).
+-- is refused (OK422). p_now is the time of the reports (retry times, start, finish and
+-- timeout times are stamped from it; null or left out: now(), the transaction's start).
 -- Example: select * from ork_api.set_task_states(array[1,2], array['running','success']);
 create function {{.schema}}_api.set_task_states(
     p_task_ids bigint[],
@@ -26,7 +27,8 @@ create function {{.schema}}_api.set_task_states(
     p_execution_names text[] default null,
     p_errors text[] default null,
     p_outputs jsonb[] default null,
-    p_attempts integer[] default null
+    p_attempts integer[] default null,
+    p_now timestamptz default now()
 )
 returns table (ord integer, task_id bigint, outcome text, status text)
 language plpgsql
@@ -41,6 +43,7 @@ declare
     v_max integer;
     v_bad integer;
     v_ords integer[];
+    v_now constant timestamptz := coalesce(p_now, now());
 begin
     if p_task_ids is null then
         raise exception using errcode = 'OK422', column = 'task_ids', message = 'task_ids must not be null';
@@ -110,7 +113,8 @@ begin
     -- Distinct ids (the usual case) are one round.
     if n = 1 or n = (select count(distinct u.id) from unnest(p_task_ids) as u(id)) then
         return query select * from _apply_task_changes(
-            array(select generate_series(1, n)), p_task_ids, p_statuses, p_execution_names, p_errors, p_outputs, p_attempts);
+            array(select generate_series(1, n)), p_task_ids, p_statuses, p_execution_names, p_errors, p_outputs, p_attempts,
+            v_now);
         return;
     end if;
     -- The occurrence number of each id: round r applies every id's r-th report.
@@ -128,7 +132,8 @@ begin
             array(select p_execution_names[o] from unnest(v_ords) o),
             array(select p_errors[o] from unnest(v_ords) o),
             array(select p_outputs[o] from unnest(v_ords) o),
-            array(select p_attempts[o] from unnest(v_ords) o));
+            array(select p_attempts[o] from unnest(v_ords) o),
+            v_now);
     end loop;
 end
 $$;

@@ -298,8 +298,8 @@ $$;
 -- room for, in claim order. The order is priority, then turn (a fair run's n-th task,
 -- or the n-th of every other task, has turn n: round-robin between fair runs and the
 -- rest), then the newer run on a tie of turns, then id. With no group free, only the
--- ungrouped head is read.
-create function {{.schema}}_api._pick_grouped(p_limit integer, p_executor_types text[])
+-- ungrouped head is read. Retry times are due against p_now, the claim's time.
+create function {{.schema}}_api._pick_grouped(p_limit integer, p_executor_types text[], p_now timestamptz)
 returns table (task_id bigint, slot_group bigint)
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
@@ -387,7 +387,7 @@ begin
                 select 0::bigint as list, u.task_id, u.priority, u.slot_group
                 from (select q.task_id, q.priority, q.slot_group from task_queue q
                       where q.slot_group = 0
-                        and (q.ready_at is null or q.ready_at <= now())
+                        and (q.ready_at is null or q.ready_at <= p_now)
                         and (p_executor_types is null or q.executor_type = any(p_executor_types))
                       order by q.priority desc, q.task_id
                       limit v_m
@@ -400,7 +400,7 @@ begin
                     -- "<> 0" lets the planner use the partial group index (else: a
                     -- sequential scan and a sort of the queue per group, 26 ms at 20,000)
                     where q.slot_group = grp.id and q.slot_group <> 0
-                      and (q.ready_at is null or q.ready_at <= now())
+                      and (q.ready_at is null or q.ready_at <= p_now)
                       and (p_executor_types is null or q.executor_type = any(p_executor_types))
                     order by q.priority desc, q.task_id
                     limit least(grp.room, v_m)
@@ -451,7 +451,7 @@ begin
             select u.task_id, u.priority, 0::bigint as wp, 0::bigint as kp, 0::bigint as fr
             from (select q.task_id, q.priority from task_queue q
                   where q.slot_group = 0
-                    and (q.ready_at is null or q.ready_at <= now())
+                    and (q.ready_at is null or q.ready_at <= p_now)
                     and (p_executor_types is null or q.executor_type = any(p_executor_types))
                   order by q.priority desc, q.task_id
                   limit p_limit) u
@@ -461,7 +461,7 @@ begin
             cross join lateral (
                 select q.task_id, q.priority from task_queue q
                 where q.slot_group = grp.id and q.slot_group <> 0
-                  and (q.ready_at is null or q.ready_at <= now())
+                  and (q.ready_at is null or q.ready_at <= p_now)
                   and (p_executor_types is null or q.executor_type = any(p_executor_types))
                 order by q.priority desc, q.task_id
                 limit grp.room) c
