@@ -17,15 +17,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tiny := fs.Bool("tiny", false, "trivial sizes: checks that the harness works, measures nothing")
 	out := fs.String("out", "internal/bench/results", "directory for <mode>.json, .txt and .svg (empty: write nothing)")
 	only := fs.String("only", "", "comma-separated scenarios to run: "+strings.Join(bench.Scenarios(), ", "))
+	set := fs.String("set", "", "comma-separated size changes, Field=value (bench.Sizes; lists as 1/4/8), e.g. ChurnTasks=2000000,Reps=1;\nthe run is then mode custom (custom.json)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	pool, err := connect(ctx, 32)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	cfg := &bench.Config{Pool: pool, Progress: stdout, Mode: "quick"}
+	cfg := &bench.Config{Progress: stdout, Mode: "quick"}
 	sizes := bench.QuickSizes()
 	switch {
 	case *full:
@@ -33,7 +29,25 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case *tiny:
 		sizes, cfg.Mode = bench.TinySizes(), "tiny"
 	}
+	if *set != "" {
+		for _, kv := range strings.Split(*set, ",") {
+			field, value, ok := strings.Cut(kv, "=")
+			if !ok {
+				return fmt.Errorf("bench: -set %q: want Field=value", kv)
+			}
+			if err := sizes.Set(strings.TrimSpace(field), strings.TrimSpace(value)); err != nil {
+				return err
+			}
+		}
+		cfg.Mode = "custom"
+	}
 	cfg.Sizes = &sizes
+	pool, err := connect(ctx, 32)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	cfg.Pool = pool
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
 	}

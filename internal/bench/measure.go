@@ -74,7 +74,12 @@ func (r *runner) diskSize(ctx context.Context, schemas ...string) (float64, erro
 // (p99 only from minP99Samples or more), and per item the median WAL bytes,
 // allocations and on-disk bytes. A repetition that fails records the error instead.
 func (r *runner) measure(base Result, once func(rep int) (*sample, error)) {
-	reps := max(1, r.sizes.Reps)
+	r.measureReps(base, r.sizes.Reps, once)
+}
+
+// measureReps is measure with its own number of repetitions (at least 1).
+func (r *runner) measureReps(base Result, reps int, once func(rep int) (*sample, error)) {
+	reps = max(1, reps)
 	var ss []*sample
 	for i := 0; i < reps; i++ {
 		s, err := once(i)
