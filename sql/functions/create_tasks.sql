@@ -22,8 +22,13 @@ set plan_cache_mode = force_generic_plan
 as $$
 begin
     perform _create_tasks(p_run_id, p_specs);
+    -- unmet_deps as Task.UnmetDeps (task_unmet_deps): a caller selecting from this
+    -- function reads with a snapshot from before it ran, which cannot see the counts
+    -- kept apart (readiness.sql) that it wrote; read here, this statement's can.
     return query
-    select t.* from tasks t
+    select r.* from tasks t
+    cross join lateral jsonb_populate_record(t, jsonb_build_object('unmet_deps',
+        task_unmet_deps(t.id, t.run_id, t.depends_on, t.unmet_deps))) r
     where t.run_id = p_run_id
       and (t.task_index in (select coalesce((e.spec->>'task_index')::integer, e.pos::integer - 1)
                             from jsonb_array_elements(p_specs) with ordinality as e(spec, pos))
