@@ -197,7 +197,7 @@ CREATE TABLE ork.task_deps_unmet (
     unmet integer NOT NULL,
     CONSTRAINT task_deps_unmet_unmet_check CHECK ((unmet >= 0))
 )
-WITH (fillfactor='50');
+WITH (fillfactor='10');
 
 CREATE TABLE ork.task_leases (
     id bigint NOT NULL,

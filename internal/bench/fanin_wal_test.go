@@ -33,9 +33,19 @@ func TestFanInReadinessWAL(t *testing.T) {
 	}
 	ctx := context.Background()
 	s := testdb.Store(t)
+	// ORK_FANIN_FF=<fillfactor> tries another fillfactor for task_deps_unmet (on an install of its own)
+	ff := os.Getenv("ORK_FANIN_FF")
+	if ff != "" {
+		s = testdb.FreshStore(t)
+	}
 	pool := s.Pool()
 	q := func(sql string) string {
 		return strings.NewReplacer("{ork}", s.Schema(), "{api}", s.Schema()+"_api").Replace(sql)
+	}
+	if ff != "" {
+		if _, err := pool.Exec(ctx, q(`alter table {ork}.task_deps_unmet set (fillfactor = `+strconv.Quote(ff)[1:len(ff)+1]+`)`)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	wf, err := s.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "fanin-wal", ExecutorType: "noop"})
 	if err != nil {
@@ -152,6 +162,11 @@ func TestFanInReadinessWAL(t *testing.T) {
 	if err := pool.QueryRow(ctx, q(`select count(*) from {ork}.task_queue q join {ork}.tasks t on t.id = q.task_id
 		where t.task_name = 'sink'`)).Scan(&queued); err != nil || queued != 2*n {
 		t.Fatalf("%d joins queued, want %d (%v)", queued, 2*n, err)
+	}
+	var upd, hot int64
+	if err := pool.QueryRow(ctx, `select n_tup_upd, n_tup_hot_upd from pg_stat_user_tables
+		where schemaname = $1 and relname = 'task_deps_unmet'`, s.Schema()).Scan(&upd, &hot); err == nil {
+		t.Logf("task_deps_unmet: %d of %d updates HOT (statistics as the collector last flushed them)", hot, upd)
 	}
 	for kind, name := range []string{"count apart (task_deps_unmet)", "count on the task row (before 008)"} {
 		c := cpuPer[kind]
