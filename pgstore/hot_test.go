@@ -493,11 +493,11 @@ func TestExpiredLeaseFencesOldClaimer(t *testing.T) {
 }
 
 // queueMismatches lists the tasks that the claim and sweep tables misfile, by the rule
-// of migration 003: a task_queue row exactly for pending tasks with no unmet dependency
-// (with ready_at = retry_at; a task with one dependency counts it unmet until it has
-// succeeded, issue 14); a task_deadlines row exactly for dispatched and running
-// tasks with a timeout_at (the same time); and every dispatched task named by a
-// task_leases row due no later than its lease.
+// of migration 003: a task_queue row exactly for pending tasks whose dependencies have
+// all succeeded (with ready_at = retry_at), and a waiting task's UnmetDeps the number
+// that have not (issue 14: neither is read from the row alone); a task_deadlines row
+// exactly for dispatched and running tasks with a timeout_at (the same time); and every
+// dispatched task named by a task_leases row due no later than its lease.
 func queueMismatches(t testing.TB, s *pgstore.Store) []string {
 	t.Helper()
 	rows, err := s.Pool().Query(context.Background(), strings.NewReplacer("{ork}", s.Schema()).Replace(`
@@ -505,11 +505,19 @@ func queueMismatches(t testing.TB, s *pgstore.Store) []string {
 		       coalesce(t.unmet_deps::text, '-') || ', queue ' || case when q.task_id is null then 'none' else 'ready' end
 		from {ork}.tasks t
 		full join {ork}.task_queue q on q.task_id = t.id
-		where (q.task_id is not null) <> coalesce(t.status = 'pending' and t.unmet_deps = 0
-		          -- one dependency: ready once it has succeeded (_deps_met)
-		          and (cardinality(t.depends_on) <> 1 or exists (select 1 from {ork}.tasks u
-		               where u.run_id = t.run_id and u.task_name = t.depends_on[1] and u.status = 'success')), false)
+		where (q.task_id is not null) <> coalesce(t.status = 'pending'
+		          -- ready once every dependency has succeeded, however that is kept (readiness.sql)
+		          and not exists (select 1 from unnest(t.depends_on) d where not exists (select 1 from {ork}.tasks u
+		               where u.run_id = t.run_id and u.task_name = d and u.status = 'success')), false)
 		   or (q.task_id is not null and q.ready_at is distinct from t.retry_at)
+		union all
+		-- a waiting task's UnmetDeps is its dependencies that have not succeeded
+		select t.id::text || ': task ' || t.status || ' UnmetDeps ' || {ork}_api.task_unmet_deps(t.id, t.run_id, t.depends_on, t.unmet_deps) ||
+		       ', unmet ' || x.n
+		from {ork}.tasks t
+		cross join lateral (select count(*)::integer as n from unnest(t.depends_on) d where not exists (select 1 from {ork}.tasks u
+		               where u.run_id = t.run_id and u.task_name = d and u.status = 'success')) x
+		where t.status in ('pending', 'paused') and {ork}_api.task_unmet_deps(t.id, t.run_id, t.depends_on, t.unmet_deps) <> x.n
 		union all
 		select coalesce(t.id, d.task_id)::text || ': task ' || coalesce(t.status, 'none') || ' timeout ' ||
 		       coalesce(t.timeout_at::text, '-') || ', deadline ' || coalesce(d.timeout_at::text, 'none')
@@ -825,7 +833,7 @@ func TestCompiledSnapshotRunsMatchTheFirst(t *testing.T) {
 // A success makes a dependent with one dependency ready without writing a version of
 // its row (issue 14): the row keeps its xmin (a lock sets only xmax), it joins the
 // queue, and UnmetDeps reads 1 before and 0 after. A dependent with two dependencies
-// still counts down on its row.
+// counts down apart, without writing its row either (TestFanInReadinessWithoutWritingTheJoin).
 func TestReadinessWithoutWritingTheDependent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -862,8 +870,8 @@ func TestReadinessWithoutWritingTheDependent(t *testing.T) {
 	if got := xmin("b"); got != bBefore {
 		t.Errorf("b's row was rewritten by a's success (xmin %s → %s)", bBefore, got)
 	}
-	if got := xmin("d"); got == dBefore {
-		t.Errorf("d (two dependencies) was not counted down")
+	if got := xmin("d"); got != dBefore {
+		t.Errorf("d's row (two dependencies) was rewritten by a's success (xmin %s → %s)", dBefore, got)
 	}
 	if got := unmet("b"); got != 0 {
 		t.Errorf("b unmet after a = %d, want 0", got)
@@ -884,5 +892,93 @@ func TestReadinessWithoutWritingTheDependent(t *testing.T) {
 	}
 	if fmt.Sprint(names) != "[b c]" {
 		t.Errorf("claimed %v, want [b c]", names)
+	}
+}
+
+// A join's dependencies make it ready without a new version of its row (issue 14): each
+// success, in a batch of its own, leaves the join's xmin as it was while UnmetDeps
+// counts down and the join is queued after the last. A success while the run is
+// paused, a dependency that fails and retries, and an operator's retry of a succeeded
+// dependency keep the count right; purging the run removes its count. Fails on the
+// code before migration 008 (the join's xmin changes with each success).
+func TestFanInReadinessWithoutWritingTheJoin(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testdb.Store(t)
+	run, tasks := startRun(t, s, []orkstate.TaskSpec{
+		{Name: "a"}, {Name: "b", MaxRetries: 1}, {Name: "c"}, {Name: "join", DependsOn: []string{"a", "b", "c"}}})
+	id := map[string]int64{}
+	for _, k := range tasks {
+		id[k.TaskName] = k.ID
+	}
+	q := func(query string, args ...any) (x string) {
+		t.Helper()
+		if err := s.Pool().QueryRow(ctx, strings.ReplaceAll(query, "{ork}", s.Schema()), args...).Scan(&x); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	xmin := func() string { return q(`select xmin::text from {ork}.tasks where id = $1`, id["join"]) }
+	check := func(step string, wantUnmet int) {
+		t.Helper()
+		k, err := s.GetTask(ctx, id["join"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.UnmetDeps != wantUnmet {
+			t.Errorf("after %s: join UnmetDeps = %d, want %d", step, k.UnmetDeps, wantUnmet)
+		}
+		if bad := queueMismatches(t, s); len(bad) > 0 {
+			t.Fatalf("after %s: %v", step, bad)
+		}
+	}
+	report := func(name string, status orkstate.TaskStatus) {
+		t.Helper()
+		out, err := s.SetTaskStates(ctx, []orkstate.TaskUpdate{{TaskID: id[name], Status: status}})
+		if err != nil || out[0].Outcome != orkstate.OutcomeApplied && out[0].Outcome != orkstate.OutcomeRetrying {
+			t.Fatalf("%s %s: %v %v", name, status, out, err)
+		}
+	}
+	success := func(name string, wantUnmet int) {
+		t.Helper()
+		before := xmin()
+		report(name, orkstate.TaskSuccess)
+		if got := xmin(); got != before {
+			t.Errorf("the join's row was rewritten by %s's success (xmin %s → %s)", name, before, got)
+		}
+		check(name+" success", wantUnmet)
+	}
+	check("start", 3)
+	if claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "w", Limit: 10}); err != nil || len(claimed) != 3 {
+		t.Fatalf("claimed %v, %v; want a, b, c", claimed, err)
+	}
+	success("a", 2)
+	noErr(t, s.PauseRun(ctx, run.ID))
+	success("c", 1) // the join is paused: it counts down all the same
+	noErr(t, s.ResumeRun(ctx, run.ID))
+	check("resume", 1)
+	report("b", orkstate.TaskFailed) // retried: b is pending again, the join still waits
+	check("b failed with a retry left", 1)
+	success("b", 0)
+
+	noErr(t, s.RetryTask(ctx, id["c"])) // the join waits for c again
+	check("operator retry of c", 1)
+	success("c", 0)
+	claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "w", Limit: 10})
+	if err != nil || len(claimed) != 1 || claimed[0].TaskName != "join" {
+		t.Fatalf("claimed %v, %v; want the join", claimed, err)
+	}
+	report("join", orkstate.TaskSuccess)
+	if n := q(`select count(*)::text from {ork}.task_deps_unmet where task_id = $1`, id["join"]); n != "1" {
+		t.Fatalf("the join has %s rows in task_deps_unmet, want 1", n)
+	}
+	if r, err := s.GetRun(ctx, run.ID); err != nil || r.Status != orkstate.RunSuccess {
+		noErr(t, s.UpdateRunStatus(ctx, run.ID, orkstate.RunSuccess, ""))
+	}
+	if _, err := s.PurgeRuns(ctx, orkstate.PurgeParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := q(`select count(*)::text from {ork}.task_deps_unmet`); n != "0" {
+		t.Fatalf("task_deps_unmet has %s rows after the run was purged, want 0", n)
 	}
 }

@@ -144,6 +144,8 @@ func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate
 			}
 		}
 		unmet := in.UnmetDeps()
+		var apartIDs []int64
+		var apartUnmet []int
 		rows := make([]importTask, len(tasks))
 		for i, k := range tasks {
 			deps := k.DependsOn
@@ -154,15 +156,19 @@ func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate
 			if down == nil {
 				down = []int64{}
 			}
-			if len(deps) == 1 {
-				// one dependency: its readiness is derived from that task's status
-				// (readiness.sql), the row keeps 0
-				unmet[k.ID] = 0
+			// The row keeps 0 for a task with dependencies: one is derived from that
+			// task's status, several are counted apart (readiness.sql).
+			rowUnmet := unmet[k.ID]
+			if len(deps) >= 1 {
+				rowUnmet = 0
+			}
+			if len(deps) >= 2 && unmet[k.ID] > 0 {
+				apartIDs, apartUnmet = append(apartIDs, ids[i]), append(apartUnmet, unmet[k.ID])
 			}
 			rows[i] = importTask{ID: ids[i], TaskIndex: k.TaskIndex, TaskName: k.TaskName, ExecutorType: k.ExecutorType,
 				DependsOn: deps, Status: string(k.Status), ExecutionName: k.ExecutionName, Params: k.Params,
 				Output: k.Output, Error: k.Error, Attempts: k.Attempts, MaxRetries: k.MaxRetries,
-				TimeoutSeconds: k.TimeoutSeconds, RetryAt: usecPtr(k.RetryAt), UnmetDeps: unmet[k.ID],
+				TimeoutSeconds: k.TimeoutSeconds, RetryAt: usecPtr(k.RetryAt), UnmetDeps: rowUnmet,
 				Downstream: down, ClaimedBy: k.ClaimedBy, LeaseExpiresAt: usecPtr(k.LeaseExpiresAt),
 				CreatedAt: usec(k.CreatedAt), DispatchedAt: usecPtr(k.DispatchedAt), StartedAt: usecPtr(k.StartedAt),
 				FinishedAt: usecPtr(k.FinishedAt), Priority: k.Priority, PriorityOver: k.PriorityOverride,
@@ -200,6 +206,11 @@ func (s *Store) ImportRun(ctx context.Context, in orkstate.RunImport) (*orkstate
 		// them; then the tasks in flight take their slots, so the pools count them.
 		if _, err := tx.db.Exec(ctx, s.sql(`select {api}._place_run_tasks($1)`), out.RunID); err != nil {
 			return err
+		}
+		if len(apartIDs) > 0 {
+			if _, err := tx.db.Exec(ctx, s.sql(`select {api}._set_deps_unmet($1, $2)`), apartIDs, apartUnmet); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.db.Exec(ctx, s.sql(`select {api}._queue_sync($1)`), ids); err != nil {
 			return err

@@ -72,8 +72,10 @@ func (n planNode) find(ok func(planNode) bool) (planNode, bool) {
 // _apply_task_changes visit, and so lock, the tasks in id order, keyed by the
 // statement's first line. The UPDATE of the reported tasks and the FOR NO KEY UPDATE
 // of the successes' dependents (issue 14: it replaced their decrement, so a dependent
-// with one dependency is locked, not rewritten; the decrement of the others follows
-// on rows it already holds, so its order does not matter and it is not checked): a
+// is locked, not rewritten; the decrement of a join's count in task_deps_unmet, and
+// of an older package's count on the task row, follows on tasks it already holds, and
+// a count apart is written only under its task's lock, so their order does not matter
+// and they are not checked): a
 // nested loop whose outer side is the id-sorted input and whose inner side reads tasks
 // by primary key; a nested loop returns rows in its outer side's order, and the UPDATE
 // and LockRows lock them as they come. _finish_dependents (called by it, so under its settings):
@@ -161,8 +163,8 @@ func TestLockOrderPlans(t *testing.T) {
 	}
 	apply := fmt.Sprintf(`select * from %s_api._apply_task_changes(array[1], $1::bigint[], $2::text[],
 		array[null]::text[], array[null]::text[], array[null]::jsonb[], array[null]::integer[], now())`, s.Schema())
-	// a succeeds: its dependents' counters go down (the dec UPDATE). b fails for good:
-	// d is finished as a dependent (_finish_dependents).
+	// a succeeds: its dependents are locked (the dec statement; b and c are derived).
+	// b fails for good: d, counted apart, is finished as a dependent (_finish_dependents).
 	for _, r := range []struct {
 		task   string
 		status string

@@ -923,3 +923,67 @@ func TestLeastPrivilegeRole(t *testing.T) {
 	}
 	runDAGAs(t, b, role)
 }
+
+// Migration 008 rolls back and forward again without losing a join's count: down, the
+// count kept apart goes back to the task row (what version 7's package reads); up
+// again, that row is counted where it is until the join is ready.
+func TestFanInMigrationKeepsCounts(t *testing.T) {
+	t.Parallel()
+	b := setupFresh(t)
+	schema, pool := b.s.Schema(), b.s.Pool()
+	w := b.workflow(t, "fanin")
+	_, err := b.s.ReplaceWorkflowTasks(b.ctx, w.ID, []orkstate.TaskSpec{
+		{Name: "a"}, {Name: "b"}, {Name: "c"}, {Name: "join", DependsOn: []string{"a", "b", "c"}}})
+	noErr(t, err)
+	r := b.run(t, w.ID)
+	_, err = b.s.StartPendingRuns(b.ctx, 1)
+	noErr(t, err)
+	claimed, err := b.s.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "m", Limit: 10})
+	noErr(t, err)
+	if len(claimed) != 3 {
+		t.Fatalf("claimed %v, want a, b, c", claimed)
+	}
+	id := map[string]int64{}
+	tasks, err := b.s.ListTasks(b.ctx, r.ID)
+	noErr(t, err)
+	for _, k := range tasks {
+		id[k.TaskName] = k.ID
+	}
+	success := func(name string) {
+		t.Helper()
+		out, err := b.s.SetTaskStates(b.ctx, []orkstate.TaskUpdate{{TaskID: id[name], Status: orkstate.TaskSuccess}})
+		noErr(t, err)
+		if out[0].Outcome != orkstate.OutcomeApplied {
+			t.Fatalf("%s success: %+v", name, out[0])
+		}
+	}
+	unmet := func(step string, want int) {
+		t.Helper()
+		k, err := b.s.GetTask(b.ctx, id["join"])
+		noErr(t, err)
+		if k.UnmetDeps != want {
+			t.Fatalf("after %s: join UnmetDeps = %d, want %d", step, k.UnmetDeps, want)
+		}
+		if bad := queueMismatches(t, b.s); len(bad) > 0 {
+			t.Fatalf("after %s: %v", step, bad)
+		}
+	}
+	success("a")
+	unmet("a success", 2)
+
+	noErr(t, pgstore.MigrateTo(b.ctx, pool, schema, 7))
+	if n := b.count(t, `select unmet_deps from {ork}.tasks where id = $1`, id["join"]); n != 2 {
+		t.Fatalf("after the rollback the join's row counts %d, want 2", n)
+	}
+	noErr(t, pgstore.Migrate(b.ctx, pool, schema))
+	unmet("the round trip", 2)
+	success("b")
+	unmet("b success", 1)
+	success("c")
+	unmet("c success", 0)
+	next, err := b.s.ClaimTasks(b.ctx, orkstate.ClaimParams{Claimer: "m", Limit: 10})
+	noErr(t, err)
+	if len(next) != 1 || next[0].TaskName != "join" {
+		t.Fatalf("claimed %v, want the join", next)
+	}
+}

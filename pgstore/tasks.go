@@ -16,7 +16,8 @@ var taskColumns = taskColumnsOf("")
 
 // taskColumnsOf is taskColumns qualified with a table alias ("" for none), for joins.
 // UnmetDeps is computed ({api}.task_unmet_deps): a task with one dependency keeps 0 on
-// its row, and its count is whether that dependency has not succeeded yet.
+// its row, and its count is whether that dependency has not succeeded yet; a task with
+// several keeps its count in task_deps_unmet.
 func taskColumnsOf(alias string) string {
 	p := ""
 	if alias != "" {
@@ -24,7 +25,7 @@ func taskColumnsOf(alias string) string {
 	}
 	return strings.ReplaceAll(`$id, $run_id, $task_index, $task_name, $executor_type, $depends_on, $status, $execution_name,
 	$params, $output, $error, $attempts, $max_retries, $timeout_seconds, $retry_at,
-	{api}.task_unmet_deps($run_id, $depends_on, $unmet_deps) as unmet_deps, $claimed_by,
+	{api}.task_unmet_deps($id, $run_id, $depends_on, $unmet_deps) as unmet_deps, $claimed_by,
 	$lease_expires_at, $created_at, $dispatched_at, $started_at, $finished_at, $priority, $priority_override,
 	$concurrency_key`, "$", p)
 }

@@ -12,6 +12,7 @@ CREATE FUNCTION ork.task_queue_forget_deleted_tasks() RETURNS trigger
 begin
     delete from task_queue q where q.task_id in (select d.id from deleted_tasks d);
     delete from task_deadlines dl where dl.task_id in (select d.id from deleted_tasks d);
+    delete from task_deps_unmet u where u.task_id in (select d.id from deleted_tasks d);
     -- a deleted in-flight task gives its slots back
     with gone as (
         delete from task_slots s where s.task_id in (select d.id from deleted_tasks d) returning s.slot_group
@@ -191,6 +192,13 @@ CREATE TABLE ork.task_deadlines (
     timeout_at timestamp with time zone NOT NULL
 );
 
+CREATE TABLE ork.task_deps_unmet (
+    task_id bigint NOT NULL,
+    unmet integer NOT NULL,
+    CONSTRAINT task_deps_unmet_unmet_check CHECK ((unmet >= 0))
+)
+WITH (fillfactor='10');
+
 CREATE TABLE ork.task_leases (
     id bigint NOT NULL,
     expires_at timestamp with time zone NOT NULL,
@@ -359,6 +367,9 @@ ALTER TABLE ONLY ork.snapshot_tasks
 
 ALTER TABLE ONLY ork.task_deadlines
     ADD CONSTRAINT task_deadlines_pkey PRIMARY KEY (task_id);
+
+ALTER TABLE ONLY ork.task_deps_unmet
+    ADD CONSTRAINT task_deps_unmet_pkey PRIMARY KEY (task_id);
 
 ALTER TABLE ONLY ork.task_leases
     ADD CONSTRAINT task_leases_pkey PRIMARY KEY (id);

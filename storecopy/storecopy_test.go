@@ -94,13 +94,14 @@ func testCopy(t *testing.T, src *sqlitecompat.Store, dst orkstate.Store) {
 	if out.Outcome != orkstate.OutcomeRetrying {
 		t.Fatalf("failing f: %+v", out)
 	}
-	// A run half done: p succeeded, q (after p) is ready, z (after q) waits.
+	// A run half done: p succeeded, q (after p) is ready, z (after p and q: a count
+	// of one left, which a PostgreSQL copy keeps apart from the row) waits.
 	r4, err := src.CreateRun(ctx, wf.ID, "manual")
 	must(err)
 	ts4, err := src.CreateDAGTasks(ctx, r4.ID, []orkstate.NewTask{
 		{TaskIndex: 0, TaskName: "p", ExecutorType: "drive"},
 		{TaskIndex: 1, TaskName: "q", ExecutorType: "drive", DependsOn: []string{"p"}},
-		{TaskIndex: 2, TaskName: "z", ExecutorType: "drive", DependsOn: []string{"q"}},
+		{TaskIndex: 2, TaskName: "z", ExecutorType: "drive", DependsOn: []string{"p", "q"}},
 	})
 	must(err)
 	claimed, err = src.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "sched-1", Limit: 10, ExecutorTypes: []string{"drive"}})

@@ -170,6 +170,7 @@ declare
     v_unready bigint[];
     v_pending_derived bigint[];
     v_counted bigint[];
+    v_apart bigint[];
     v_timed bigint[];
     v_timed_at timestamptz[];
     v_untimed bigint[];
@@ -231,7 +232,8 @@ begin
           and _task_transition_allowed(t.status, i.status)
         returning i.k, i.ord, t.id, t.run_id, t.status, t.unmet_deps, t.executor_type, t.retry_at,
                   t.timeout_seconds, t.timeout_at, t.downstream, t.priority, t.slot_group,
-                  _deps_derived(t.depends_on, t.unmet_deps) as derived,
+                  -- readiness not counted on the row (one dependency, or counted apart)
+                  _deps_derived(t.depends_on, t.unmet_deps) or _deps_apart(t.depends_on, t.unmet_deps) as derived,
                   case when i.status = 'failed' and t.status = 'pending' then 'retrying' else 'applied' end as outcome
     )
     -- The arrays are in update order, all alike; only the result is sorted (by ord),
@@ -282,9 +284,10 @@ begin
         set executor_type = excluded.executor_type, ready_at = excluded.ready_at,
             priority = excluded.priority, slot_group = excluded.slot_group;
     end if;
-    -- A task with one dependency that went back to pending is ready when that dependency
-    -- has succeeded: _queue_sync reads it, in a statement after the update (so after any
-    -- wait for the reporter of that dependency).
+    -- A task with dependencies and no count on its row that went back to pending is
+    -- ready when they have succeeded (one dependency) or its count apart is 0:
+    -- _queue_sync reads it, in a statement after the update (so after any wait for the
+    -- reporter of a dependency).
     if v_pending_derived is not null then
         perform _queue_sync(v_pending_derived);
     end if;
@@ -319,13 +322,18 @@ begin
     -- row version that, on a page the task's own reports also rewrite, often left the
     -- page and wrote three index entries). The others count down below. They had an
     -- unmet dependency, so they had no queue row: a plain insert.
+    --
+    -- The lock is taken for the other dependents too: it orders the reporters of one
+    -- dependent's dependencies (and its own status changes, a pause or a cancel) in id
+    -- order, and the count apart below is written under it.
     if v_down is not null then
         with dec as (
             -- sorted: the lock below visits the dependents, and locks them, in id order
             select dn.id from unnest(v_down) as dn(id) group by dn.id order by dn.id
         ), locked as (
             select t.id, t.status, t.executor_type, t.retry_at, t.priority, t.slot_group,
-                   _deps_derived(t.depends_on, t.unmet_deps) as derived
+                   _deps_derived(t.depends_on, t.unmet_deps) as derived,
+                   _deps_apart(t.depends_on, t.unmet_deps) as apart
             from dec join tasks t on t.id = dec.id
             where t.status in ('pending', 'paused')
             for no key update of t
@@ -336,11 +344,37 @@ begin
             where l.derived and l.status = 'pending'
             returning 1
         )
-        select exists (select 1 from queued), (select array_agg(l.id) from locked l where not l.derived)
-        into v_became_ready, v_counted;
+        select exists (select 1 from queued),
+               (select array_agg(l.id) from locked l where not l.derived and not l.apart),
+               (select array_agg(l.id) from locked l where l.apart)
+        into v_became_ready, v_counted, v_apart;
     end if;
-    -- Tasks with several dependencies (fan-in), and rows an older package wrote with a
-    -- count on a single dependency: decrement; those reaching zero join the queue.
+    -- Tasks with several dependencies (fan-in): their count apart goes down (issue 14: a
+    -- HOT update of a narrow row, where the decrement of the task row wrote a new
+    -- version of it per dependency); those reaching zero join the queue, with the
+    -- columns of their rows (held since the lock above, so as they are now). A task
+    -- without a row here had nothing left unmet (none is written for 0).
+    if v_apart is not null then
+        with counts as (
+            select dn.id, count(*)::integer as n from unnest(v_down) as dn(id)
+            where dn.id = any(v_apart) group by dn.id order by dn.id
+        ), upd as (
+            update task_deps_unmet u
+            set unmet = greatest(u.unmet - counts.n, 0)
+            from counts
+            where u.task_id = counts.id
+            returning u.task_id, u.unmet
+        ), queued as (
+            insert into task_queue (task_id, executor_type, ready_at, priority, slot_group)
+            select t.id, t.executor_type, t.retry_at, t.priority, t.slot_group
+            from upd join tasks t on t.id = upd.task_id
+            where upd.unmet = 0 and t.status = 'pending'
+            returning 1
+        )
+        select v_became_ready or exists (select 1 from queued) into v_became_ready;
+    end if;
+    -- Rows an older package wrote with a count on the row: decrement; those reaching
+    -- zero join the queue.
     -- Their rows are locked already (above), so the order of this update does not matter.
     if v_counted is not null then
         with counts as (

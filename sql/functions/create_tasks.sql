@@ -22,8 +22,13 @@ set plan_cache_mode = force_generic_plan
 as $$
 begin
     perform _create_tasks(p_run_id, p_specs);
+    -- unmet_deps as Task.UnmetDeps (task_unmet_deps): a caller selecting from this
+    -- function reads with a snapshot from before it ran, which cannot see the counts
+    -- kept apart (readiness.sql) that it wrote; read here, this statement's can.
     return query
-    select t.* from tasks t
+    select r.* from tasks t
+    cross join lateral jsonb_populate_record(t, jsonb_build_object('unmet_deps',
+        task_unmet_deps(t.id, t.run_id, t.depends_on, t.unmet_deps))) r
     where t.run_id = p_run_id
       and (t.task_index in (select coalesce((e.spec->>'task_index')::integer, e.pos::integer - 1)
                             from jsonb_array_elements(p_specs) with ordinality as e(spec, pos))
@@ -319,6 +324,13 @@ begin
             select v_src[k] as p, array_agg(v_ids[v_dst[k]] order by k) as ids
             from generate_series(1, v_edges) k
             group by v_src[k]
+        ), spec as (
+            -- n: the dependencies not met yet (readiness.sql: none on the row)
+            select s.*, case when cardinality(v_succeeded) = 0 then cardinality(s.deps::text[])
+                             else (select count(*) from unnest(s.deps::text[]) d where d <> all(v_succeeded))::integer
+                        end as n
+            from unnest(v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts, v_prios, v_keys)
+                with ordinality as s(idx, name, etype, deps, params, retries, timeout, prio, ckey, p)
         ), ins as (
             insert into tasks (id, run_id, task_index, task_name, executor_type, depends_on, status, params,
                                max_retries, timeout_seconds, unmet_deps, downstream,
@@ -327,23 +339,25 @@ begin
             select v_ids[s.p], p_run_id, s.idx, s.name, s.etype,
                    s.deps::text[],
                    v_status, s.params, s.retries, s.timeout,
-                   -- one dependency: readiness is derived from its status (readiness.sql)
-                   case when cardinality(s.deps::text[]) = 1 then 0
-                        when cardinality(v_succeeded) = 0 then cardinality(s.deps::text[])
-                        else (select count(*) from unnest(s.deps::text[]) d where d <> all(v_succeeded))::integer end,
+                   -- one dependency: readiness is derived from its status; several:
+                   -- counted apart (readiness.sql)
+                   0,
                    coalesce(down.ids, '{}'),
                    coalesce(s.prio, v_wf_priority), s.prio, s.ckey
-            from unnest(v_idx, v_names, v_types, v_deps, v_params, v_retries, v_timeouts, v_prios, v_keys)
-                with ordinality as s(idx, name, etype, deps, params, retries, timeout, prio, ckey, p)
+            from spec s
             left join down on down.p = s.p
             order by s.idx
-            returning tasks.id, tasks.status, tasks.unmet_deps, tasks.depends_on, tasks.executor_type, tasks.priority
+            returning tasks.id, tasks.status, tasks.depends_on, tasks.executor_type, tasks.priority
+        ), apart as (
+            insert into task_deps_unmet (task_id, unmet)
+            select v_ids[s.p], s.n from spec s
+            where cardinality(s.deps::text[]) >= 2 and s.n > 0
+            order by 1
         ), queued as (
             insert into task_queue (task_id, executor_type, priority)
             select ins.id, ins.executor_type, ins.priority
             from ins
-            where ins.status = 'pending' and ins.unmet_deps = 0
-              and (cardinality(ins.depends_on) <> 1 or ins.depends_on[1] = any(v_succeeded))
+            where ins.status = 'pending' and ins.depends_on <@ v_succeeded  -- every one met (n = 0)
             returning 1
         )
         select (select count(*) from ins), exists (select 1 from queued)

@@ -1,12 +1,19 @@
--- Readiness (docs/architecture.md, "Readiness is pushed"; issue 14):
--- a task with exactly one dependency keeps unmet_deps 0 on its row and is ready when
--- that dependency has succeeded, so a success makes it ready without writing its row;
--- every other task counts its unmet dependencies in unmet_deps. A row written by an
--- older package with a count on its single dependency is counted until that count is 0
--- (no migration rewrites rows).
+-- Readiness (docs/architecture.md, "Readiness is pushed"; issue 14): a success makes
+-- its dependents ready without writing their rows.
+--   no dependency        ready from the start;
+--   one dependency       unmet_deps 0 on the row, ready when that dependency has
+--                        succeeded (derived);
+--   two or more          unmet_deps 0 on the row, the count of unmet dependencies in
+--                        task_deps_unmet (a missing row counts 0), decremented by each
+--                        dependency's success: a HOT update of a narrow row instead of
+--                        a new version of the wide task row (apart).
+-- A row written by an older package with a count on the task row (unmet_deps > 0) is
+-- counted there until that count is 0 (no migration rewrites rows). task_deps_unmet
+-- rows are written only by a transaction holding the task's row lock, so the task
+-- lock order (id order) is theirs too.
 
 -- _deps_derived says whether a task's readiness is derived from its one dependency's
--- status rather than counted on its row. Plain SQL: the planner inlines it.
+-- status rather than counted. Plain SQL: the planner inlines it.
 create function {{.schema}}_api._deps_derived(p_depends_on text[], p_unmet_deps integer)
 returns boolean
 language sql
@@ -15,23 +22,37 @@ as $$
     select p_unmet_deps = 0 and cardinality(p_depends_on) = 1
 $$;
 
+-- _deps_apart says whether a task's unmet dependencies are counted in task_deps_unmet
+-- rather than on its row. Plain SQL: the planner inlines it.
+create function {{.schema}}_api._deps_apart(p_depends_on text[], p_unmet_deps integer)
+returns boolean
+language sql
+immutable
+as $$
+    select p_unmet_deps = 0 and cardinality(p_depends_on) >= 2
+$$;
+
 -- _deps_met says whether every dependency of the task with these columns has succeeded.
-create function {{.schema}}_api._deps_met(p_run_id bigint, p_depends_on text[], p_unmet_deps integer)
+create function {{.schema}}_api._deps_met(p_id bigint, p_run_id bigint, p_depends_on text[], p_unmet_deps integer)
 returns boolean
 language sql
 stable
 as $$
     select p_unmet_deps = 0
-       and (cardinality(p_depends_on) is distinct from 1
-            or exists (select 1 from {{.schema}}.tasks u
-                       where u.run_id = p_run_id and u.task_name = p_depends_on[1] and u.status = 'success'))
+       and case when cardinality(p_depends_on) = 1
+                then exists (select 1 from {{.schema}}.tasks u
+                             where u.run_id = p_run_id and u.task_name = p_depends_on[1] and u.status = 'success')
+                when cardinality(p_depends_on) >= 2
+                then not exists (select 1 from {{.schema}}.task_deps_unmet n where n.task_id = p_id and n.unmet > 0)
+                else true end
 $$;
 
 -- task_unmet_deps is Task.UnmetDeps, computed on read: for a task with one dependency,
 -- 1 until that dependency has succeeded and 0 from then on, whatever the task's own
--- status; for any other task, its counter (maintained while it is pending or paused).
+-- status; for any other task, its count (maintained while it is pending or paused),
+-- from task_deps_unmet or, for a row an older package counted, from its row.
 -- sqlitecompat reads the same rule.
-create function {{.schema}}_api.task_unmet_deps(p_run_id bigint, p_depends_on text[], p_unmet_deps integer)
+create function {{.schema}}_api.task_unmet_deps(p_id bigint, p_run_id bigint, p_depends_on text[], p_unmet_deps integer)
 returns integer
 language sql
 stable
@@ -40,7 +61,21 @@ as $$
                 then (not exists (select 1 from {{.schema}}.tasks u
                                   where u.run_id = p_run_id and u.task_name = p_depends_on[1]
                                     and u.status = 'success'))::integer
+                when cardinality(p_depends_on) >= 2 and p_unmet_deps = 0
+                then coalesce((select n.unmet from {{.schema}}.task_deps_unmet n where n.task_id = p_id), 0)
                 else p_unmet_deps end
+$$;
+
+-- _set_deps_unmet sets the counts of tasks whose readiness is counted apart (an
+-- operator's retry, an import); the caller holds their row locks or created them.
+create function {{.schema}}_api._set_deps_unmet(p_task_ids bigint[], p_unmet integer[])
+returns void
+language sql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+    insert into task_deps_unmet as n (task_id, unmet)
+    select * from unnest(p_task_ids, p_unmet) as x(task_id, unmet) order by 1
+    on conflict (task_id) do update set unmet = excluded.unmet where n.unmet <> excluded.unmet
 $$;
 
 -- _queue_sync makes the sweep tables agree with the given tasks' rows (callers hold
@@ -75,8 +110,8 @@ begin
     end if;
     -- Array-driven statements: each is an index probe per task whatever the planner
     -- believes about a young table's size.
-    select array_agg(t.id) filter (where t.status = 'pending' and _deps_met(t.run_id, t.depends_on, t.unmet_deps)),
-           array_agg(t.id) filter (where not (t.status = 'pending' and _deps_met(t.run_id, t.depends_on, t.unmet_deps))),
+    select array_agg(t.id) filter (where t.status = 'pending' and _deps_met(t.id, t.run_id, t.depends_on, t.unmet_deps)),
+           array_agg(t.id) filter (where not (t.status = 'pending' and _deps_met(t.id, t.run_id, t.depends_on, t.unmet_deps))),
            array_agg(t.id) filter (where t.timeout_seconds > 0 or t.timeout_at is not null),
            coalesce(bool_or(t.status = 'dispatched'), false),
            array_agg(t.id) filter (where t.status not in ('dispatched', 'running'))

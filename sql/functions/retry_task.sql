@@ -53,30 +53,42 @@ begin
     from tasks t where t.id = any(v_reset);
 
     if v_task.status = 'success' then
-        -- Its waiting dependents are blocked again: a counted one counts it again; one whose
-        -- only dependency it is derives that (its queue row goes in _queue_sync below,
-        -- once the task is pending).
+        -- Its waiting dependents are blocked again: a counted one counts it again (apart,
+        -- or on an older package's row); one whose only dependency it is derives that
+        -- (its queue row goes in _queue_sync below, once the task is pending).
         with locked as (
-            select t.id, _deps_derived(t.depends_on, t.unmet_deps) as derived from tasks t
+            select t.id, _deps_derived(t.depends_on, t.unmet_deps) as derived,
+                   _deps_apart(t.depends_on, t.unmet_deps) as apart
+            from tasks t
             where t.id = any(v_task.downstream) and t.status in ('pending', 'paused') and t.id <> all(v_reset)
             order by t.id
             for no key update
         ), counted as (
             update tasks t set unmet_deps = t.unmet_deps + 1
-            from locked where t.id = locked.id and not locked.derived
+            from locked where t.id = locked.id and not locked.derived and not locked.apart
+        ), apart as (
+            insert into task_deps_unmet as n (task_id, unmet)
+            select locked.id, 1 from locked where locked.apart
+            on conflict (task_id) do update set unmet = n.unmet + 1
         )
         select array_agg(locked.id) into v_blocked from locked;
     end if;
+
+    -- The reset tasks count their unmet dependencies afresh (apart from the row:
+    -- readiness.sql), the task itself and those reset with it among them.
+    perform _set_deps_unmet(array_agg(t.id), array_agg(x.n))
+    from tasks t
+    cross join lateral (select count(*)::integer as n from unnest(t.depends_on) d
+                        where not exists (select 1 from tasks u
+                                          where u.run_id = t.run_id and u.task_name = d and u.status = 'success'
+                                            and u.id <> all(v_reset))) x
+    where t.id = any(v_reset) and cardinality(t.depends_on) >= 2;
 
     update tasks t
     set status = case when v_run_status = 'paused' then 'paused' else 'pending' end,
         attempts = 0, error = '', output = null, execution_name = '', retry_at = null, claimed_by = '', lease_expires_at = null,
         timeout_at = null, dispatched_at = null, started_at = null, finished_at = null,
-        unmet_deps = case when cardinality(t.depends_on) = 1 then 0  -- derived (readiness.sql)
-                          else (select count(*) from unnest(t.depends_on) d
-                                where not exists (select 1 from tasks u
-                                                  where u.run_id = t.run_id and u.task_name = d and u.status = 'success'
-                                                    and u.id <> all(v_reset)))::integer end
+        unmet_deps = 0  -- derived or counted apart (above)
     where t.id = any(v_reset);
     perform _queue_sync(v_reset || coalesce(v_blocked, '{}'));
 

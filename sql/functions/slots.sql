@@ -257,7 +257,7 @@ begin
             select t.id from runs r join tasks t on t.run_id = r.id
             where r.workflow_id = p_workflow_id and r.status in ('running', 'paused')
               and t.status in ('pending', 'paused') and t.priority_override is null
-              and not (t.status = 'pending' and _deps_met(t.run_id, t.depends_on, t.unmet_deps))
+              and not (t.status = 'pending' and _deps_met(t.id, t.run_id, t.depends_on, t.unmet_deps))
             order by t.id
             for no key update of t
         )

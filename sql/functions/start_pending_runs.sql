@@ -66,8 +66,8 @@ $$;
 
 -- _compile_snapshot stores the tasks a run just created from snapshot p_snapshot_id as
 -- the snapshot's compiled rows (snapshot_tasks): position (id order: ids are drawn in
--- spec order), the task's columns, its unmet-dependency count and its dependents by
--- position. Two runs compiling one snapshot at once write the same rows; the second
+-- spec order), the task's columns, its unmet-dependency count (of a run that just
+-- started: every dependency, or 0 for one, derived) and its dependents by position. Two runs compiling one snapshot at once write the same rows; the second
 -- insert does nothing.
 create function {{.schema}}_api._compile_snapshot(p_snapshot_id bigint, p_run_id bigint)
 returns void
@@ -77,15 +77,17 @@ set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
     with m as (
-        select t.*, row_number() over (order by t.id)::integer as pos
+        select t.*, row_number() over (order by t.id)::integer as pos,
+               coalesce(n.unmet, t.unmet_deps) as unmet  -- a count apart (readiness.sql) or on the row
         from tasks t
+        left join task_deps_unmet n on n.task_id = t.id
         where t.run_id = p_run_id
     )
     insert into snapshot_tasks (snapshot_id, pos, task_index, task_name, executor_type, depends_on, params,
                                 max_retries, timeout_seconds, unmet_deps, downstream_pos,
                                 priority, concurrency_key)
     select p_snapshot_id, m.pos, m.task_index, m.task_name, m.executor_type, m.depends_on, m.params,
-           m.max_retries, m.timeout_seconds, m.unmet_deps,
+           m.max_retries, m.timeout_seconds, m.unmet,
            array(select d_m.pos from unnest(m.downstream) with ordinality as d(id, o)
                  join m as d_m on d_m.id = d.id order by d.o),
            m.priority_override, m.concurrency_key
@@ -119,19 +121,26 @@ begin
                            priority, priority_override, concurrency_key)
         overriding system value
         select v_ids[c.pos], p_run_id, c.task_index, c.task_name, c.executor_type, c.depends_on, 'pending', c.params,
-               c.max_retries, c.timeout_seconds, c.unmet_deps,
+               c.max_retries, c.timeout_seconds,
+               -- several dependencies: counted apart (below; readiness.sql)
+               case when cardinality(c.depends_on) >= 2 then 0 else c.unmet_deps end,
                array(select v_ids[d] from unnest(c.downstream_pos) as d),
                coalesce(c.priority, v_wf_priority), c.priority, c.concurrency_key
         from snapshot_tasks c
         where c.snapshot_id = p_snapshot_id
         order by c.task_index
         returning tasks.id, tasks.unmet_deps, tasks.depends_on, tasks.executor_type, tasks.priority
+    ), apart as (
+        insert into task_deps_unmet (task_id, unmet)
+        select v_ids[c.pos], c.unmet_deps from snapshot_tasks c
+        where c.snapshot_id = p_snapshot_id and cardinality(c.depends_on) >= 2 and c.unmet_deps > 0
+        order by 1
     ), queued as (
-        -- a new run's ready tasks are those without dependencies (a task with one keeps
-        -- unmet_deps 0: its readiness is derived, readiness.sql)
+        -- a new run's ready tasks are those without dependencies (the others keep
+        -- unmet_deps 0: their readiness is derived or counted apart, readiness.sql)
         insert into task_queue (task_id, executor_type, priority)
         select ins.id, ins.executor_type, ins.priority from ins
-        where ins.unmet_deps = 0 and cardinality(ins.depends_on) <> 1
+        where ins.unmet_deps = 0 and cardinality(ins.depends_on) = 0
         returning 1
     )
     select (select count(*) from ins), exists (select 1 from queued)
