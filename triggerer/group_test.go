@@ -202,7 +202,7 @@ func TestGroupRiverJobNoLongerRunning(t *testing.T) {
 
 // txTracer records, per connection, whether each statement that reports polls to
 // report_deferred_polls ran inside an explicit transaction and whether it also
-// completed River jobs.
+// completed River jobs, for single queries and batches alike.
 type txTracer struct {
 	mu      sync.Mutex
 	inTx    map[*pgx.Conn]bool
@@ -210,9 +210,27 @@ type txTracer struct {
 }
 
 func (tr *txTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	tr.statement(conn, d.SQL)
+	return ctx
+}
+
+func (tr *txTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// A batch's statements (one round trip, one implicit transaction) count one by one.
+func (tr *txTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (tr *txTracer) TraceBatchQuery(_ context.Context, conn *pgx.Conn, d pgx.TraceBatchQueryData) {
+	tr.statement(conn, d.SQL)
+}
+
+func (tr *txTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+func (tr *txTracer) statement(conn *pgx.Conn, sql string) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	sql := strings.ToLower(strings.TrimSpace(d.SQL))
+	sql = strings.ToLower(strings.TrimSpace(sql))
 	switch {
 	case strings.HasPrefix(sql, "begin"):
 		tr.inTx[conn] = true
@@ -222,10 +240,7 @@ func (tr *txTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.T
 		tr.reports = append(tr.reports, struct{ inTx, completesRiver bool }{
 			tr.inTx[conn], strings.Contains(sql, "river_job") && strings.Contains(sql, "'completed'")})
 	}
-	return ctx
 }
-
-func (tr *txTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // TestGroupFinishIsOneStatement: polls that finish together are reported and
 // their River jobs completed by one statement outside an explicit transaction
