@@ -151,9 +151,6 @@ func appPool(t *testing.T, base *pgxpool.Pool, app string) *pgxpool.Pool {
 	t.Helper()
 	cfg := base.Config()
 	cfg.ConnConfig.RuntimeParams["application_name"] = app
-	if m := os.Getenv("MEASURE_PLAN_CACHE"); m != "" {
-		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = m
-	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	must(t, err, "pool "+app)
 	t.Cleanup(pool.Close)
