@@ -17,9 +17,9 @@ import (
 // The database work of polls is grouped (see batcher): the deferred jobs of the
 // polls River hands out together are read in one query, running polls are
 // reported in one statement, and finished polls are committed together — one
-// report_deferred_polls for all of them and one statement completing their River
-// jobs (completeRiverJobsTx) in one transaction, so each deferred job still
-// finishes together with its River job or not at all. Each worker waits until
+// report_deferred_polls for all of them and the completion of their River jobs
+// in one statement (finishStatement), a transaction of its own, so each deferred
+// job still finishes together with its River job or not at all. Each worker waits until
 // its own result is durable.
 const (
 	// maxGroup caps a group: a larger one holds its tasks' locks longer and
@@ -184,23 +184,20 @@ func (g *groups) commit(items []*commitItem) {
 		// Items resolved in an earlier try of a larger part are done.
 		part = slices.DeleteFunc(slices.Clone(part), func(it *commitItem) bool { return it.resolved })
 		for len(part) > 0 {
-			gone, err := g.commitOnce(ctx, part)
+			gone, err := g.finishGroup(ctx, part)
 			if err != nil {
 				return err
 			}
-			if gone == nil {
-				for _, it := range part {
-					if g.onDurable != nil {
-						g.onDurable(it.job.Args.DeferredJobID)
-					}
-					it.resolve(nil)
-				}
+			if len(gone) == 0 {
+				g.committed(part)
 				return nil
 			}
-			// Its report was rolled back with the rest; commit the others without it.
-			gone.resolve(fmt.Errorf("triggerer: complete river job %d of deferred job %d: %w",
-				gone.job.ID, gone.job.Args.DeferredJobID, errRiverJobGone))
-			part = slices.DeleteFunc(part, func(it *commitItem) bool { return it == gone })
+			// Nothing was applied; commit the others without them.
+			for _, it := range gone {
+				it.resolve(fmt.Errorf("triggerer: complete river job %d of deferred job %d: %w",
+					it.job.ID, it.job.Args.DeferredJobID, errRiverJobGone))
+			}
+			part = slices.DeleteFunc(part, func(it *commitItem) bool { return it.resolved })
 		}
 		return nil
 	}, func(it *commitItem, err error) {
@@ -210,58 +207,19 @@ func (g *groups) commit(items []*commitItem) {
 	})
 }
 
-// commitOnce applies part in one transaction: the reports first (they lock the
-// tasks and the run, in id order), then the River jobs, then commit. It returns
-// the first item whose River job was no longer running (after rolling back), or
-// an error when the transaction failed as a whole.
-func (g *groups) commitOnce(ctx context.Context, part []*commitItem) (gone *commitItem, err error) {
-	tx, err := g.t.pool.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-
-	reports := make([]orkstate.DeferredPollReport, len(part))
-	for i, it := range part {
-		reports[i] = g.t.pollReport(it.job.Args.DeferredJobID, it.result, it.msg)
-	}
-	outs, err := g.t.work.WithTx(tx).ReportDeferredPolls(ctx, reports)
-	if err != nil {
-		return nil, err
-	}
-	if len(outs) != len(part) {
-		return nil, fmt.Errorf("%d outcomes for %d reports", len(outs), len(part))
-	}
-	ids := make([]int64, len(part))
-	outputs := make([]PollOutput, len(part))
-	for i, it := range part {
-		it.out = outs[i]
-		ids[i] = it.job.ID
-		outputs[i] = PollOutput{
-			DeferredJobID: it.job.Args.DeferredJobID, Result: it.result, Error: it.msg,
-			Outcome: it.out.Outcome, Status: it.out.Status, TaskStatus: it.out.TaskStatus,
-		}
-	}
-	completed, err := g.t.completeRiverJobsTx(ctx, tx, ids, outputs)
-	if err != nil {
-		return nil, fmt.Errorf("complete river jobs: %w", err)
-	}
-	for i, it := range part {
-		if !completed[i] {
-			return it, nil
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, err
-	}
+// committed logs part's failed polls and releases its workers.
+func (g *groups) committed(part []*commitItem) {
 	for _, it := range part {
 		if it.result == orkstate.PollFailed {
 			g.t.logger.InfoContext(it.ctx, "triggerer: deferred job failed",
 				slog.Int64("deferred_job_id", it.job.Args.DeferredJobID), slog.String("error", it.msg),
 				slog.String("outcome", string(it.out.Outcome)))
 		}
+		if g.onDurable != nil {
+			g.onDurable(it.job.Args.DeferredJobID)
+		}
+		it.resolve(nil)
 	}
-	return nil, nil
 }
 
 // splitOnError applies a group; when that fails, it halves the group and tries

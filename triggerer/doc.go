@@ -47,17 +47,19 @@
 // jobs are read in one query; running polls are reported (last_polled_at,
 // next_poll_at) in one report_deferred_polls call, and their snoozes go River's
 // usual way; finished polls (completed, failed, failed after MaxAttempts) are
-// committed in groups of up to 500: one transaction with one
-// report_deferred_polls for the group and one UPDATE of river_job completing the
-// group's River jobs (what River's JobCompleteTx does for one job: completed only
-// while running, the PollOutput merged into the metadata; River's own completer
-// batches the same way). Each deferred job still finishes in the
-// same transaction as its River job, and each worker returns once its own
-// result is durable. A group that fails is halved and retried down to single
-// polls, so one poll that cannot be applied fails alone; a poll whose River job
-// is no longer running (rescued) leaves its group and is not applied. Groups have
-// no timer: a new one waits 1 ms to gather a burst, then each flush takes what
-// arrived meanwhile, at most two commits at once. A process killed mid-group
+// committed in groups of up to 500: one statement, a transaction of its own sent
+// in one round trip, runs report_deferred_polls for the group and then one
+// UPDATE of river_job completing the group's River jobs (what River's
+// JobCompleteTx does for one job: completed only while running, the PollOutput
+// merged into the metadata; River's own completer batches the same way). Each
+// deferred job still finishes in the same transaction as its River job, and
+// each worker returns once its own result is durable. A group that fails is
+// halved and retried down to single polls, so one poll that cannot be applied
+// fails alone; a poll whose River job is no longer running (rescued) fails the
+// group's statement, so nothing of it is applied; it leaves the group, which is
+// committed without it. Groups have no timer: a new one waits 1 ms to gather a
+// burst, then each flush takes what arrived meanwhile, at most two commits at
+// once. A process killed mid-group
 // loses only uncommitted groups; their River jobs are rescued by River and
 // polled again (TestKilledTriggerer).
 //

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/orkstate/orkstate"
@@ -196,5 +197,88 @@ func TestGroupRiverJobNoLongerRunning(t *testing.T) {
 	rows := riverJobs(t, tr)
 	if st := rows[ids[2]].State; st != rivertype.JobStateRetryable {
 		t.Errorf("the rescued River job is %s, want retryable", st)
+	}
+}
+
+// txTracer records, per connection, whether each statement that reports polls to
+// report_deferred_polls ran inside an explicit transaction and whether it also
+// completed River jobs, for single queries and batches alike.
+type txTracer struct {
+	mu      sync.Mutex
+	inTx    map[*pgx.Conn]bool
+	reports []struct{ inTx, completesRiver bool }
+}
+
+func (tr *txTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	tr.statement(conn, d.SQL)
+	return ctx
+}
+
+func (tr *txTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// A batch's statements (one round trip, one implicit transaction) count one by one.
+func (tr *txTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (tr *txTracer) TraceBatchQuery(_ context.Context, conn *pgx.Conn, d pgx.TraceBatchQueryData) {
+	tr.statement(conn, d.SQL)
+}
+
+func (tr *txTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+func (tr *txTracer) statement(conn *pgx.Conn, sql string) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	sql = strings.ToLower(strings.TrimSpace(sql))
+	switch {
+	case strings.HasPrefix(sql, "begin"):
+		tr.inTx[conn] = true
+	case strings.HasPrefix(sql, "commit"), strings.HasPrefix(sql, "rollback"):
+		tr.inTx[conn] = false
+	case strings.Contains(sql, "report_deferred_polls"):
+		tr.reports = append(tr.reports, struct{ inTx, completesRiver bool }{
+			tr.inTx[conn], strings.Contains(sql, "river_job") && strings.Contains(sql, "'completed'")})
+	}
+}
+
+// TestGroupFinishIsOneStatement: polls that finish together are reported and
+// their River jobs completed by one statement outside an explicit transaction
+// (one round trip, committed on its own), not by BEGIN, a report, an UPDATE and
+// COMMIT.
+func TestGroupFinishIsOneStatement(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	const n = 12
+	ids := b.deferredFixture(t, n)
+	tr := &txTracer{inTx: map[*pgx.Conn]bool{}}
+	pcfg := b.pool.Config()
+	pcfg.ConnConfig.Tracer = tr
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	must(t, err, "traced pool")
+	t.Cleanup(pool.Close)
+	cfg := b.config(barrierTracker(n, nil))
+	cfg.Pool = pool
+	cfg.MaxWorkers = 2 * n
+	trig := b.start(t, cfg)
+	b.enqueueAll(t, trig, ids)
+	b.waitDeferredDone(t, 10*time.Second)
+	rows := waitRiverFinal(t, trig, ids...)
+	for _, id := range ids {
+		if rows[id].State != rivertype.JobStateCompleted {
+			t.Errorf("River job of deferred job %d: %s, want completed", id, rows[id].State)
+		}
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.reports) == 0 || len(tr.reports) > n {
+		t.Fatalf("%d statements reported polls, want 1 to %d", len(tr.reports), n)
+	}
+	for i, r := range tr.reports {
+		if r.inTx || !r.completesRiver {
+			t.Errorf("report statement %d: in a transaction %v, completes River jobs %v; want one statement doing both, outside a transaction",
+				i, r.inTx, r.completesRiver)
+		}
 	}
 }

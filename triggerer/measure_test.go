@@ -7,11 +7,13 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
@@ -113,11 +115,15 @@ func TestMeasureThroughput(t *testing.T) {
 	ctx := context.Background()
 
 	rb := setup(t)
+	rb.pool = appPool(t, rb.pool, "measure_river_"+rb.schema)
 	noop := riverNoopRate(t, rb, n)
+	noopCPU := serverCPU(t, rb.pool, "measure_river_"+rb.schema)
 
 	b := setup(t)
 	ids := b.deferredFixture(t, n)
-	tr := b.start(t, b.measureConfig(completeAtOnce()))
+	cfg := b.measureConfig(completeAtOnce())
+	cfg.Pool = appPool(t, b.pool, "measure_trig_"+b.schema)
+	tr := b.start(t, cfg)
 	start := time.Now()
 	for off := 0; off < len(ids); off += 1000 {
 		must(t, pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
@@ -132,8 +138,44 @@ func TestMeasureThroughput(t *testing.T) {
 		t.Errorf("%d tasks not succeeded", notDone)
 	}
 	rate := float64(n) / secs
+	trigCPU := serverCPU(t, b.pool, "measure_trig_"+b.schema)
 	t.Logf("MEASURE n=%d workers=%d: triggerer %.0f deferred jobs/s (%.2fs); River no-op %.0f jobs/s; ratio %.2f",
 		n, measureWorkers, rate, secs, noop, rate/noop)
+	t.Logf("MEASURE server CPU per job (the backends' CPU, Linux schedstat; -1: unreadable): triggerer %.0f µs, River no-op %.0f µs",
+		trigCPU/float64(n), noopCPU/float64(n))
+}
+
+// appPool is a pool like base whose connections carry application_name app, so
+// that serverCPU finds their backends.
+func appPool(t *testing.T, base *pgxpool.Pool, app string) *pgxpool.Pool {
+	t.Helper()
+	cfg := base.Config()
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	must(t, err, "pool "+app)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// serverCPU is the CPU time, in µs, that the backends with application_name app
+// have used so far (read from /proc/<pid>/schedstat: the database must run on
+// this machine and be readable; -n otherwise).
+func serverCPU(t *testing.T, pool *pgxpool.Pool, app string) float64 {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), "select pid from pg_stat_activity where application_name = $1", app)
+	must(t, err, "backends")
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	must(t, err, "backends")
+	var ns int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+		if err != nil {
+			return -1
+		}
+		v, _ := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
+		ns += v
+	}
+	return float64(ns) / 1e3
 }
 
 type measureNoopArgs struct{ I int }
