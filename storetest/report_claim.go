@@ -160,84 +160,124 @@ func (s *suite) testReportAndClaim(t *testing.T) {
 		deepEqual(t, "then b and c", claimedIDs(got), []int64{ts.id("b"), ts.id("c")})
 	})
 
-	s.test(t, "SchedulerLoopsEachTaskOnce", func(t *testing.T, b *bundle) {
-		requireCapability(t, "ConcurrentClaimers", b.caps.ConcurrentClaimers)
-		r := rc(t, b)
-		// chains and a fan-out/fan-in per run; schedulers report the last loop's
-		// tasks and claim the next ones in one call each.
-		var specs []orkstate.NewTask
-		for c := 0; c < 4; c++ {
-			for l := 0; l < 5; l++ {
-				n := nt(fmt.Sprintf("c%d_%d", c, l))
-				if l > 0 {
-					n.DependsOn = []string{fmt.Sprintf("c%d_%d", c, l-1)}
-				}
-				n.ExecutorType = "x"
-				specs = append(specs, n)
+	for _, keyed := range []bool{false, true} {
+		name := "SchedulerLoopsEachTaskOnce"
+		if keyed {
+			// Slot pools: a report gives slots back and the claim takes them again, in
+			// one transaction; a pool is never over its slots and ends empty.
+			name += "WithKeys"
+		}
+		s.test(t, name, func(t *testing.T, b *bundle) {
+			s.schedulerLoops(t, b, rc(t, b), keyed)
+		})
+	}
+}
+
+// schedulerLoops runs DAGs (chains and a fan-out/fan-in per run) through
+// schedulers that report the last loop's tasks and claim the next ones in one call
+// each, and checks every task was claimed once and every run succeeded.
+func (s *suite) schedulerLoops(t *testing.T, b *bundle, r orkstate.ReportClaimer, keyed bool) {
+	requireCapability(t, "ConcurrentClaimers", b.caps.ConcurrentClaimers)
+	const slots = 5
+	key := func(i int) string {
+		if !keyed {
+			return ""
+		}
+		return fmt.Sprintf("k%d", i%2)
+	}
+	if keyed {
+		noErr(t, "SetConcurrencyKey k0", b.store.SetConcurrencyKey(b.ctx, "k0", slots))
+		noErr(t, "SetConcurrencyKey k1", b.store.SetConcurrencyKey(b.ctx, "k1", slots))
+	}
+	var specs []orkstate.NewTask
+	for c := 0; c < 4; c++ {
+		for l := 0; l < 5; l++ {
+			n := nt(fmt.Sprintf("c%d_%d", c, l))
+			if l > 0 {
+				n.DependsOn = []string{fmt.Sprintf("c%d_%d", c, l-1)}
 			}
+			n.ExecutorType, n.ConcurrencyKey = "x", key(c)
+			specs = append(specs, n)
 		}
-		mids := []string{}
-		specs = append(specs, orkstate.NewTask{TaskIndex: -1, TaskName: "root", ExecutorType: "x"})
-		for i := 0; i < 10; i++ {
-			mids = append(mids, fmt.Sprintf("m%d", i))
-			specs = append(specs, orkstate.NewTask{TaskIndex: -1, TaskName: mids[i], DependsOn: []string{"root"}, ExecutorType: "x"})
-		}
-		specs = append(specs, orkstate.NewTask{TaskIndex: -1, TaskName: "sink", DependsOn: mids, ExecutorType: "x"})
-		const runs, schedulers, batch = 10, 4, 7
-		var runIDs []int64
-		for i := 0; i < runs; i++ {
-			run, _ := b.dagRun(specs...)
-			runIDs = append(runIDs, run.ID)
-		}
-		total := runs * len(specs)
-		claimed := make([][]int64, schedulers)
-		errs := make([]error, schedulers)
-		parallel(schedulers, func(i int) {
-			name := fmt.Sprintf("sched-%d", i)
-			var reports []orkstate.TaskUpdate
-			idle := 0
-			for idle < 20 {
-				out, got, err := r.ReportAndClaim(b.ctx, reports, orkstate.ClaimParams{Claimer: name, Limit: batch})
-				if err != nil {
-					errs[i] = fmt.Errorf("ReportAndClaim: %w", err)
+	}
+	mids := []string{}
+	specs = append(specs, orkstate.NewTask{TaskIndex: -1, TaskName: "root", ExecutorType: "x"})
+	for i := 0; i < 10; i++ {
+		mids = append(mids, fmt.Sprintf("m%d", i))
+		specs = append(specs, orkstate.NewTask{TaskIndex: -1, TaskName: mids[i], DependsOn: []string{"root"}, ExecutorType: "x", ConcurrencyKey: key(i)})
+	}
+	specs = append(specs, orkstate.NewTask{TaskIndex: -1, TaskName: "sink", DependsOn: mids, ExecutorType: "x"})
+	const runs, schedulers, batch = 10, 4, 7
+	var runIDs []int64
+	for i := 0; i < runs; i++ {
+		run, _ := b.dagRun(specs...)
+		runIDs = append(runIDs, run.ID)
+	}
+	total := runs * len(specs)
+	claimed := make([][]int64, schedulers)
+	errs := make([]error, schedulers)
+	parallel(schedulers, func(i int) {
+		name := fmt.Sprintf("sched-%d", i)
+		var reports []orkstate.TaskUpdate
+		idle := 0
+		for idle < 20 {
+			out, got, err := r.ReportAndClaim(b.ctx, reports, orkstate.ClaimParams{Claimer: name, Limit: batch})
+			if err != nil {
+				errs[i] = fmt.Errorf("ReportAndClaim: %w", err)
+				return
+			}
+			for _, o := range out {
+				if o.Outcome != orkstate.OutcomeApplied {
+					errs[i] = fmt.Errorf("task %d: outcome %s", o.TaskID, o.Outcome)
 					return
 				}
-				for _, o := range out {
-					if o.Outcome != orkstate.OutcomeApplied {
-						errs[i] = fmt.Errorf("task %d: outcome %s", o.TaskID, o.Outcome)
+			}
+			reports = reports[:0]
+			for _, c := range got {
+				if c.ClaimedBy != name || c.Attempt != 1 {
+					errs[i] = fmt.Errorf("task %d claimed by %q attempt %d", c.ID, c.ClaimedBy, c.Attempt)
+					return
+				}
+				claimed[i] = append(claimed[i], c.ID)
+				reports = append(reports, upd(c.ID, orkstate.TaskSuccess, c.Attempt))
+			}
+			if keyed {
+				ks, err := b.store.ConcurrencyKeys(b.ctx)
+				if err != nil {
+					errs[i] = fmt.Errorf("ConcurrencyKeys: %w", err)
+					return
+				}
+				for _, k := range ks {
+					if k.InFlight > slots {
+						errs[i] = fmt.Errorf("key %s: %d in flight, %d slots", k.Key, k.InFlight, slots)
 						return
 					}
 				}
-				reports = reports[:0]
-				for _, c := range got {
-					if c.ClaimedBy != name || c.Attempt != 1 {
-						errs[i] = fmt.Errorf("task %d claimed by %q attempt %d", c.ID, c.ClaimedBy, c.Attempt)
-						return
-					}
-					claimed[i] = append(claimed[i], c.ID)
-					reports = append(reports, upd(c.ID, orkstate.TaskSuccess, c.Attempt))
-				}
-				if len(got) == 0 {
-					idle++
-					time.Sleep(5 * time.Millisecond) // the others' reports make more ready
-				} else {
-					idle = 0
-				}
 			}
-		})
-		for _, err := range errs {
-			noErr(t, "scheduler", err)
-		}
-		seen := map[int64]bool{}
-		for _, ids := range claimed {
-			for _, id := range ids {
-				isTrue(t, fmt.Sprintf("task %d claimed once", id), !seen[id])
-				seen[id] = true
+			if len(got) == 0 {
+				idle++
+				time.Sleep(5 * time.Millisecond) // the others' reports make more ready
+			} else {
+				idle = 0
 			}
-		}
-		equal(t, "tasks claimed", len(seen), total)
-		for _, id := range runIDs {
-			equal(t, fmt.Sprintf("run %d", id), b.runStatus(id), orkstate.RunSuccess)
 		}
 	})
+	for _, err := range errs {
+		noErr(t, "scheduler", err)
+	}
+	seen := map[int64]bool{}
+	for _, ids := range claimed {
+		for _, id := range ids {
+			isTrue(t, fmt.Sprintf("task %d claimed once", id), !seen[id])
+			seen[id] = true
+		}
+	}
+	equal(t, "tasks claimed", len(seen), total)
+	for _, id := range runIDs {
+		equal(t, fmt.Sprintf("run %d", id), b.runStatus(id), orkstate.RunSuccess)
+	}
+	if keyed {
+		equal(t, "k0 in flight at the end", b.keyInFlight("k0"), 0)
+		equal(t, "k1 in flight at the end", b.keyInFlight("k1"), 0)
+	}
 }
