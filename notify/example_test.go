@@ -17,8 +17,9 @@ import (
 )
 
 // Example_schedulerLoop is a scheduler: it starts pending runs, claims
-// dispatchable tasks, dispatches them, reports their results, and sleeps on a
-// Waker until a notification says tasks became ready or the fallback poll comes.
+// dispatchable tasks, dispatches them, reports their results (with the next claim,
+// in one call), and sleeps on a Waker until a notification says tasks became ready
+// or the fallback poll comes.
 func Example_schedulerLoop() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -59,9 +60,10 @@ func Example_schedulerLoop() {
 // claim means more may be waiting, and the Waker would only add latency. A
 // transient error (pgstore.IsTransient: a lost connection, a Postgres restart, a
 // terminated backend, a deadlock) pauses the loop with a growing backoff and the
-// round runs again; any other error ends it. Reports that could not be sent are
-// kept and sent first in the next round: they carry their attempt, so one the
-// database had applied before the connection died comes back as ignored.
+// round runs again; any other error ends it. A round's reports go with the next
+// round's claim, and reports that could not be sent are kept for the round after:
+// they carry their attempt, so one the database had applied before the connection
+// died comes back as ignored.
 func schedule(ctx context.Context, s orkstate.Store, w orkstate.Waker) error {
 	var (
 		swept   time.Time
@@ -95,16 +97,11 @@ func schedule(ctx context.Context, s orkstate.Store, w orkstate.Waker) error {
 	}
 }
 
-// round is one pass of the loop: sweep, start runs, claim, dispatch, report. It
-// reports whether a batch was full (more may be waiting).
+// round is one pass of the loop: sweep, start runs, report the last round's results
+// and claim the next batch (one call), dispatch it. It reports whether there is more
+// to do at once: a full batch (more may be waiting) or results still to report.
 func round(ctx context.Context, s orkstate.Store, swept *time.Time, unsent *[]orkstate.TaskUpdate) (bool, error) {
 	const batch = 100
-	if len(*unsent) > 0 {
-		if err := report(ctx, s, *unsent); err != nil {
-			return false, err
-		}
-		*unsent = nil
-	}
 	// The sweeps: tasks whose claimer died (lease ended) go back to pending, tasks
 	// past their timeout fail under the retry rule. Any scheduler may run them; a
 	// sweep with nothing due is one index probe, so every second is cheap. A full
@@ -128,42 +125,51 @@ func round(ctx context.Context, s orkstate.Store, swept *time.Time, unsent *[]or
 	if err != nil {
 		return false, err
 	}
-	claimed, err := s.ClaimTasks(ctx, orkstate.ClaimParams{
+	claimed, err := reportAndClaim(ctx, s, *unsent, orkstate.ClaimParams{
 		Claimer: "example-scheduler",
 		Limit:   batch,
 		Lease:   time.Minute,
 	})
 	if err != nil {
-		return false, err
+		return false, err // *unsent stays, for the next round
 	}
 	reports := make([]orkstate.TaskUpdate, 0, len(claimed))
 	for _, t := range claimed {
 		reports = append(reports, dispatch(ctx, t))
 	}
-	if err := report(ctx, s, reports); err != nil {
-		*unsent = reports
-		return false, err
-	}
+	*unsent = reports
 	full := len(claimed) == batch || len(started) == batch || len(expired) == batch || len(timedOut) == batch
-	return full, nil
+	return full || len(reports) > 0, nil
 }
 
-// report sends a batch in one statement; the tasks it makes dispatchable notify
-// tasks_ready once, which wakes this loop (or a peer's).
-func report(ctx context.Context, s orkstate.Store, reports []orkstate.TaskUpdate) error {
-	if len(reports) == 0 {
-		return nil
+// reportAndClaim sends the reports and claims the next batch: in one call and one
+// transaction when the store can (orkstate.ReportClaimer: pgstore and sqlitecompat
+// can), else in two. The tasks the reports make dispatchable notify tasks_ready once,
+// which wakes this loop or a peer's — or are among the tasks this very call claims.
+func reportAndClaim(ctx context.Context, s orkstate.Store, reports []orkstate.TaskUpdate, p orkstate.ClaimParams) ([]orkstate.ClaimedTask, error) {
+	var outcomes []orkstate.TaskOutcome
+	var claimed []orkstate.ClaimedTask
+	var err error
+	if rc, ok := s.(orkstate.ReportClaimer); ok {
+		outcomes, claimed, err = rc.ReportAndClaim(ctx, reports, p)
+	} else {
+		if len(reports) > 0 {
+			outcomes, err = s.SetTaskStates(ctx, reports)
+		}
+		if err == nil {
+			// (should this claim fail, the reports are sent again: they come back ignored)
+			claimed, err = s.ClaimTasks(ctx, p)
+		}
 	}
-	outcomes, err := s.SetTaskStates(ctx, reports)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, o := range outcomes {
 		if o.Outcome == orkstate.OutcomeStale {
 			log.Printf("task %d: lease lost to another scheduler", o.TaskID)
 		}
 	}
-	return nil
+	return claimed, nil
 }
 
 // backoff is the pause after the nth consecutive transient failure: 100 ms,

@@ -32,36 +32,52 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 		return nil, wrap(err, "pgstore: claim tasks")
 	}
 	claimed := make([]orkstate.ClaimedTask, 0, min(p.Limit, 256))
-	var c orkstate.ClaimedTask
-	var lease, dispatched time.Time
-	var upstream []byte
-	// Scanned by position: claim_tasks' row, which leaves out what every claimed task
-	// has in common (filled in below).
-	_, err = pgx.ForEachRow(rows, []any{&c.ID, &c.RunID, &c.TaskIndex, &c.TaskName, &c.ExecutorType, &c.DependsOn,
-		&c.ExecutionName, &c.Params, &c.Output, &c.Error, &c.Attempt, &c.MaxRetries, &c.TimeoutSeconds,
-		&lease, &c.CreatedAt, &dispatched, &c.WorkflowID, &c.WorkflowName, &c.JobName, &c.Project, &c.Region,
-		&upstream}, func() error {
-		k, l, d := c, lease, dispatched
-		k.Status, k.ClaimedBy, k.Attempts = orkstate.TaskDispatched, p.Claimer, c.Attempt
-		k.LeaseExpiresAt, k.DispatchedAt = &l, &d
-		if string(upstream) == "{}" { // no dependencies: spare the decoder
-			k.UpstreamOutputs = map[string]json.RawMessage{}
-		} else if err := json.Unmarshal(upstream, &k.UpstreamOutputs); err != nil {
-			return fmt.Errorf("upstream outputs of task %d: %w", c.ID, err)
-		} else {
-			for name, o := range k.UpstreamOutputs {
-				if string(o) == "null" { // no output: nil, as UpstreamOutputs and sqlitecompat give it
-					k.UpstreamOutputs[name] = nil
-				}
-			}
-		}
+	var row claimRow
+	_, err = pgx.ForEachRow(rows, row.targets(), func() error {
+		k, err := row.task(p.Claimer)
 		claimed = append(claimed, k)
-		// Empty slices and maps for the next row, so no two tasks share one.
-		c = orkstate.ClaimedTask{}
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, wrap(err, "pgstore: claim tasks")
 	}
 	return claimed, nil
+}
+
+// claimRow is claim_tasks' row, scanned by position. It leaves out what every
+// claimed task has in common (task fills it in).
+type claimRow struct {
+	c                 orkstate.ClaimedTask
+	lease, dispatched time.Time
+	upstream          []byte
+}
+
+// targets are the scan destinations of claim_tasks' 22 columns.
+func (r *claimRow) targets() []any {
+	c := &r.c
+	return []any{&c.ID, &c.RunID, &c.TaskIndex, &c.TaskName, &c.ExecutorType, &c.DependsOn,
+		&c.ExecutionName, &c.Params, &c.Output, &c.Error, &c.Attempt, &c.MaxRetries, &c.TimeoutSeconds,
+		&r.lease, &c.CreatedAt, &r.dispatched, &c.WorkflowID, &c.WorkflowName, &c.JobName, &c.Project, &c.Region,
+		&r.upstream}
+}
+
+// task returns the scanned row as a claimed task of claimer and clears r for the
+// next row, so that no two tasks share a slice or map.
+func (r *claimRow) task(claimer string) (orkstate.ClaimedTask, error) {
+	k, l, d := r.c, r.lease, r.dispatched
+	r.c = orkstate.ClaimedTask{}
+	k.Status, k.ClaimedBy, k.Attempts = orkstate.TaskDispatched, claimer, k.Attempt
+	k.LeaseExpiresAt, k.DispatchedAt = &l, &d
+	if string(r.upstream) == "{}" { // no dependencies: spare the decoder
+		k.UpstreamOutputs = map[string]json.RawMessage{}
+	} else if err := json.Unmarshal(r.upstream, &k.UpstreamOutputs); err != nil {
+		return k, fmt.Errorf("upstream outputs of task %d: %w", k.ID, err)
+	} else {
+		for name, o := range k.UpstreamOutputs {
+			if string(o) == "null" { // no output: nil, as UpstreamOutputs and sqlitecompat give it
+				k.UpstreamOutputs[name] = nil
+			}
+		}
+	}
+	return k, nil
 }

@@ -30,7 +30,12 @@ func collectOutcomes(rows pgx.Rows) ([]orkstate.TaskOutcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Repeated ids come back round by round; the contract is input order.
+	return sortedOutcomes(got), nil
+}
+
+// sortedOutcomes turns outcome rows into outcomes in input order (repeated ids come
+// back round by round).
+func sortedOutcomes(got []outcomeRow) []orkstate.TaskOutcome {
 	sort.Slice(got, func(i, j int) bool { return got[i].Ord < got[j].Ord })
 	out := make([]orkstate.TaskOutcome, len(got))
 	for i, r := range got {
@@ -39,7 +44,7 @@ func collectOutcomes(rows pgx.Rows) ([]orkstate.TaskOutcome, error) {
 			out[i].Status = orkstate.TaskStatus(*r.Status)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // SetTaskStates applies N reports in one statement (set_task_states). A deadlock
@@ -49,6 +54,27 @@ func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate
 	if err != nil {
 		return nil, err
 	}
+	if len(updates) == 0 {
+		return []orkstate.TaskOutcome{}, nil
+	}
+	args := append(newReportArgs(updates), s.now())
+	var out []orkstate.TaskOutcome
+	err = s.retryDeadlock(ctx, func() error {
+		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.set_task_states($1, $2, $3, $4, $5, $6, $7)`), args...)
+		if err != nil {
+			return err
+		}
+		out, err = collectOutcomes(rows)
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "pgstore: set task states")
+	}
+	return out, nil
+}
+
+// newReportArgs are set_task_states' six arguments for normalized updates.
+func newReportArgs(updates []orkstate.TaskUpdate) []any {
 	n := len(updates)
 	ids := make([]int64, n)
 	statuses := make([]string, n)
@@ -69,23 +95,7 @@ func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate
 			outputs[i] = &o
 		}
 	}
-	if n == 0 {
-		return []orkstate.TaskOutcome{}, nil
-	}
-	var out []orkstate.TaskOutcome
-	err = s.retryDeadlock(ctx, func() error {
-		rows, err := s.db.Query(ctx, s.sql(`select * from {api}.set_task_states($1, $2, $3, $4, $5, $6, $7)`),
-			ids, statuses, names, errs, outputs, attempts, s.now())
-		if err != nil {
-			return err
-		}
-		out, err = collectOutcomes(rows)
-		return err
-	})
-	if err != nil {
-		return nil, wrap(err, "pgstore: set task states")
-	}
-	return out, nil
+	return []any{ids, statuses, names, errs, outputs, attempts}
 }
 
 // UpdateTaskStatus applies one report; invalid, stale and not_found come back as errors.

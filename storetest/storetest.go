@@ -71,6 +71,7 @@ func Run(t *testing.T, newStore func(t *testing.T, now func() time.Time) orkstat
 		{"Agreement", s.testAgreement},
 		{"Hardening", s.testHardening},
 		{"Purge", s.testPurge},
+		{"ReportAndClaim", s.testReportAndClaim},
 	}
 	known := map[string]bool{}
 	for _, g := range groups {

@@ -74,6 +74,9 @@ type failurePlan struct {
 	// interval, when set, spaces the runs' creation (an open loop: runs arrive at a
 	// fixed rate whatever the schedulers do); zero creates them back to back.
 	interval time.Duration
+	// twoCalls makes the schedulers report and claim in two calls (SetTaskStates,
+	// then ClaimTasks) instead of one ReportAndClaim: the loop as it was before it.
+	twoCalls bool
 }
 
 func (p failurePlan) active() bool { return p.failEvery > 0 || p.cancelEvery > 0 }
@@ -87,8 +90,10 @@ var workflowSeq atomic.Int64
 
 // driveE2E starts schedulers goroutines and creates runs runs of shape through the
 // Store, all on the clock (as River's inserts are): each loop starts pending runs,
-// claims up to claimBatch tasks and reports them in one SetTaskStates call; a loop
-// that found nothing to do waits on its waiter. It ends when every run has
+// reports the tasks it claimed last time and claims up to claimBatch more — in one
+// ReportAndClaim call when the store is an orkstate.ReportClaimer, else a
+// SetTaskStates and a ClaimTasks call (twoCalls forces that); a loop that found
+// nothing to do waits on its waiter. It ends when every run has
 // finished. It is written against orkstate.Store, so it drives pgstore and
 // sqlitecompat alike.
 func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, shape dagShape, runs, schedulers, claimBatch int, plan failurePlan) (*e2eOutcome, error) {
@@ -141,24 +146,43 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 		}
 		return nil
 	})
+	rc, oneCall := s.(orkstate.ReportClaimer)
 	for i := 0; i < schedulers; i++ {
 		g.Go(func() error {
 			wait, stop := newWaiter()
 			defer stop()
 			name := fmt.Sprintf("scheduler-%d", i)
+			var ups []orkstate.TaskUpdate // the last loop's reports, sent with this loop's claim
 			for gctx.Err() == nil {
 				started, err := s.StartPendingRuns(gctx, 20)
 				if err != nil {
 					return err
 				}
-				got, err := s.ClaimTasks(gctx, orkstate.ClaimParams{Claimer: name, Limit: claimBatch})
+				var out []orkstate.TaskOutcome
+				var got []orkstate.ClaimedTask
+				cp := orkstate.ClaimParams{Claimer: name, Limit: claimBatch}
+				if oneCall {
+					out, got, err = rc.ReportAndClaim(gctx, ups, cp)
+				} else {
+					if len(ups) > 0 {
+						out, err = s.SetTaskStates(gctx, ups)
+					}
+					if err == nil {
+						got, err = s.ClaimTasks(gctx, cp)
+					}
+				}
 				if err != nil {
 					return err
 				}
+				for _, o := range out {
+					if o.Outcome == orkstate.OutcomeApplied && o.Status == orkstate.TaskSuccess {
+						succeeded.Add(1)
+					}
+				}
+				ups = ups[:0]
 				if len(got) > 0 {
 					// Instant executors: the task is done when dispatched, so the report is
 					// dispatched → success — the same two writes a River job gets (fetch, complete).
-					ups := make([]orkstate.TaskUpdate, 0, len(got))
 					var cancelNow []int64
 					mu.Lock()
 					for _, t := range got {
@@ -182,15 +206,6 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 							return err
 						}
 						cancelled.Add(1)
-					}
-					out, err := s.SetTaskStates(gctx, ups)
-					if err != nil {
-						return err
-					}
-					for _, o := range out {
-						if o.Outcome == orkstate.OutcomeApplied && o.Status == orkstate.TaskSuccess {
-							succeeded.Add(1)
-						}
 					}
 				} else if len(started) == 0 {
 					if err := wait(gctx); err != nil {
@@ -253,8 +268,18 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 	return out, nil
 }
 
+// twoCallsSuffix marks the e2e variants whose loops report and claim in two calls.
+const twoCallsSuffix = ", two calls per loop"
+
+// twoCalls hides a store's ReportAndClaim: driveE2E's loops then report and claim
+// in two calls, as they did before it (the bench's comparison).
+type twoCalls struct{ orkstate.Store }
+
 // countFinishedRuns counts the workflow's runs that ended.
 func countFinishedRuns(ctx context.Context, s orkstate.Store, wf int64, n *int) error {
+	if w, ok := s.(twoCalls); ok {
+		s = w.Store
+	}
 	if ps, ok := s.(*pgstore.Store); ok {
 		return ps.Pool().QueryRow(ctx, fmt.Sprintf(`select count(*) from %s.runs where workflow_id = $1 and status in ('success', 'failed', 'cancelled')`, ps.Schema()), wf).Scan(n)
 	}
@@ -313,7 +338,11 @@ func (r *runner) orkstateE2EOn(ctx context.Context, s *pgstore.Store, shape dagS
 	}
 	defer l.Stop()
 	m := r.startMeter(ctx)
-	o, err := driveE2E(ctx, s, pgWaiters(l, 100*time.Millisecond), shape, runs, r.sizes.Schedulers, 1000, plan)
+	var st orkstate.Store = s
+	if plan.twoCalls {
+		st = twoCalls{s}
+	}
+	o, err := driveE2E(ctx, st, pgWaiters(l, 100*time.Millisecond), shape, runs, r.sizes.Schedulers, 1000, plan)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -334,9 +363,17 @@ func runE2E(ctx context.Context, r *runner) error {
 	sz := r.sizes
 	for _, shape := range []dagShape{chainsShape(), fanShape()} {
 		r.measure(Result{Scenario: "e2e", Variant: shape.name, System: SystemOrkstate, Unit: "tasks",
-			LatencyOf: "run created → finished", Note: fmt.Sprintf("%d schedulers, batch 1000", sz.Schedulers)},
+			LatencyOf: "run created → finished", Note: fmt.Sprintf("%d schedulers, batch 1000, report and claim in one call", sz.Schedulers)},
 			func(int) (*sample, error) {
 				smp, _, err := r.runOrkstateE2E(ctx, shape, sz.E2ERuns, failurePlan{})
+				return smp, err
+			})
+		// The same loop in two calls (SetTaskStates, then ClaimTasks), as before
+		// ReportAndClaim: what the one round trip is worth, in the same run.
+		r.measure(Result{Scenario: "e2e", Variant: shape.name + twoCallsSuffix, System: SystemOrkstate, Unit: "tasks",
+			LatencyOf: "run created → finished", Note: fmt.Sprintf("%d schedulers, batch 1000, report and claim in two calls", sz.Schedulers)},
+			func(int) (*sample, error) {
+				smp, _, err := r.runOrkstateE2E(ctx, shape, sz.E2ERuns, failurePlan{twoCalls: true})
 				return smp, err
 			})
 		for _, cfg := range v1Configs(sz) {

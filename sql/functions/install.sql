@@ -59,6 +59,7 @@ declare
 {{ template "create_tasks.sql" . }}
 {{ template "start_pending_runs.sql" . }}
 {{ template "claim_tasks.sql" . }}
+{{ template "report_and_claim.sql" . }}
 {{ template "leases_and_timeouts.sql" . }}
 {{ template "queue_rotation.sql" . }}
 {{ template "runs.sql" . }}
