@@ -35,13 +35,18 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 	var c orkstate.ClaimedTask
 	var lease, dispatched time.Time
 	var upstream []byte
+	var override *int
 	// Scanned by position: claim_tasks' row, which leaves out what every claimed task
 	// has in common (filled in below).
 	_, err = pgx.ForEachRow(rows, []any{&c.ID, &c.RunID, &c.TaskIndex, &c.TaskName, &c.ExecutorType, &c.DependsOn,
 		&c.ExecutionName, &c.Params, &c.Output, &c.Error, &c.Attempt, &c.MaxRetries, &c.TimeoutSeconds,
 		&lease, &c.CreatedAt, &dispatched, &c.WorkflowID, &c.WorkflowName, &c.JobName, &c.Project, &c.Region,
-		&upstream}, func() error {
+		&upstream, &c.Priority, &override, &c.ConcurrencyKey}, func() error {
 		k, l, d := c, lease, dispatched
+		if override != nil {
+			o := *override
+			k.PriorityOverride = &o
+		}
 		k.Status, k.ClaimedBy, k.Attempts = orkstate.TaskDispatched, p.Claimer, c.Attempt
 		k.LeaseExpiresAt, k.DispatchedAt = &l, &d
 		if string(upstream) == "{}" { // no dependencies: spare the decoder

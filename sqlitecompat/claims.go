@@ -54,8 +54,6 @@ func (s *Store) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkst
 				return err
 			}
 			c.Task, c.Attempt = *k, k.Attempts
-			// As pgstore's: claim_tasks' row does not carry them (orkstate.Task says so).
-			c.Priority, c.PriorityOverride, c.ConcurrencyKey = 0, nil, ""
 			c.UpstreamOutputs = map[string]json.RawMessage{}
 			byID[k.ID] = len(out)
 			out = append(out, c)

@@ -84,6 +84,42 @@ func (s *suite) testLimits(t *testing.T) {
 		deepEqual(t, "a retry keeps its priority", claimedIDs(b.claimN(10)), []int64{ts.id("a"), ts.id("b")})
 	})
 
+	s.test(t, "ClaimedTasksCarryPriorityAndKey", func(t *testing.T, b *bundle) {
+		noErr(t, "SetConcurrencyKey", b.store.SetConcurrencyKey(b.ctx, "gpu", 5))
+		wf := b.workflow()
+		b.setLimits(wf.ID, orkstate.WorkflowLimits{Priority: 4})
+		r := b.run(wf)
+		ts := b.addTasks(r.ID, prioTask("a", ptr(9), "gpu"), prioTask("b", nil, ""), prioTask("c", ptr(-2), "gpu"),
+			prioTask("d", nil, "gpu"))
+		type carried struct {
+			Priority       int
+			Override       string // "nil" or the number, so a failure prints it
+			ConcurrencyKey string
+		}
+		override := func(p *int) string {
+			if p == nil {
+				return "nil"
+			}
+			return fmt.Sprint(*p)
+		}
+		want := map[int64]carried{
+			ts.id("a"): {9, "9", "gpu"},
+			ts.id("b"): {4, "nil", ""},
+			ts.id("c"): {-2, "-2", "gpu"},
+			ts.id("d"): {4, "nil", "gpu"},
+		}
+		got := b.claimN(10)
+		equal(t, "claimed", len(got), len(want))
+		for _, c := range got {
+			deepEqual(t, fmt.Sprintf("task %s's priority, override and key as claimed", c.TaskName),
+				carried{c.Priority, override(c.PriorityOverride), c.ConcurrencyKey}, want[c.ID])
+			k := b.getTask(c.ID)
+			deepEqual(t, fmt.Sprintf("task %s's priority, override and key as claimed and as read", c.TaskName),
+				carried{c.Priority, override(c.PriorityOverride), c.ConcurrencyKey},
+				carried{k.Priority, override(k.PriorityOverride), k.ConcurrencyKey})
+		}
+	})
+
 	s.test(t, "WorkflowPriorityReachesTasksNotReady", func(t *testing.T, b *bundle) {
 		wf, other := b.workflow(), b.workflow()
 		r := b.run(wf)
