@@ -267,6 +267,15 @@ func (s *suite) testLimits(t *testing.T) {
 		ks, err := b.store.ConcurrencyKeys(b.ctx)
 		noErr(t, "ConcurrencyKeys", err)
 		equal(t, "no key created", len(ks), 0)
+		// A key always has slots (no "unlimited" key: 0 is refused, as pgstore's SQL
+		// refuses null): a refused change keeps the old count.
+		noErr(t, "SetConcurrencyKey", b.store.SetConcurrencyKey(b.ctx, "k", 3))
+		for _, slots := range []int{0, -1, 1_000_001} {
+			isValidation(t, fmt.Sprintf("SetConcurrencyKey(k, %d)", slots), b.store.SetConcurrencyKey(b.ctx, "k", slots))
+		}
+		ks, err = b.store.ConcurrencyKeys(b.ctx)
+		noErr(t, "ConcurrencyKeys", err)
+		deepEqual(t, "the key after refused changes", ks, []orkstate.ConcurrencyKey{{Key: "k", Slots: 3}})
 		r := b.run(wf)
 		_, err = b.store.CreateDAGTasks(b.ctx, r.ID, []orkstate.NewTask{prioTask("a", nil, "nokey")})
 		isValidation(t, "a task naming an unknown key", err)
