@@ -195,7 +195,9 @@ func TestSlotPoolsAgreeAfterChurn(t *testing.T) {
 
 // TestStartPendingRunsRacingMaxActiveRuns: four schedulers start runs of a workflow
 // capped at 3 active runs while another finishes them; a monitor never sees more
-// than 3 running, and every run is started exactly once.
+// than 3 running, and every run is started exactly once. Everyone stops when every
+// run has finished (not after a fixed idle time, which a loaded machine outlasted),
+// or fails at a generous deadline.
 func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -207,7 +209,8 @@ func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var done atomic.Bool
+	deadline := time.Now().Add(3 * time.Minute)
+	var done, finished atomic.Bool // done: stop; finished: every run finished
 	var worst atomic.Int64
 	var monitor sync.WaitGroup
 	monitor.Add(1)
@@ -224,6 +227,17 @@ func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 			}
 		}
 	}()
+	// stop ends every loop: when all runs have finished, or at the deadline.
+	stop := func() bool {
+		if done.Load() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			done.Store(true)
+			return true
+		}
+		return false
+	}
 	var mu sync.Mutex
 	startedBy := map[int64]int{}
 	var wg sync.WaitGroup
@@ -231,14 +245,14 @@ func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for idle := 0; idle < 200; {
+			for !stop() {
 				got, err := s.StartPendingRuns(ctx, 1+i)
 				if err != nil {
 					t.Error(err)
+					done.Store(true)
 					return
 				}
 				if len(got) == 0 {
-					idle++
 					time.Sleep(time.Millisecond)
 					continue
 				}
@@ -251,16 +265,28 @@ func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 		}()
 	}
 	wg.Add(1)
-	go func() { // finishes the runs it finds running
+	go func() { // finishes the runs it finds running; says when none is left unfinished
 		defer wg.Done()
-		for idle := 0; idle < 300; {
+		for !stop() {
 			got, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "fin", Limit: 10})
 			if err != nil {
 				t.Error(err)
+				done.Store(true)
 				return
 			}
 			if len(got) == 0 {
-				idle++
+				var left int
+				if err := p.QueryRow(ctx, fmt.Sprintf(`select count(*) from %s.runs
+					where status not in ('success', 'failed', 'cancelled')`, schema)).Scan(&left); err != nil {
+					t.Error(err)
+					done.Store(true)
+					return
+				}
+				if left == 0 {
+					finished.Store(true)
+					done.Store(true)
+					return
+				}
 				time.Sleep(time.Millisecond)
 				continue
 			}
@@ -270,6 +296,7 @@ func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 			}
 			if _, err := s.SetTaskStates(ctx, ups); err != nil {
 				t.Error(err)
+				done.Store(true)
 				return
 			}
 		}
@@ -277,6 +304,9 @@ func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 	wg.Wait()
 	done.Store(true)
 	monitor.Wait()
+	if !finished.Load() {
+		t.Errorf("not every run finished by the deadline")
+	}
 	if w := worst.Load(); w > 3 || w < 2 {
 		t.Errorf("most active runs seen: %d, want 3 at most (and the limit reached)", w)
 	}
