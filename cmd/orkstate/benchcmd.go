@@ -17,6 +17,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tiny := fs.Bool("tiny", false, "trivial sizes: checks that the harness works, measures nothing")
 	out := fs.String("out", "internal/bench/results", "directory for <mode>.json, .txt and .svg (empty: write nothing)")
 	only := fs.String("only", "", "comma-separated scenarios to run: "+strings.Join(bench.Scenarios(), ", "))
+	var sets []string
+	fs.Func("set", "change one size of the preset, Field=value (a field of bench.Sizes; lists comma-separated), e.g.\n"+
+		"-set Blocked=0,1000000 -set Reps=5; may be repeated", func(v string) error {
+		sets = append(sets, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -32,6 +38,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		sizes, cfg.Mode = bench.FullSizes(), "full"
 	case *tiny:
 		sizes, cfg.Mode = bench.TinySizes(), "tiny"
+	}
+	for _, v := range sets {
+		if err := sizes.Set(v); err != nil {
+			return err
+		}
+		cfg.Mode = "custom" // not to be mistaken for (or written over) a preset's results
 	}
 	cfg.Sizes = &sizes
 	if *only != "" {
