@@ -19,7 +19,8 @@ import (
 //     ready behind a full key (one slot, taken); target: latency at the largest size
 //     ≤ 1.2× at 0, since a claim never reads what a full pool holds back.
 //
-// The ratios are read from the report (same run, same machine).
+// The ratios are read from the report (same run, same machine); the variants of
+// each comparison alternate per repetition (measureAlternating).
 func runPriorities(ctx context.Context, r *runner) error {
 	sz := r.sizes
 	const sc = "priorities"
@@ -72,9 +73,9 @@ func runPriorities(ctx context.Context, r *runner) error {
 // fixture), then its claims are timed. So every size is measured in the same table
 // state and at the same moments of the shared machine: the 0 case used to be
 // measured first, before a million rows were written, and the 1M case after them,
-// while the checkpoint they caused wrote them out and every page a claim first
-// touched after it cost a full-page image (WAL per claimed task 1,940 B at 0 and
-// 3,544 B at 1M in one such run). A CHECKPOINT before each repetition would even
+// likely while the checkpoint they caused wrote them out and every page a claim
+// first touched after it cost a full-page image (the server's WAL per claimed task
+// 1,940 B at 0 and 3,544 B at 1M in one such run). A CHECKPOINT before each repetition would even
 // that out too, but took 20 s each on the shared machine. Before the repetitions,
 // a claim per install is explained (rolled back): the note gives its shared
 // buffers, hit and read, which say whether a claim reads what the full key holds
