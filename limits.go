@@ -99,7 +99,8 @@ func ValidTaskLimits(name string, priority *int, key string) error {
 // key are dispatched or running at once.
 type ConcurrencyKey struct {
 	Key string
-	// Slots is the limit; 0 when the key only counts.
+	// Slots is the limit (1 … MaxSlots). A key has one always: a key meant only to
+	// group tasks takes MaxSlots.
 	Slots int
 	// InFlight is the number of tasks holding one of the key's slots now.
 	InFlight int

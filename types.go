@@ -140,9 +140,6 @@ type Task struct {
 	// its workflow's priority until it is ready.
 	PriorityOverride *int
 	// ConcurrencyKey is the key the task's spec named ("" for none).
-	//
-	// ClaimTasks leaves Priority, PriorityOverride and ConcurrencyKey zero (pgstore's
-	// claim_tasks row does not carry them); GetTask and ListTasks fill them in.
 	ConcurrencyKey string
 }
 

@@ -50,22 +50,27 @@ type claimRow struct {
 	c                 orkstate.ClaimedTask
 	lease, dispatched time.Time
 	upstream          []byte
+	override          *int
 }
 
-// targets are the scan destinations of claim_tasks' 22 columns.
+// targets are the scan destinations of claim_tasks' 25 columns.
 func (r *claimRow) targets() []any {
 	c := &r.c
 	return []any{&c.ID, &c.RunID, &c.TaskIndex, &c.TaskName, &c.ExecutorType, &c.DependsOn,
 		&c.ExecutionName, &c.Params, &c.Output, &c.Error, &c.Attempt, &c.MaxRetries, &c.TimeoutSeconds,
 		&r.lease, &c.CreatedAt, &r.dispatched, &c.WorkflowID, &c.WorkflowName, &c.JobName, &c.Project, &c.Region,
-		&r.upstream}
+		&r.upstream, &c.Priority, &r.override, &c.ConcurrencyKey}
 }
 
 // task returns the scanned row as a claimed task of claimer and clears r for the
 // next row, so that no two tasks share a slice or map.
 func (r *claimRow) task(claimer string) (orkstate.ClaimedTask, error) {
 	k, l, d := r.c, r.lease, r.dispatched
-	r.c = orkstate.ClaimedTask{}
+	if r.override != nil {
+		o := *r.override
+		k.PriorityOverride = &o
+	}
+	r.c, r.override = orkstate.ClaimedTask{}, nil
 	k.Status, k.ClaimedBy, k.Attempts = orkstate.TaskDispatched, claimer, k.Attempt
 	k.LeaseExpiresAt, k.DispatchedAt = &l, &d
 	if string(r.upstream) == "{}" { // no dependencies: spare the decoder

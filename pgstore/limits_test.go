@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -193,7 +195,9 @@ func TestSlotPoolsAgreeAfterChurn(t *testing.T) {
 
 // TestStartPendingRunsRacingMaxActiveRuns: four schedulers start runs of a workflow
 // capped at 3 active runs while another finishes them; a monitor never sees more
-// than 3 running, and every run is started exactly once.
+// than 3 running, and every run is started exactly once. Everyone stops when every
+// run has finished (not after a fixed idle time, which a loaded machine outlasted),
+// or fails at a generous deadline.
 func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -205,7 +209,8 @@ func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var done atomic.Bool
+	deadline := time.Now().Add(3 * time.Minute)
+	var done, finished atomic.Bool // done: stop; finished: every run finished
 	var worst atomic.Int64
 	var monitor sync.WaitGroup
 	monitor.Add(1)
@@ -222,6 +227,17 @@ func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 			}
 		}
 	}()
+	// stop ends every loop: when all runs have finished, or at the deadline.
+	stop := func() bool {
+		if done.Load() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			done.Store(true)
+			return true
+		}
+		return false
+	}
 	var mu sync.Mutex
 	startedBy := map[int64]int{}
 	var wg sync.WaitGroup
@@ -229,14 +245,14 @@ func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for idle := 0; idle < 200; {
+			for !stop() {
 				got, err := s.StartPendingRuns(ctx, 1+i)
 				if err != nil {
 					t.Error(err)
+					done.Store(true)
 					return
 				}
 				if len(got) == 0 {
-					idle++
 					time.Sleep(time.Millisecond)
 					continue
 				}
@@ -249,16 +265,28 @@ func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 		}()
 	}
 	wg.Add(1)
-	go func() { // finishes the runs it finds running
+	go func() { // finishes the runs it finds running; says when none is left unfinished
 		defer wg.Done()
-		for idle := 0; idle < 300; {
+		for !stop() {
 			got, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "fin", Limit: 10})
 			if err != nil {
 				t.Error(err)
+				done.Store(true)
 				return
 			}
 			if len(got) == 0 {
-				idle++
+				var left int
+				if err := p.QueryRow(ctx, fmt.Sprintf(`select count(*) from %s.runs
+					where status not in ('success', 'failed', 'cancelled')`, schema)).Scan(&left); err != nil {
+					t.Error(err)
+					done.Store(true)
+					return
+				}
+				if left == 0 {
+					finished.Store(true)
+					done.Store(true)
+					return
+				}
 				time.Sleep(time.Millisecond)
 				continue
 			}
@@ -268,6 +296,7 @@ func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 			}
 			if _, err := s.SetTaskStates(ctx, ups); err != nil {
 				t.Error(err)
+				done.Store(true)
 				return
 			}
 		}
@@ -275,6 +304,9 @@ func TestStartPendingRunsRacingMaxActiveRuns(t *testing.T) {
 	wg.Wait()
 	done.Store(true)
 	monitor.Wait()
+	if !finished.Load() {
+		t.Errorf("not every run finished by the deadline")
+	}
 	if w := worst.Load(); w > 3 || w < 2 {
 		t.Errorf("most active runs seen: %d, want 3 at most (and the limit reached)", w)
 	}
@@ -407,4 +439,76 @@ func TestPrioritiesMigrationDownKeepsWork(t *testing.T) {
 		t.Fatalf("after the round trip: claimed %d, %v; want the 7 left", len(rest), err)
 	}
 	checkPools(t, p, schema)
+}
+
+// TestSetConcurrencyKeyRefusesNullSlots: a key always has a slot count (schema version
+// 8). set_concurrency_key(key, null) used to make a key that only counted, which the
+// Go contract could neither create nor copy; now it is OK422 naming slots and changes
+// nothing, and the table refuses such a row.
+func TestSetConcurrencyKeyRefusesNullSlots(t *testing.T) {
+	t.Parallel()
+	s, p, schema := limitsStore(t)
+	ctx := context.Background()
+	if err := s.SetConcurrencyKey(ctx, "gpu", 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"gpu", "new"} {
+		_, err := p.Exec(ctx, `select `+schema+`_api.set_concurrency_key($1, null)`, key)
+		wantSQLState(t, "set_concurrency_key("+key+", null)", err, "OK422")
+		if err == nil || !strings.Contains(err.Error(), "slots must be between 1 and 1000000, got NULL") {
+			t.Errorf("set_concurrency_key(%s, null): %v, want a message naming slots and NULL", key, err)
+		}
+	}
+	keys, err := s.ConcurrencyKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []orkstate.ConcurrencyKey{{Key: "gpu", Slots: 2}}; !reflect.DeepEqual(keys, want) {
+		t.Errorf("keys after the refused calls: %+v, want %+v", keys, want)
+	}
+	_, err = p.Exec(ctx, `insert into `+schema+`.slot_pools (key, slots) values ('raw', null)`)
+	wantSQLState(t, "a key row without slots", err, "23514")
+}
+
+// TestMigrationGivesCountingKeysSlots: a key made with null slots before schema
+// version 9 gets 1,000,000 slots (it limited nothing before and still counts its tasks);
+// a workflow's pool without a limit keeps null; the way down keeps the rows.
+func TestMigrationGivesCountingKeysSlots(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := testdb.Pool(t)
+	schema := testdb.SchemaName(t)
+	t.Cleanup(func() { testdb.Drop(t, p, schema) })
+	if err := pgstore.MigrateTo(ctx, p, schema, 8); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`insert into {ork}.workflows (name) values ('w')`,
+		`insert into {ork}.slot_pools (key, slots, in_flight) values ('counted', null, 3), ('gpu', 4, 1)`,
+		`insert into {ork}.slot_pools (workflow_id, slots) select id, null from {ork}.workflows`,
+	} {
+		if _, err := p.Exec(ctx, strings.ReplaceAll(q, "{ork}", schema)); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := pgstore.Migrate(ctx, p, schema); err != nil {
+		t.Fatal(err)
+	}
+	read := func() string {
+		var got string
+		if err := p.QueryRow(ctx, `select string_agg(coalesce(key, 'workflow') || ' ' || coalesce(slots::text, 'null')
+			|| ' ' || in_flight, ', ' order by id) from `+schema+`.slot_pools`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got, want := read(), "counted 1000000 3, gpu 4 1, workflow null 0"; got != want {
+		t.Errorf("pools after the upgrade: %s, want %s", got, want)
+	}
+	if err := pgstore.MigrateTo(ctx, p, schema, 8); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := read(), "counted 1000000 3, gpu 4 1, workflow null 0"; got != want {
+		t.Errorf("pools after the way down: %s, want %s", got, want)
+	}
 }

@@ -36,11 +36,11 @@ func (s *Store) ReportAndClaim(ctx context.Context, updates []orkstate.TaskUpdat
 			return err
 		}
 		defer rows.Close()
-		// A report row: ord, task_id, outcome, status and 21 nulls; a claimed row: a
+		// A report row: ord, task_id, outcome, status and 24 nulls; a claimed row: a
 		// null ord, outcome 'claimed', status 'dispatched' and claim_tasks' row.
 		var o outcomeRow
 		var row claimRow
-		reportDst := make([]any, 25)
+		reportDst := make([]any, 28)
 		reportDst[0], reportDst[1], reportDst[2], reportDst[3] = &o.Ord, &o.TaskID, &o.Outcome, &o.Status
 		claimDst := append([]any{nil, &row.c.ID, nil, nil}, row.targets()[1:]...)
 		for rows.Next() {

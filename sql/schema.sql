@@ -159,6 +159,7 @@ CREATE TABLE ork.slot_pools (
     CONSTRAINT slot_pools_check CHECK (((workflow_id IS NULL) <> (key IS NULL))),
     CONSTRAINT slot_pools_in_flight_check CHECK ((in_flight >= 0)),
     CONSTRAINT slot_pools_key_check CHECK ((key <> ''::text)),
+    CONSTRAINT slot_pools_key_slots_check CHECK (((key IS NULL) OR (slots IS NOT NULL))),
     CONSTRAINT slot_pools_slots_check CHECK ((slots > 0))
 );
 

@@ -96,8 +96,6 @@ func (t *txState) claim(p orkstate.ClaimParams) ([]orkstate.ClaimedTask, error) 
 			return out, err
 		}
 		c.Task, c.Attempt = *k, k.Attempts
-		// As pgstore's: claim_tasks' row does not carry them (orkstate.Task says so).
-		c.Priority, c.PriorityOverride, c.ConcurrencyKey = 0, nil, ""
 		c.UpstreamOutputs = map[string]json.RawMessage{}
 		byID[k.ID] = len(out)
 		out = append(out, c)

@@ -11,7 +11,6 @@ import (
 	"github.com/orkstate/orkstate"
 	"github.com/orkstate/orkstate/internal/limitsfixture"
 	"github.com/orkstate/orkstate/internal/testdb"
-	"github.com/orkstate/orkstate/pgstore"
 	"github.com/orkstate/orkstate/storecopy"
 )
 
@@ -165,25 +164,32 @@ func TestCopyReplayCarriesLimits(t *testing.T) {
 	}
 }
 
-// TestCopyRefusesKeyWithoutSlots: a key that only counts (pgstore's SQL API sets
-// one with null slots) cannot be set through the contract: the copy stops before it
-// writes anything, naming the key.
+// zeroSlotKeys reports every concurrency key with Slots 0, as a store whose keys
+// only count would (pgstore made such keys before schema version 9).
+type zeroSlotKeys struct{ orkstate.Store }
+
+func (z zeroSlotKeys) ConcurrencyKeys(ctx context.Context) ([]orkstate.ConcurrencyKey, error) {
+	keys, err := z.Store.ConcurrencyKeys(ctx)
+	for i := range keys {
+		keys[i].Slots = 0
+	}
+	return keys, err
+}
+
+// TestCopyRefusesKeyWithoutSlots: a key without a slot count cannot be set through
+// the contract: the copy stops before it writes anything, naming the key.
 func TestCopyRefusesKeyWithoutSlots(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	schema := testdb.Reused(t)
-	src, err := pgstore.New(testdb.Pool(t), &pgstore.Config{Schema: schema})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testdb.Pool(t).Exec(ctx, `select `+schema+`_api.set_concurrency_key('counted', null)`); err != nil {
+	src := open(t)
+	if err := src.SetConcurrencyKey(ctx, "counted", 3); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := src.CreateWorkflow(ctx, orkstate.NewWorkflow{Name: "w"}); err != nil {
 		t.Fatal(err)
 	}
 	dst := open(t)
-	_, err = storecopy.Copy(ctx, src, dst)
+	_, err := storecopy.Copy(ctx, zeroSlotKeys{src}, dst)
 	if !orkstate.IsValidation(err) || !strings.Contains(err.Error(), `concurrency key "counted" has no slot count`) {
 		t.Fatalf("copy: %v, want a validation error naming the key", err)
 	}

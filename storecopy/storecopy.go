@@ -79,8 +79,9 @@ func Copy(ctx context.Context, src, dst orkstate.Store) (*Result, error) {
 }
 
 // copyKeys sets every concurrency key of src in dst with its slots, before any run
-// that names one arrives. A key without a slot count (pgstore's SQL API can make
-// one) cannot be set through the contract and stops the copy before it writes.
+// that names one arrives. A key without a slot count (a Store that reports Slots 0;
+// pgstore made such keys before schema version 9) cannot be set through the
+// contract and stops the copy before it writes.
 func copyKeys(ctx context.Context, src, dst orkstate.Store) error {
 	keys, err := src.ConcurrencyKeys(ctx)
 	if err != nil {

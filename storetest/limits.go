@@ -84,6 +84,42 @@ func (s *suite) testLimits(t *testing.T) {
 		deepEqual(t, "a retry keeps its priority", claimedIDs(b.claimN(10)), []int64{ts.id("a"), ts.id("b")})
 	})
 
+	s.test(t, "ClaimedTasksCarryPriorityAndKey", func(t *testing.T, b *bundle) {
+		noErr(t, "SetConcurrencyKey", b.store.SetConcurrencyKey(b.ctx, "gpu", 5))
+		wf := b.workflow()
+		b.setLimits(wf.ID, orkstate.WorkflowLimits{Priority: 4})
+		r := b.run(wf)
+		ts := b.addTasks(r.ID, prioTask("a", ptr(9), "gpu"), prioTask("b", nil, ""), prioTask("c", ptr(-2), "gpu"),
+			prioTask("d", nil, "gpu"))
+		type carried struct {
+			Priority       int
+			Override       string // "nil" or the number, so a failure prints it
+			ConcurrencyKey string
+		}
+		override := func(p *int) string {
+			if p == nil {
+				return "nil"
+			}
+			return fmt.Sprint(*p)
+		}
+		want := map[int64]carried{
+			ts.id("a"): {9, "9", "gpu"},
+			ts.id("b"): {4, "nil", ""},
+			ts.id("c"): {-2, "-2", "gpu"},
+			ts.id("d"): {4, "nil", "gpu"},
+		}
+		got := b.claimN(10)
+		equal(t, "claimed", len(got), len(want))
+		for _, c := range got {
+			deepEqual(t, fmt.Sprintf("task %s's priority, override and key as claimed", c.TaskName),
+				carried{c.Priority, override(c.PriorityOverride), c.ConcurrencyKey}, want[c.ID])
+			k := b.getTask(c.ID)
+			deepEqual(t, fmt.Sprintf("task %s's priority, override and key as claimed and as read", c.TaskName),
+				carried{c.Priority, override(c.PriorityOverride), c.ConcurrencyKey},
+				carried{k.Priority, override(k.PriorityOverride), k.ConcurrencyKey})
+		}
+	})
+
 	s.test(t, "WorkflowPriorityReachesTasksNotReady", func(t *testing.T, b *bundle) {
 		wf, other := b.workflow(), b.workflow()
 		r := b.run(wf)
@@ -231,6 +267,15 @@ func (s *suite) testLimits(t *testing.T) {
 		ks, err := b.store.ConcurrencyKeys(b.ctx)
 		noErr(t, "ConcurrencyKeys", err)
 		equal(t, "no key created", len(ks), 0)
+		// A key always has slots (no "unlimited" key: 0 is refused, as pgstore's SQL
+		// refuses null): a refused change keeps the old count.
+		noErr(t, "SetConcurrencyKey", b.store.SetConcurrencyKey(b.ctx, "k", 3))
+		for _, slots := range []int{0, -1, 1_000_001} {
+			isValidation(t, fmt.Sprintf("SetConcurrencyKey(k, %d)", slots), b.store.SetConcurrencyKey(b.ctx, "k", slots))
+		}
+		ks, err = b.store.ConcurrencyKeys(b.ctx)
+		noErr(t, "ConcurrencyKeys", err)
+		deepEqual(t, "the key after refused changes", ks, []orkstate.ConcurrencyKey{{Key: "k", Slots: 3}})
 		r := b.run(wf)
 		_, err = b.store.CreateDAGTasks(b.ctx, r.ID, []orkstate.NewTask{prioTask("a", nil, "nokey")})
 		isValidation(t, "a task naming an unknown key", err)

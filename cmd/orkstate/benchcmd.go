@@ -17,7 +17,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tiny := fs.Bool("tiny", false, "trivial sizes: checks that the harness works, measures nothing")
 	out := fs.String("out", "internal/bench/results", "directory for <mode>.json, .txt and .svg (empty: write nothing)")
 	only := fs.String("only", "", "comma-separated scenarios to run: "+strings.Join(bench.Scenarios(), ", "))
-	set := fs.String("set", "", "comma-separated size changes, Field=value (bench.Sizes; lists as 1/4/8), e.g. ChurnTasks=2000000,Reps=1;\nthe run is then mode custom (custom.json)")
+	var sets []string
+	fs.Func("set", "change one size of the preset, Field=value (a field of bench.Sizes; lists comma-separated), e.g.\n"+
+		"-set Blocked=0,1000000 -set Reps=5; may be repeated", func(v string) error {
+		sets = append(sets, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -29,17 +34,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case *tiny:
 		sizes, cfg.Mode = bench.TinySizes(), "tiny"
 	}
-	if *set != "" {
-		for _, kv := range strings.Split(*set, ",") {
-			field, value, ok := strings.Cut(kv, "=")
-			if !ok {
-				return fmt.Errorf("bench: -set %q: want Field=value", kv)
-			}
-			if err := sizes.Set(strings.TrimSpace(field), strings.TrimSpace(value)); err != nil {
-				return err
-			}
+	for _, v := range sets {
+		if err := sizes.Set(v); err != nil {
+			return err
 		}
-		cfg.Mode = "custom"
+		cfg.Mode = "custom" // not to be mistaken for (or written over) a preset's results
 	}
 	cfg.Sizes = &sizes
 	pool, err := connect(ctx, 32)

@@ -22,10 +22,9 @@ type limitsInUse struct {
 }
 
 type keyJSON struct {
-	Key string `json:"key"`
-	// Slots is null for a key that only counts (pgstore's SQL API can make one).
-	Slots    *int `json:"slots"`
-	InFlight int  `json:"in_flight"`
+	Key      string `json:"key"`
+	Slots    int    `json:"slots"`
+	InFlight int    `json:"in_flight"`
 }
 
 type workflowLimitJSON struct {
@@ -49,11 +48,7 @@ func readLimitsInUse(ctx context.Context, st orkstate.Store) (*limitsInUse, erro
 	}
 	out := &limitsInUse{Keys: make([]keyJSON, 0, len(keys)), Workflows: []workflowLimitJSON{}}
 	for _, k := range keys {
-		j := keyJSON{Key: k.Key, InFlight: k.InFlight}
-		if k.Slots > 0 {
-			j.Slots = &k.Slots
-		}
-		out.Keys = append(out.Keys, j)
+		out.Keys = append(out.Keys, keyJSON{Key: k.Key, Slots: k.Slots, InFlight: k.InFlight})
 	}
 	wfs, err := st.ListWorkflows(ctx)
 	if err != nil {
@@ -136,11 +131,7 @@ func countActive(ctx context.Context, st orkstate.Store, wf orkstate.Workflow, w
 // printLimitsInUse adds status's lines per concurrency key and per limited workflow.
 func printLimitsInUse(u *limitsInUse, w io.Writer) {
 	for _, k := range u.Keys {
-		slots := "unlimited"
-		if k.Slots != nil {
-			slots = fmt.Sprint(*k.Slots)
-		}
-		fmt.Fprintf(w, "  key %-10s %8d  in flight of %s slots\n", k.Key, k.InFlight, slots)
+		fmt.Fprintf(w, "  key %-10s %8d  in flight of %d slots\n", k.Key, k.InFlight, k.Slots)
 	}
 	for _, l := range u.Workflows {
 		fmt.Fprintf(w, "  workflow %-10s %s\n", l.Workflow, limitsLine(l))
@@ -226,11 +217,7 @@ func (a *app) printKeys(ctx context.Context, change func(context.Context, orksta
 	}
 	u := &limitsInUse{}
 	for _, k := range keys {
-		j := keyJSON{Key: k.Key, InFlight: k.InFlight}
-		if k.Slots > 0 {
-			j.Slots = &k.Slots
-		}
-		u.Keys = append(u.Keys, j)
+		u.Keys = append(u.Keys, keyJSON{Key: k.Key, Slots: k.Slots, InFlight: k.InFlight})
 	}
 	if a.json {
 		if u.Keys == nil {
@@ -245,11 +232,7 @@ func (a *app) printKeys(ctx context.Context, change func(context.Context, orksta
 	tw := newTable(a.stdout)
 	fmt.Fprintln(tw, "KEY\tIN FLIGHT\tSLOTS")
 	for _, k := range u.Keys {
-		slots := "unlimited"
-		if k.Slots != nil {
-			slots = fmt.Sprint(*k.Slots)
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\n", k.Key, k.InFlight, slots)
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", k.Key, k.InFlight, k.Slots)
 	}
 	return tw.Flush()
 }

@@ -98,7 +98,7 @@ func TestStatusShowsLimits(t *testing.T) {
 		if err := json.Unmarshal([]byte(cli(t, tg, "status", "--json")), &got); err != nil {
 			t.Fatal(err)
 		}
-		wantKeys := []keyJSON{{Key: "gpu", Slots: intPtr(2), InFlight: 1}}
+		wantKeys := []keyJSON{{Key: "gpu", Slots: 2, InFlight: 1}}
 		wantWfs := []workflowLimitJSON{{Workflow: "keyed", Priority: 5, MaxActiveRuns: intPtr(2), ActiveRuns: 1,
 			MaxTasksInFlight: intPtr(3), TasksInFlight: 1}}
 		if !reflect.DeepEqual(got.Keys, wantKeys) || !reflect.DeepEqual(got.Workflows, wantWfs) {
@@ -134,7 +134,7 @@ func TestKeysAndLimitsCommands(t *testing.T) {
 		var kj struct {
 			Keys []keyJSON `json:"concurrency_keys"`
 		}
-		if err := json.Unmarshal([]byte(cli(t, tg, "keys", "--json")), &kj); err != nil || len(kj.Keys) != 1 || *kj.Keys[0].Slots != 4 {
+		if err := json.Unmarshal([]byte(cli(t, tg, "keys", "--json")), &kj); err != nil || len(kj.Keys) != 1 || kj.Keys[0].Slots != 4 {
 			t.Errorf("keys --json: %+v %v", kj, err)
 		}
 

@@ -31,9 +31,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"reflect"
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -158,7 +160,7 @@ func FullSizes() Sizes {
 	s.AgedTasks = 1_000_000
 	// ChurnCompare (the variants without the purge's VACUUM) is left to custom runs,
 	// and so is the 2M-task churn: about 3.4k tasks/s on two cores makes 1M five
-	// minutes (-set ChurnTasks=2000000 for the longer one).
+	// minutes (-full -set ChurnTasks=2000000 for the longer one).
 	s.ChurnTasks, s.ChurnWindow = 1_000_000, 100_000
 	s.V1ExtraSchedulers = 4
 	return s
@@ -477,4 +479,64 @@ func gitCommit() string {
 		commit += "+dirty"
 	}
 	return commit
+}
+
+// Set changes one field of s from "Field=value": an int, a float, a bool, or a list
+// of ints or floats separated by commas. An unknown field or a bad value is an error
+// naming it.
+func (s *Sizes) Set(v string) error {
+	name, val, ok := strings.Cut(v, "=")
+	if !ok {
+		return fmt.Errorf("bench: size %q: want Field=value", v)
+	}
+	f := reflect.ValueOf(s).Elem().FieldByName(name)
+	if !f.IsValid() {
+		return fmt.Errorf("bench: no size named %q (see bench.Sizes)", name)
+	}
+	bad := func(err error) error { return fmt.Errorf("bench: size %s=%q: %w", name, val, err) }
+	switch f.Kind() {
+	case reflect.Int:
+		n, err := strconv.Atoi(val)
+		if err != nil {
+			return bad(err)
+		}
+		f.SetInt(int64(n))
+	case reflect.Float64:
+		x, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			return bad(err)
+		}
+		f.SetFloat(x)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return bad(err)
+		}
+		f.SetBool(b)
+	case reflect.Slice:
+		parts := strings.Split(val, ",")
+		l := reflect.MakeSlice(f.Type(), len(parts), len(parts))
+		for i, p := range parts {
+			switch f.Type().Elem().Kind() {
+			case reflect.Int:
+				n, err := strconv.Atoi(strings.TrimSpace(p))
+				if err != nil {
+					return bad(err)
+				}
+				l.Index(i).SetInt(int64(n))
+			case reflect.Float64:
+				x, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+				if err != nil {
+					return bad(err)
+				}
+				l.Index(i).SetFloat(x)
+			default:
+				return bad(fmt.Errorf("unsupported list"))
+			}
+		}
+		f.Set(l)
+	default:
+		return bad(fmt.Errorf("unsupported kind %s", f.Kind()))
+	}
+	return nil
 }

@@ -155,3 +155,36 @@ func spread(r Result) string {
 	}
 	return fmt.Sprintf("%s–%s", humanInt(r.ThroughputMin), humanInt(r.ThroughputMax))
 }
+
+// measureAlternating is measure for several variants compared in one run: each
+// repetition measures every variant once, in an order that rotates by one per
+// repetition, so each sees the same moments of a shared machine (run one after the
+// other, a burst of load from elsewhere lands on one variant's every repetition).
+// once(v, rep) measures variant v (bases[v]); a variant whose repetition fails is
+// reported with its error and not measured again.
+func (r *runner) measureAlternating(bases []Result, once func(v, rep int) (*sample, error)) {
+	ss := make([][]*sample, len(bases))
+	errs := make([]error, len(bases))
+	for rep := range max(1, r.sizes.Reps) {
+		for k := range bases {
+			v := (k + rep) % len(bases)
+			if errs[v] != nil {
+				continue
+			}
+			s, err := once(v, rep)
+			if err != nil {
+				errs[v] = err
+				continue
+			}
+			ss[v] = append(ss[v], s)
+		}
+	}
+	for v, base := range bases {
+		if errs[v] != nil {
+			base.Error = errs[v].Error()
+			r.add(base)
+			continue
+		}
+		r.add(aggregate(base, ss[v]))
+	}
+}

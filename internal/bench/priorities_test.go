@@ -15,7 +15,7 @@ import (
 // Not parallel: two runners of one process name their schemas alike (pid and a
 // counter of their own), so one would drop the other's install.
 func TestPrioritiesSmoke(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a loaded machine took over 1
 	defer cancel()
 	sizes := bench.TinySizes()
 	rep, err := bench.Run(ctx, &bench.Config{Pool: testdb.Pool(t), Sizes: &sizes, Only: []string{"priorities"}, Mode: "smoke"})

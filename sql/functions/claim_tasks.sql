@@ -3,8 +3,10 @@
 -- p_claimer, highest priority first and in id order within a priority, within the
 -- concurrency limits (see slots.sql), FOR UPDATE SKIP LOCKED, and returns in one round trip what a
 -- dispatch needs: the task, its attempt (the fencing token to report back), the
--- workflow's id, name, job_name, project and region, and upstream_outputs, a JSON object
--- of each dependency's output by name. p_executor_types, when not null, filters by type.
+-- workflow's id, name, job_name, project and region, upstream_outputs, a JSON object
+-- of each dependency's output by name, and the task's priority (its effective one),
+-- priority_override (null: the workflow's) and concurrency_key ('' for none).
+-- p_executor_types, when not null, filters by type.
 -- p_now is the time of the claim: retry times are due against it and the lease, the
 -- dispatch and the timeout are stamped from it (null or left out: now(), the
 -- transaction's start; pgstore passes its Config.Now, tests move it).
@@ -30,7 +32,7 @@ returns table (
     execution_name text, params jsonb, output jsonb, error text, attempt integer,
     max_retries integer, timeout_seconds integer, lease_expires_at timestamptz, created_at timestamptz,
     dispatched_at timestamptz, workflow_id bigint, workflow_name text, job_name text, project text, region text,
-    upstream_outputs jsonb
+    upstream_outputs jsonb, priority integer, priority_override integer, concurrency_key text
 )
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
@@ -103,7 +105,7 @@ begin
         returning t.id, t.run_id, t.task_index, t.task_name, t.executor_type, t.depends_on,
                   t.execution_name, t.params, t.output, t.error, t.attempts, t.max_retries,
                   t.timeout_seconds, t.lease_expires_at, t.created_at, t.dispatched_at, t.timeout_at,
-                  t.priority, t.slot_group
+                  t.priority, t.slot_group, t.priority_override, t.concurrency_key
     ), dequeued as (
         -- A delete writes no new row version and no index entry.
         delete from task_queue q
@@ -136,7 +138,8 @@ begin
            case when cardinality(c.depends_on) = 0 then '{}'::jsonb
                 else (select coalesce(jsonb_object_agg(u.task_name, u.output), '{}'::jsonb)
                       from unnest(c.depends_on) as dep(name)
-                      join tasks u on u.run_id = c.run_id and u.task_name = dep.name) end
+                      join tasks u on u.run_id = c.run_id and u.task_name = dep.name) end,
+           c.priority::integer, c.priority_override::integer, c.concurrency_key
     from claimed c
     join runs r on r.id = c.run_id
     join workflows w on w.id = r.workflow_id

@@ -42,7 +42,7 @@ returns table (
     execution_name text, params jsonb, output jsonb, error text, attempt integer,
     max_retries integer, timeout_seconds integer, lease_expires_at timestamptz, created_at timestamptz,
     dispatched_at timestamptz, workflow_id bigint, workflow_name text, job_name text, project text, region text,
-    upstream_outputs jsonb
+    upstream_outputs jsonb, priority integer, priority_override integer, concurrency_key text
 )
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
@@ -56,13 +56,14 @@ begin
            null::bigint, null::integer, null::text, null::text, null::text[], null::text, null::jsonb,
            null::jsonb, null::text, null::integer, null::integer, null::integer, null::timestamptz,
            null::timestamptz, null::timestamptz, null::bigint, null::text, null::text, null::text,
-           null::text, null::jsonb
+           null::text, null::jsonb, null::integer, null::integer, null::text
     from set_task_states(p_task_ids, p_statuses, p_execution_names, p_errors, p_outputs, p_attempts, p_now) s;
     return query
     select null::integer, c.id, 'claimed'::text, 'dispatched'::text,
            c.run_id, c.task_index, c.task_name, c.executor_type, c.depends_on, c.execution_name, c.params,
            c.output, c.error, c.attempt, c.max_retries, c.timeout_seconds, c.lease_expires_at, c.created_at,
-           c.dispatched_at, c.workflow_id, c.workflow_name, c.job_name, c.project, c.region, c.upstream_outputs
+           c.dispatched_at, c.workflow_id, c.workflow_name, c.job_name, c.project, c.region, c.upstream_outputs,
+           c.priority, c.priority_override, c.concurrency_key
     from claim_tasks(p_claimer, p_limit, p_executor_types, p_lease, p_now) c;
 end
 $$;

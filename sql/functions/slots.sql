@@ -175,8 +175,9 @@ end
 $$;
 
 -- set_concurrency_key creates or changes a concurrency key's slot count (1 … 1,000,000;
--- null: counted but unlimited). Lowering it below the tasks in flight takes no task
--- back: the key's tasks wait until enough have left flight.
+-- null is refused: a key is a pool with slots, as in the Go contract, and a key meant
+-- only to group tasks takes 1,000,000). Lowering it below the tasks in flight takes no
+-- task back: the key's tasks wait until enough have left flight.
 create function {{.schema}}_api.set_concurrency_key(p_key text, p_slots integer)
 returns void
 language plpgsql
@@ -189,17 +190,17 @@ begin
             message = format('concurrency key must be 1 to 200 characters without surrounding spaces, got %s',
                              coalesce(quote_literal(p_key), 'NULL'));
     end if;
-    if p_slots is not null and (p_slots < 1 or p_slots > 1000000) then
+    if p_slots is null or p_slots < 1 or p_slots > 1000000 then
         raise exception using errcode = 'OK422', column = 'slots',
-            message = format('slots must be between 1 and 1000000, got %s', p_slots);
+            message = format('slots must be between 1 and 1000000, got %s', coalesce(p_slots::text, 'NULL'));
     end if;
     insert into slot_pools as p (key, slots) values (p_key, p_slots)
     on conflict (key) do update set slots = excluded.slots;
 end
 $$;
 
--- concurrency_slots lists every concurrency key with its slot count (null: unlimited)
--- and the tasks holding one of its slots now, by key.
+-- concurrency_slots lists every concurrency key with its slot count and the tasks
+-- holding one of its slots now, by key.
 create function {{.schema}}_api.concurrency_slots()
 returns table (key text, slots integer, in_flight integer)
 language sql
