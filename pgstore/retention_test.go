@@ -476,6 +476,48 @@ func TestPurgeResumesAfterKill(t *testing.T) {
 	}
 }
 
+// A batch locks only the runs it deletes: the runs behind it stay free, so a second
+// purger beside it takes the next ones instead of finding every candidate locked
+// (and the batch reads the tasks of the runs it deletes, not of every candidate).
+// Before, one batch locked and checked up to its limit in runs — a batch of 10 tasks
+// here held all five old runs.
+func TestPurgeBatchLocksOnlyTheRunsItDeletes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := b.ctx
+	w := b.workflow(t, "history")
+	hist := b.history(t, w.ID, 5, 10, 48*time.Hour)
+	tx, err := b.s.Pool().Begin(ctx)
+	noErr(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	var runs, tasks int64
+	noErr(t, tx.QueryRow(ctx, b.sqlOf(`select runs, tasks from {api}.purge_runs('1 hour', 10)`)).Scan(&runs, &tasks))
+	if runs != 1 || tasks != 10 {
+		t.Fatalf("batch of 10 tasks deleted %d runs, %d tasks; want 1 run of 10", runs, tasks)
+	}
+	// Another session sees the four runs the batch did not take unlocked…
+	rows, err := b.s.Pool().Query(ctx, b.sqlOf(`select id from {ork}.runs order by id for update skip locked`))
+	noErr(t, err)
+	free, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	noErr(t, err)
+	if !slices.Equal(free, hist[1:]) {
+		t.Fatalf("runs another session can lock while the batch is open: %v; want %v", free, hist[1:])
+	}
+	// …and a second purger deletes the next one while the first has not committed.
+	got, err := b.s.PurgeRuns(ctx, pgstore.PurgeParams{OlderThan: time.Hour, BatchSize: 10})
+	noErr(t, err)
+	if got.Runs != 4 || got.Tasks != 40 {
+		t.Fatalf("second purger beside an open batch = %+v; want the other 4 runs, 40 tasks", got)
+	}
+	noErr(t, tx.Commit(ctx))
+	if n := len(b.runIDs(t)); n != 0 {
+		t.Fatalf("%d runs left; want none", n)
+	}
+	if bad := b.orphans(t); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+}
+
 // Bad input is refused by name and changes nothing.
 func TestPurgeValidation(t *testing.T) {
 	t.Parallel()
@@ -486,6 +528,8 @@ func TestPurgeValidation(t *testing.T) {
 	wantValidation(t, err, "batch_size")
 	_, err = b.s.PurgeRuns(b.ctx, pgstore.PurgeParams{OlderThan: time.Hour, Pause: -time.Second})
 	wantValidation(t, err, "pause")
+	_, err = b.s.PurgeRuns(b.ctx, pgstore.PurgeParams{OlderThan: time.Hour, MaxRate: -1})
+	wantValidation(t, err, "max_rate")
 	_, err = b.s.Pool().Exec(b.ctx, b.sqlOf(`select * from {api}.purge_runs('-1 day', 10)`))
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "OK422" || pgErr.ColumnName != "older_than" {

@@ -35,8 +35,9 @@ as $$
 #variable_conflict use_column
 declare
     v_cutoff timestamptz;
-    v_runs bigint[];
-    v_sizes integer[];
+    c_runs refcursor;
+    v_run bigint;
+    v_size integer;
     v_whole bigint[] := '{}';
     v_partial bigint;
     v_budget integer;
@@ -55,51 +56,56 @@ begin
     perform _check_limit(p_limit);
     v_cutoff := now() - p_older_than;
 
-    -- Candidates through runs_finished_idx (migration 004), locked. A run with an
-    -- unfinished task or a live deferred job is passed over before the limit counts,
+    -- Candidates through runs_finished_idx (migration 004), oldest first, locked one
+    -- at a time as the cursor reaches them (an explicit FETCH reads one row), and only
+    -- as many as the batch takes: the checks below read a run's tasks, so checking
+    -- runs the batch will not delete would cost more than the delete (before: up to
+    -- p_limit runs were locked and checked per batch, for a batch of one 1,000-task
+    -- run; docs/architecture.md, "Retention", has what it cost). A run with an
+    -- unfinished task or a live deferred job is passed over before the budget counts,
     -- so one held run at the head never stops the purge behind it
-    -- (TestPurgeRemovesOnlyOldFinishedHistory's batches of one).
-    select array_agg(c.id order by c.finished_at, c.id), array_agg(c.tasks_total order by c.finished_at, c.id)
-    into v_runs, v_sizes
-    from (
-        select r.id, r.finished_at, r.tasks_total
+    -- (TestPurgeRemovesOnlyOldFinishedHistory's batches of one). Whole runs while
+    -- their tasks fit the budget (a run counts at least 1, so an empty run uses budget
+    -- too); the first run that does not fit is taken in part when nothing else was.
+    v_budget := p_limit;
+    open c_runs for
+        select r.id, r.tasks_total
         from runs r
         where r.status in ('success', 'failed', 'cancelled') and r.finished_at < v_cutoff
-          and not exists (
-                  select 1 from tasks t
-                  where t.run_id = r.id and t.status not in ('success', 'failed', 'cancelled'))
-          and not exists (
-                  select 1 from tasks t join deferred_jobs j on j.task_id = t.id
-                  where t.run_id = r.id and j.status in ('pending', 'polling'))
         order by r.finished_at, r.id
-        limit p_limit
-        for update skip locked
-    ) c;
-
-    -- Whole runs while their tasks fit the budget (a run counts at least 1, so an
-    -- empty run uses budget too); the first run that does not fit is taken in part
-    -- when nothing else was.
-    v_budget := p_limit;
-    for i in 1 .. coalesce(cardinality(v_runs), 0) loop
-        if greatest(v_sizes[i], 1) <= v_budget then
-            v_whole := v_whole || v_runs[i];
-            v_budget := v_budget - greatest(v_sizes[i], 1);
+        for update skip locked;
+    loop
+        fetch c_runs into v_run, v_size;
+        exit when not found;
+        continue when exists (
+                select 1 from tasks t
+                where t.run_id = v_run and t.status not in ('success', 'failed', 'cancelled'))
+            or exists (
+                select 1 from tasks t join deferred_jobs j on j.task_id = t.id
+                where t.run_id = v_run and j.status in ('pending', 'polling'));
+        if greatest(v_size, 1) <= v_budget then
+            v_whole := v_whole || v_run;
+            v_budget := v_budget - greatest(v_size, 1);
+            exit when v_budget = 0;
         else
             if cardinality(v_whole) = 0 then
-                v_partial := v_runs[i];
+                v_partial := v_run;
             end if;
             exit;
         end if;
     end loop;
+    close c_runs;
 
     -- tasks_total is a counter, not a promise: the ids come from the tasks themselves,
-    -- and a run is deleted below only when none of its tasks is left.
+    -- and a run is deleted below only when none of its tasks is left. Not locked
+    -- here: the deletes below lock what they delete, nothing changes a finished run's
+    -- tasks meanwhile (its row is locked, and a finished run is never reopened), and
+    -- a lock taken first would write every task's row twice (a lock, then the delete).
     v_tasks := array(
         select t.id from tasks t
         where t.run_id = any(v_whole || v_partial)
         order by t.id
-        limit p_limit
-        for update);
+        limit p_limit);
 
     -- Children first, by key, so the foreign keys' cascades find nothing left to do.
     delete from task_logs l where l.task_id = any(v_tasks);
