@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -636,5 +638,77 @@ func TestPurgeRemovesFairRunsSlotGroups(t *testing.T) {
 	finish(t, s)
 	if r, err := s.GetRun(ctx, live.ID); err != nil || r.Status != orkstate.RunSuccess {
 		t.Fatalf("live run = %+v, %v; want success", r, err)
+	}
+}
+
+// A purge batch reads what it deletes and little else, however much history and how
+// many ready tasks the install holds: every statement inside purge_runs and the
+// tasks' delete trigger, read with auto_explain (analyze), removes at most a few
+// rows by filter. Here the oldest finished run has the highest task ids, behind 2,000
+// newer tasks, and 300 ready tasks wait in a queue whose statistics say it is empty. Before, the batch's task ids
+// were read along tasks_pkey from the lowest id (the 2,000 newer tasks filtered out
+// by run_id), and the trigger walked the whole queue comparing each row with every
+// deleted task.
+func TestPurgeBatchReadsByKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, s := b.ctx, b.s
+	w := b.workflow(t, "history")
+	b.history(t, w.ID, 200, 10, 24*time.Hour)
+	old := b.history(t, w.ID, 1, 1000, 72*time.Hour)
+	specs := make([]orkstate.TaskSpec, 300)
+	for i := range specs {
+		specs[i] = orkstate.TaskSpec{Name: fmt.Sprintf("t%d", i)}
+	}
+	// The queue's statistics of a moment it was empty after carrying 3,000 tasks, as
+	// an install's often are.
+	big := make([]orkstate.TaskSpec, 3000)
+	for i := range big {
+		big[i] = orkstate.TaskSpec{Name: fmt.Sprintf("b%d", i)}
+	}
+	startRun(t, s, big)
+	for {
+		got, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "c", Limit: 1000})
+		noErr(t, err)
+		if len(got) == 0 {
+			break
+		}
+	}
+	b.exec(t, `analyze {ork}.runs, {ork}.tasks, {ork}.task_queue, {ork}.deferred_jobs, {ork}.task_leases, {ork}.task_deadlines`)
+	startRun(t, s, specs)
+
+	var mu sync.Mutex
+	var plans []string
+	cfg, err := pgx.ParseConfig(testdb.URL())
+	noErr(t, err)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		mu.Lock()
+		plans = append(plans, n.Message)
+		mu.Unlock()
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	noErr(t, err)
+	defer conn.Close(context.Background())
+	for _, q := range []string{`load 'auto_explain'`, `set auto_explain.log_min_duration = 0`, `set auto_explain.log_analyze = on`,
+		`set auto_explain.log_timing = off`, `set auto_explain.log_nested_statements = on`, `set client_min_messages = log`} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var runs, tasks int64
+	noErr(t, conn.QueryRow(ctx, b.sqlOf(`select runs, tasks from {api}.purge_runs('48 hours', 1000)`)).Scan(&runs, &tasks))
+	if runs != 1 || tasks != 1000 {
+		t.Fatalf("purge_runs('48 hours') = %d runs, %d tasks; want run %d's 1,000", runs, tasks, old[0])
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	all := strings.Join(plans, "\n")
+	if !strings.Contains(all, "task_queue") {
+		t.Fatalf("no plan of the delete trigger (auto_explain said %d things):\n%s", len(plans), all)
+	}
+	for _, m := range regexp.MustCompile(`Rows Removed by (Join )?Filter: (\d+)`).FindAllStringSubmatch(all, -1) {
+		if n, _ := strconv.Atoi(m[2]); n > 1000 {
+			t.Fatalf("a statement of the batch read %d rows it did not want (%s):\n%s", n, m[0], all)
+		}
 	}
 }

@@ -101,10 +101,18 @@ begin
     -- here: the deletes below lock what they delete, nothing changes a finished run's
     -- tasks meanwhile (its row is locked, and a finished run is never reopened), and
     -- a lock taken first would write every task's row twice (a lock, then the delete).
+    -- Run by run through tasks' (run_id, task_index) key: ordered by id, the generic
+    -- plan walked tasks_pkey from the lowest id and filtered on run_id, which on an
+    -- aged table reads every task older than the batch's (365,000 rows for 1,000, 1.4 s).
     v_tasks := array(
-        select t.id from tasks t
-        where t.run_id = any(v_whole || v_partial)
-        order by t.id
+        select t.id
+        from unnest(v_whole || v_partial) with ordinality as r(id, n)
+        cross join lateral (
+            select t.id from tasks t
+            where t.run_id = r.id
+            order by t.task_index
+            limit p_limit) t
+        order by r.n
         limit p_limit);
 
     -- Children first, by key, so the foreign keys' cascades find nothing left to do.
