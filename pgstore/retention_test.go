@@ -520,6 +520,23 @@ func TestPurgeBatchLocksOnlyTheRunsItDeletes(t *testing.T) {
 	}
 }
 
+// purge_all_runs' p_max_rate paces the procedure as MaxRate paces PurgeRuns: six
+// batches of one task at 40 tasks/s take at least 125 ms (five waits of 25 ms).
+func TestPurgeAllRunsMaxRate(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	w := b.workflow(t, "history")
+	b.history(t, w.ID, 6, 1, 48*time.Hour)
+	t0 := time.Now()
+	b.exec(t, `call {api}.purge_all_runs('1 hour', 1, 40)`)
+	if took := time.Since(t0); took < 125*time.Millisecond {
+		t.Fatalf("6 tasks at 40 tasks/s purged in %v; want at least 125ms", took)
+	}
+	if n := len(b.runIDs(t)); n != 0 {
+		t.Fatalf("%d runs left; want none", n)
+	}
+}
+
 // Bad input is refused by name and changes nothing.
 func TestPurgeValidation(t *testing.T) {
 	t.Parallel()
@@ -536,6 +553,10 @@ func TestPurgeValidation(t *testing.T) {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "OK422" || pgErr.ColumnName != "older_than" {
 		t.Fatalf("purge_runs('-1 day') = %v; want OK422 naming older_than", err)
+	}
+	_, err = b.s.Pool().Exec(b.ctx, b.sqlOf(`call {api}.purge_all_runs('1 day', 10, -1)`))
+	if !errors.As(err, &pgErr) || pgErr.Code != "OK422" || pgErr.ColumnName != "max_rate" {
+		t.Fatalf("purge_all_runs(max_rate -1) = %v; want OK422 naming max_rate", err)
 	}
 }
 

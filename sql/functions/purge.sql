@@ -165,18 +165,30 @@ $$;
 -- purge_all_runs calls purge_runs until a batch deletes nothing, committing after each
 -- batch, so locks last one batch and a kill loses at most the batch in progress. For
 -- pg_cron or a cron job's psql: CALL <schema>_api.purge_all_runs('30 days'). It must be
--- called outside a transaction block (a procedure commits only there).
-create procedure {{.schema}}_api.purge_all_runs(p_older_than interval, p_limit integer default 1000)
+-- called outside a transaction block (a procedure commits only there). p_max_rate, when
+-- set, caps the pace in tasks per second as PurgeParams.MaxRate does: each batch starts
+-- no sooner than its tasks ÷ p_max_rate seconds after the one before.
+create procedure {{.schema}}_api.purge_all_runs(p_older_than interval, p_limit integer default 1000,
+    p_max_rate double precision default null)
 language plpgsql
 -- No SET clause (search_path included): a procedure with one cannot commit.
 as $$
 declare
     v record;
+    v_start timestamptz;
 begin
+    if p_max_rate is not null and (p_max_rate < 0 or p_max_rate = 'NaN' or p_max_rate = 'Infinity') then
+        raise exception using errcode = 'OK422', column = 'max_rate',
+            message = format('max_rate must be a finite number of tasks per second, not negative, got %s', p_max_rate);
+    end if;
     loop
+        v_start := clock_timestamp();
         select * into v from {{.schema}}_api.purge_runs(p_older_than, p_limit);
         commit;
         exit when v.runs = 0 and v.tasks = 0 and v.leases = 0;
+        if p_max_rate > 0 then
+            perform pg_sleep(v.tasks / p_max_rate - extract(epoch from clock_timestamp() - v_start));
+        end if;
     end loop;
 end
 $$;
