@@ -70,11 +70,11 @@ func runAged(ctx context.Context, r *runner) error {
 			m := r.startMeter(ctx)
 			pg.start(ctx, i == 1)
 			ids, lat, err := claimAll(ctx, s, 4, sz.ClaimBatch)
+			smp := &sample{items: n, lat: lat}
+			m.stop(smp) // before the purge's stop, which waits for its batch in progress to be cancelled
 			if perr := pg.stop(); err == nil {
 				err = perr
 			}
-			smp := &sample{items: n, lat: lat}
-			m.stop(smp)
 			smp.dups, smp.lost = dupsAndLosses(n, ids)
 			return smp, err
 		}, pg)
