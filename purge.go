@@ -2,6 +2,7 @@ package orkstate
 
 import (
 	"context"
+	"math"
 	"time"
 )
 
@@ -38,6 +39,16 @@ type PurgeParams struct {
 	// an unpaced purge of 600,000 tasks, at ~9,600 tasks/s, cut the workers' e2e
 	// rate to 0.55–1.06× of a fresh install's). Must not be negative. Defaults to 0.
 	Pause time.Duration
+	// MaxRate caps the purge's pace in tasks per second: after a batch of n tasks
+	// that took d, the next starts no sooner than n/MaxRate after the batch began
+	// (and at least Pause after it ended). History ages at the rate tasks finish, so
+	// a purge needs to go only a little faster than that: with MaxRate above the
+	// install's sustained finish rate it keeps up, however long it runs, while
+	// taking a bounded share of the server — one backend busy for at most
+	// d × MaxRate / n of the time — instead of a core. Each batch still holds its
+	// locks for one batch's length (BatchSize bounds it). Must not be negative;
+	// 0 (the default) is no cap.
+	MaxRate float64
 	// Progress, when set, is called after each batch with the totals so far.
 	Progress func(PurgeResult)
 	// Vacuum makes the space of the purged rows reusable at once after the last
@@ -60,6 +71,9 @@ func (p PurgeParams) Validate() (PurgeParams, error) {
 	}
 	if p.Pause < 0 {
 		return p, Invalid("pause", p.Pause, "must not be negative")
+	}
+	if p.MaxRate < 0 || math.IsNaN(p.MaxRate) || math.IsInf(p.MaxRate, 0) {
+		return p, Invalid("max_rate", p.MaxRate, "must be a finite number of tasks per second, not negative")
 	}
 	if p.BatchSize == 0 {
 		p.BatchSize = DefaultPurgeBatch
@@ -93,3 +107,24 @@ func (r *PurgeResult) Add(b PurgeResult) {
 
 // Empty reports whether r deleted nothing.
 func (r PurgeResult) Empty() bool { return r.Runs == 0 && r.Tasks == 0 && r.Leases == 0 }
+
+// Wait paces a purge between two batches, as p.Pause and p.MaxRate say: b is the
+// batch that began at start and has just committed. It returns ctx's error when ctx
+// ends first. Both stores' PurgeRuns call it.
+func (p PurgeParams) Wait(ctx context.Context, start time.Time, b PurgeResult) error {
+	wait := p.Pause
+	if p.MaxRate > 0 {
+		wait = max(wait, time.Until(start.Add(time.Duration(float64(b.Tasks)/p.MaxRate*float64(time.Second)))))
+	}
+	if wait <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

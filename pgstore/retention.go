@@ -37,6 +37,7 @@ func (s *Store) PurgeRuns(ctx context.Context, p PurgeParams) (PurgeResult, erro
 	}
 	var total PurgeResult
 	for {
+		start := time.Now()
 		b, err := s.purgeBatch(ctx, p.OlderThan, p.BatchSize)
 		if err != nil {
 			return total, err
@@ -51,12 +52,8 @@ func (s *Store) PurgeRuns(ctx context.Context, p PurgeParams) (PurgeResult, erro
 		if p.Progress != nil {
 			p.Progress(total)
 		}
-		if p.Pause > 0 {
-			select {
-			case <-ctx.Done():
-				return total, ctx.Err()
-			case <-time.After(p.Pause):
-			}
+		if err := p.Wait(ctx, start, b); err != nil {
+			return total, err
 		}
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -476,6 +478,65 @@ func TestPurgeResumesAfterKill(t *testing.T) {
 	}
 }
 
+// A batch locks only the runs it deletes: the runs behind it stay free, so a second
+// purger beside it takes the next ones instead of finding every candidate locked
+// (and the batch reads the tasks of the runs it deletes, not of every candidate).
+// Before, one batch locked and checked up to its limit in runs — a batch of 10 tasks
+// here held all five old runs.
+func TestPurgeBatchLocksOnlyTheRunsItDeletes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := b.ctx
+	w := b.workflow(t, "history")
+	hist := b.history(t, w.ID, 5, 10, 48*time.Hour)
+	tx, err := b.s.Pool().Begin(ctx)
+	noErr(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	var runs, tasks int64
+	noErr(t, tx.QueryRow(ctx, b.sqlOf(`select runs, tasks from {api}.purge_runs('1 hour', 10)`)).Scan(&runs, &tasks))
+	if runs != 1 || tasks != 10 {
+		t.Fatalf("batch of 10 tasks deleted %d runs, %d tasks; want 1 run of 10", runs, tasks)
+	}
+	// Another session sees the four runs the batch did not take unlocked…
+	rows, err := b.s.Pool().Query(ctx, b.sqlOf(`select id from {ork}.runs order by id for update skip locked`))
+	noErr(t, err)
+	free, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	noErr(t, err)
+	if !slices.Equal(free, hist[1:]) {
+		t.Fatalf("runs another session can lock while the batch is open: %v; want %v", free, hist[1:])
+	}
+	// …and a second purger deletes the next one while the first has not committed.
+	got, err := b.s.PurgeRuns(ctx, pgstore.PurgeParams{OlderThan: time.Hour, BatchSize: 10})
+	noErr(t, err)
+	if got.Runs != 4 || got.Tasks != 40 {
+		t.Fatalf("second purger beside an open batch = %+v; want the other 4 runs, 40 tasks", got)
+	}
+	noErr(t, tx.Commit(ctx))
+	if n := len(b.runIDs(t)); n != 0 {
+		t.Fatalf("%d runs left; want none", n)
+	}
+	if bad := b.orphans(t); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+}
+
+// purge_all_runs' p_max_rate paces the procedure as MaxRate paces PurgeRuns: six
+// batches of one task at 10 tasks/s take at least 500 ms (five waits of 100 ms).
+func TestPurgeAllRunsMaxRate(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	w := b.workflow(t, "history")
+	b.history(t, w.ID, 6, 1, 48*time.Hour)
+	t0 := time.Now()
+	b.exec(t, `call {api}.purge_all_runs('1 hour', 1, 10)`)
+	if took := time.Since(t0); took < 500*time.Millisecond {
+		t.Fatalf("6 tasks at 10 tasks/s purged in %v; want at least 500ms", took)
+	}
+	if n := len(b.runIDs(t)); n != 0 {
+		t.Fatalf("%d runs left; want none", n)
+	}
+}
+
 // Bad input is refused by name and changes nothing.
 func TestPurgeValidation(t *testing.T) {
 	t.Parallel()
@@ -486,10 +547,16 @@ func TestPurgeValidation(t *testing.T) {
 	wantValidation(t, err, "batch_size")
 	_, err = b.s.PurgeRuns(b.ctx, pgstore.PurgeParams{OlderThan: time.Hour, Pause: -time.Second})
 	wantValidation(t, err, "pause")
+	_, err = b.s.PurgeRuns(b.ctx, pgstore.PurgeParams{OlderThan: time.Hour, MaxRate: -1})
+	wantValidation(t, err, "max_rate")
 	_, err = b.s.Pool().Exec(b.ctx, b.sqlOf(`select * from {api}.purge_runs('-1 day', 10)`))
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "OK422" || pgErr.ColumnName != "older_than" {
 		t.Fatalf("purge_runs('-1 day') = %v; want OK422 naming older_than", err)
+	}
+	_, err = b.s.Pool().Exec(b.ctx, b.sqlOf(`call {api}.purge_all_runs('1 day', 10, -1)`))
+	if !errors.As(err, &pgErr) || pgErr.Code != "OK422" || pgErr.ColumnName != "max_rate" {
+		t.Fatalf("purge_all_runs(max_rate -1) = %v; want OK422 naming max_rate", err)
 	}
 }
 
@@ -592,5 +659,77 @@ func TestPurgeRemovesFairRunsSlotGroups(t *testing.T) {
 	finish(t, s)
 	if r, err := s.GetRun(ctx, live.ID); err != nil || r.Status != orkstate.RunSuccess {
 		t.Fatalf("live run = %+v, %v; want success", r, err)
+	}
+}
+
+// A purge batch reads what it deletes and little else, however much history and how
+// many ready tasks the install holds: every statement inside purge_runs and the
+// tasks' delete trigger, read with auto_explain (analyze), removes at most a few
+// rows by filter. Here the oldest finished run has the highest task ids, behind 2,000
+// newer tasks, and 300 ready tasks wait in a queue whose statistics say it is empty. Before, the batch's task ids
+// were read along tasks_pkey from the lowest id (the 2,000 newer tasks filtered out
+// by run_id), and the trigger walked the whole queue comparing each row with every
+// deleted task.
+func TestPurgeBatchReadsByKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, s := b.ctx, b.s
+	w := b.workflow(t, "history")
+	b.history(t, w.ID, 200, 10, 24*time.Hour)
+	old := b.history(t, w.ID, 1, 1000, 72*time.Hour)
+	specs := make([]orkstate.TaskSpec, 300)
+	for i := range specs {
+		specs[i] = orkstate.TaskSpec{Name: fmt.Sprintf("t%d", i)}
+	}
+	// The queue's statistics of a moment it was empty after carrying 3,000 tasks, as
+	// an install's often are.
+	big := make([]orkstate.TaskSpec, 3000)
+	for i := range big {
+		big[i] = orkstate.TaskSpec{Name: fmt.Sprintf("b%d", i)}
+	}
+	startRun(t, s, big)
+	for {
+		got, err := s.ClaimTasks(ctx, orkstate.ClaimParams{Claimer: "c", Limit: 1000})
+		noErr(t, err)
+		if len(got) == 0 {
+			break
+		}
+	}
+	b.exec(t, `analyze {ork}.runs, {ork}.tasks, {ork}.task_queue, {ork}.deferred_jobs, {ork}.task_leases, {ork}.task_deadlines`)
+	startRun(t, s, specs)
+
+	var mu sync.Mutex
+	var plans []string
+	cfg, err := pgx.ParseConfig(testdb.URL())
+	noErr(t, err)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		mu.Lock()
+		plans = append(plans, n.Message)
+		mu.Unlock()
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	noErr(t, err)
+	defer conn.Close(context.Background())
+	for _, q := range []string{`load 'auto_explain'`, `set auto_explain.log_min_duration = 0`, `set auto_explain.log_analyze = on`,
+		`set auto_explain.log_timing = off`, `set auto_explain.log_nested_statements = on`, `set client_min_messages = log`} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var runs, tasks int64
+	noErr(t, conn.QueryRow(ctx, b.sqlOf(`select runs, tasks from {api}.purge_runs('48 hours', 1000)`)).Scan(&runs, &tasks))
+	if runs != 1 || tasks != 1000 {
+		t.Fatalf("purge_runs('48 hours') = %d runs, %d tasks; want run %d's 1,000", runs, tasks, old[0])
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	all := strings.Join(plans, "\n")
+	if !strings.Contains(all, "task_queue") {
+		t.Fatalf("no plan of the delete trigger (auto_explain said %d things):\n%s", len(plans), all)
+	}
+	for _, m := range regexp.MustCompile(`Rows Removed by (Join )?Filter: (\d+)`).FindAllStringSubmatch(all, -1) {
+		if n, _ := strconv.Atoi(m[2]); n > 1000 {
+			t.Fatalf("a statement of the batch read %d rows it did not want (%s):\n%s", n, m[0], all)
+		}
 	}
 }

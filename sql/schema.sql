@@ -9,13 +9,15 @@ CREATE FUNCTION ork.task_queue_forget_deleted_tasks() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'ork', 'pg_temp'
     AS $$
+declare
+    v_ids bigint[] := array(select d.id from deleted_tasks d);
 begin
-    delete from task_queue q where q.task_id in (select d.id from deleted_tasks d);
-    delete from task_deadlines dl where dl.task_id in (select d.id from deleted_tasks d);
-    delete from task_deps_unmet u where u.task_id in (select d.id from deleted_tasks d);
+    delete from task_queue q where q.task_id = any(v_ids);
+    delete from task_deadlines dl where dl.task_id = any(v_ids);
+    delete from task_deps_unmet u where u.task_id = any(v_ids);
     -- a deleted in-flight task gives its slots back
     with gone as (
-        delete from task_slots s where s.task_id in (select d.id from deleted_tasks d) returning s.slot_group
+        delete from task_slots s where s.task_id = any(v_ids) returning s.slot_group
     ), per as (
         select p.pool, count(*)::integer as n
         from gone join slot_groups g on g.id = gone.slot_group

@@ -33,6 +33,7 @@ func (s *Store) PurgeRuns(ctx context.Context, p orkstate.PurgeParams) (orkstate
 	var total orkstate.PurgeResult
 	for {
 		var b orkstate.PurgeResult
+		start := time.Now()
 		err := s.write(ctx, func(t *txState) error {
 			var err error
 			b, err = purgeBatch(t, t.now.Add(-p.OlderThan), p.BatchSize)
@@ -48,12 +49,8 @@ func (s *Store) PurgeRuns(ctx context.Context, p orkstate.PurgeParams) (orkstate
 		if p.Progress != nil {
 			p.Progress(total)
 		}
-		if p.Pause > 0 {
-			select {
-			case <-ctx.Done():
-				return total, ctx.Err()
-			case <-time.After(p.Pause):
-			}
+		if err := p.Wait(ctx, start, b); err != nil {
+			return total, err
 		}
 	}
 	if p.Vacuum && total.Batches > 0 {

@@ -92,11 +92,29 @@ func (s *suite) testPurge(t *testing.T) {
 		errIs(t, "GetRun", err, orkstate.ErrNotFound)
 	})
 
+	s.test(t, "MaxRatePaces", func(t *testing.T, b *bundle) {
+		// MaxRate 20 tasks/s in batches of one task: each batch starts 50 ms after the
+		// one before, so five take at least 200 ms (unpaced, a few).
+		p := purger(t, b)
+		_, ts := b.legacyRun(5)
+		for _, task := range ts {
+			b.drive(task.ID, orkstate.TaskSuccess)
+		}
+		t0 := time.Now()
+		got, err := p.PurgeRuns(b.ctx, orkstate.PurgeParams{BatchSize: 1, MaxRate: 20})
+		took := time.Since(t0)
+		noErr(t, "PurgeRuns", err)
+		equal(t, "purged", got, orkstate.PurgeResult{Batches: 5, Runs: 1, Tasks: 5})
+		if took < 200*time.Millisecond {
+			t.Fatalf("5 tasks at 20 tasks/s purged in %v; want at least 200ms", took)
+		}
+	})
+
 	s.test(t, "BadParams", func(t *testing.T, b *bundle) {
 		p := purger(t, b)
 		r, ts := b.dagRun(nt("a"))
 		b.succeed(ts.id("a"))
-		for _, bad := range []orkstate.PurgeParams{{OlderThan: -time.Second}, {BatchSize: 10001}, {BatchSize: -1}, {Pause: -time.Second}} {
+		for _, bad := range []orkstate.PurgeParams{{OlderThan: -time.Second}, {BatchSize: 10001}, {BatchSize: -1}, {Pause: -time.Second}, {MaxRate: -1}} {
 			_, err := p.PurgeRuns(b.ctx, bad)
 			isValidation(t, "PurgeRuns with bad params", err)
 		}

@@ -234,6 +234,7 @@ func (a *app) purgeCommand() *cobra.Command {
 	var batch int
 	var vacuum bool
 	var pause time.Duration
+	var maxRate float64
 	c := &cobra.Command{
 		Use:   "purge --older-than 30d",
 		Short: "Delete finished runs older than a period, with their tasks, logs and deferred jobs",
@@ -246,8 +247,12 @@ It works in batches of --batch tasks, each its own transaction, so the hot paths
 are never blocked for longer than a batch, a kill loses at most the batch in
 progress, and running it again goes on where it stopped. Several purges at once
 take disjoint runs. PostgreSQL and SQLite files alike (docs/operations.md: when
-and how often).`,
-		Example: "  orkstate purge --older-than 30d\n  orkstate purge --older-than 12h --batch 5000 --vacuum --json",
+and how often).
+
+--max-rate caps the pace in tasks per second, so a purge beside busy workers
+takes a bounded share of the server: set it above the rate tasks finish (history
+ages no faster than that) and the purge keeps up however long it runs.`,
+		Example: "  orkstate purge --older-than 30d\n  orkstate purge --older-than 30d --max-rate 2000   # a backlog beside busy workers\n  orkstate purge --older-than 12h --batch 5000 --vacuum --json",
 		Args:    args(),
 		RunE: cmdErr(func(cmd *cobra.Command, _ []string) error {
 			period, err := parsePeriod(olderThan)
@@ -264,7 +269,7 @@ and how often).`,
 			if !ok {
 				return errorf(orkstate.ErrUnsupported, "%s cannot purge its history", be.desc)
 			}
-			p := orkstate.PurgeParams{OlderThan: period, BatchSize: batch, Vacuum: vacuum, Pause: pause}
+			p := orkstate.PurgeParams{OlderThan: period, BatchSize: batch, Vacuum: vacuum, Pause: pause, MaxRate: maxRate}
 			if a.errTerminal && !a.json {
 				p.Progress = func(r orkstate.PurgeResult) {
 					fmt.Fprintf(a.stderr, "\rpurging: %d runs, %d tasks (%d batches)", r.Runs, r.Tasks, r.Batches)
@@ -293,6 +298,7 @@ and how often).`,
 	c.Flags().StringVar(&olderThan, "older-than", "", "retention period: 30d, 12h, 90m (required)")
 	c.Flags().IntVar(&batch, "batch", orkstate.DefaultPurgeBatch, "tasks per batch and transaction (1–10,000)")
 	c.Flags().DurationVar(&pause, "pause", 0, "wait this long between batches, to leave the server to the hot paths")
+	c.Flags().Float64Var(&maxRate, "max-rate", 0, "purge at most this many tasks per second (0: no cap); above the rate tasks finish, it keeps up")
 	c.Flags().BoolVar(&vacuum, "vacuum", false, "PostgreSQL: VACUUM the purged tables afterwards, so the space is reused at once (needs the tables' owner); SQLite: PRAGMA incremental_vacuum")
 	_ = c.MarkFlagRequired("older-than")
 	return c

@@ -79,7 +79,7 @@ func TestPurgeCommand(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			tg := loaded(t, targets[name](t))
-			r := runCLI(t, tg, opts{errTerminal: true}, "purge", "--older-than", "30d", "--batch", "1")
+			r := runCLI(t, tg, opts{errTerminal: true}, "purge", "--older-than", "30d", "--batch", "1", "--max-rate", "10000")
 			if r.code != 0 || !strings.HasPrefix(r.stdout, "purged 3 runs, 12 tasks, ") || !strings.Contains(r.stderr, "\rpurging: 3 runs, 12 tasks") {
 				t.Fatalf("purge: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
 			}
@@ -93,6 +93,7 @@ func TestPurgeCommand(t *testing.T) {
 			fails(t, tg, exitInvalid, `invalid older-than "30 days"`, "purge", "--older-than", "30 days")
 			fails(t, tg, exitInvalid, `invalid batch_size`, "purge", "--older-than", "1d", "--batch", "20000")
 			fails(t, tg, exitInvalid, `invalid pause`, "purge", "--older-than", "1d", "--pause", "-1s")
+			fails(t, tg, exitInvalid, `invalid max_rate`, "purge", "--older-than", "1d", "--max-rate", "-5")
 			fails(t, tg, exitUsage, `required flag(s) "older-than" not set`, "purge")
 		})
 	}

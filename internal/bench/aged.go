@@ -16,11 +16,14 @@ import (
 // half older than 30 days beside the measured claims and e2e (issue 15: "while
 // purging runs: claims and e2e ≥ 0.9× a fresh install in the same run"), with
 // autovacuum switched on for the scenario (ALTER SYSTEM, restored afterwards, also
-// on failure), against a fresh install under the same settings. The purge is
-// paced as docs/operations.md advises for a backlog (PurgeParams.Pause 100 ms);
-// each result's note says how much it purged during the measurement and whether
-// it was still running at its end. Full mode only (AgedTasks > 0): it changes a
-// server setting for its duration.
+// on failure), against a fresh install under the same settings. The two installs'
+// repetitions alternate (fresh first in even ones, aged first in odd ones), so the
+// load of a shared machine falls on both alike. The purge runs during each aged
+// repetition's clocked part, capped at purgeBesideRate (PurgeParams.MaxRate), as
+// docs/operations.md advises beside busy workers; each result's note says how much
+// it purged, at what rate, and whether history was left at the end of every
+// repetition. Full mode only (AgedTasks > 0): it changes a server setting for its
+// duration.
 func runAged(ctx context.Context, r *runner) error {
 	sz := r.sizes
 	if sz.AgedTasks <= 0 {
@@ -33,140 +36,196 @@ func runAged(ctx context.Context, r *runner) error {
 	}
 	defer restore()
 	const sc = "aged"
-	shape := chainsShape()
-	for _, aged := range []bool{false, true} {
-		prefix := "fresh "
-		if aged {
-			prefix = "aged "
-		}
+	var inst [2]struct {
+		s *pgstore.Store
+		f fixture
+	}
+	for i, aged := range []bool{false, true} {
 		s, drop, err := r.install(ctx)
 		if err != nil {
 			return err
 		}
-		f := fixture{pool: r.pool, schema: s.Schema(), aged: aged}
-		if aged {
-			t0 := time.Now()
-			if err := agedHistory(ctx, f, sz.AgedTasks); err != nil {
-				drop()
-				return err
-			}
-			r.logf("    history: %d finished tasks in %.1fs", sz.AgedTasks, time.Since(t0).Seconds())
-		}
-		var pg *purgeBeside
-		if aged {
-			pg = startPurgeBeside(ctx, s)
-		}
-		n := sz.ClaimTasks
-		perRun := min(1000, n)
-		r.measure(Result{Scenario: sc, Variant: prefix + "claims, 4 claimers", System: SystemOrkstate, Unit: "tasks",
-			LatencyOf: fmt.Sprintf("claim_tasks call of %d", sz.ClaimBatch), Note: agedNote(aged, sz.AgedTasks)},
-			func(int) (*sample, error) {
-				if _, err := f.chains(ctx, max(1, n/perRun), perRun, 1, "pending", 0); err != nil {
-					return nil, err
-				}
-				m := r.startMeter(ctx)
-				mark := pg.mark()
-				ids, lat, err := claimAll(ctx, s, 4, sz.ClaimBatch)
-				smp := &sample{items: n, lat: lat}
-				m.stop(smp)
-				pg.during(mark)
-				smp.dups, smp.lost = dupsAndLosses(n, ids)
-				return smp, err
-			})
-		pg.note(r)
-		r.measure(Result{Scenario: sc, Variant: prefix + "e2e chains", System: SystemOrkstate, Unit: "tasks",
-			LatencyOf: "run created → finished", Note: agedNote(aged, sz.AgedTasks)},
-			func(int) (*sample, error) {
-				mark := pg.mark()
-				smp, _, err := r.orkstateE2EOn(ctx, s, shape, sz.E2ERuns, failurePlan{}, false)
-				pg.during(mark)
-				return smp, err
-			})
-		pg.note(r)
-		if err := pg.stop(); err != nil {
-			drop()
-			return fmt.Errorf("purge beside the aged measurements: %w", err)
-		}
-		drop()
+		defer drop()
+		inst[i].s, inst[i].f = s, fixture{pool: r.pool, schema: s.Schema(), aged: aged}
 	}
+	t0 := time.Now()
+	if err := agedHistory(ctx, inst[1].f, sz.AgedTasks); err != nil {
+		return err
+	}
+	r.logf("    history: %d finished tasks in %.1fs", sz.AgedTasks, time.Since(t0).Seconds())
+	pg := &purgeBeside{s: inst[1].s, ages: float64(sz.AgedTasks) / 60 / 86400}
+
+	n := sz.ClaimTasks
+	perRun := min(1000, n)
+	r.measurePair(
+		Result{Scenario: sc, Variant: "fresh claims, 4 claimers", System: SystemOrkstate, Unit: "tasks",
+			LatencyOf: fmt.Sprintf("claim_tasks call of %d", sz.ClaimBatch), Note: agedNote(false, sz.AgedTasks)},
+		Result{Scenario: sc, Variant: "aged claims, 4 claimers", System: SystemOrkstate, Unit: "tasks",
+			LatencyOf: fmt.Sprintf("claim_tasks call of %d", sz.ClaimBatch), Note: agedNote(true, sz.AgedTasks)},
+		func(i int) (*sample, error) {
+			f, s := inst[i].f, inst[i].s
+			if _, err := f.chains(ctx, max(1, n/perRun), perRun, 1, "pending", 0); err != nil {
+				return nil, err
+			}
+			m := r.startMeter(ctx)
+			pg.start(ctx, i == 1)
+			ids, lat, err := claimAll(ctx, s, 4, sz.ClaimBatch)
+			smp := &sample{items: n, lat: lat}
+			m.stop(smp) // before the purge's stop, which waits for its batch in progress to be cancelled
+			if perr := pg.stop(); err == nil {
+				err = perr
+			}
+			smp.dups, smp.lost = dupsAndLosses(n, ids)
+			return smp, err
+		}, pg)
+	shape := chainsShape()
+	r.measurePair(
+		Result{Scenario: sc, Variant: "fresh e2e chains", System: SystemOrkstate, Unit: "tasks",
+			LatencyOf: "run created → finished", Note: agedNote(false, sz.AgedTasks)},
+		Result{Scenario: sc, Variant: "aged e2e chains", System: SystemOrkstate, Unit: "tasks",
+			LatencyOf: "run created → finished", Note: agedNote(true, sz.AgedTasks)},
+		func(i int) (*sample, error) {
+			pg.start(ctx, i == 1)
+			smp, _, err := r.orkstateE2EOn(ctx, inst[i].s, shape, sz.E2ERuns, failurePlan{}, false)
+			if perr := pg.stop(); err == nil {
+				err = perr
+			}
+			return smp, err
+		}, pg)
 	return nil
+}
+
+// measurePair measures two variants Reps times each, alternating which goes first,
+// and records fresh's result, then aged's (once(0) measures fresh, once(1) aged);
+// pg's note is added to aged's.
+func (r *runner) measurePair(fresh, aged Result, once func(i int) (*sample, error), pg *purgeBeside) {
+	reps := max(1, r.sizes.Reps)
+	base := [2]Result{fresh, aged}
+	var ss [2][]*sample
+	var failed [2]error
+	for rep := 0; rep < reps; rep++ {
+		for k := 0; k < 2; k++ {
+			i := (k + rep) % 2
+			if failed[i] != nil {
+				continue
+			}
+			s, err := once(i)
+			if err != nil {
+				failed[i] = err
+				continue
+			}
+			ss[i] = append(ss[i], s)
+		}
+	}
+	for i := range base {
+		if failed[i] != nil {
+			base[i].Error = failed[i].Error()
+			r.add(base[i])
+			continue
+		}
+		res := aggregate(base[i], ss[i])
+		if i == 1 {
+			res.Note += pg.note()
+		}
+		r.add(res)
+	}
 }
 
 func agedNote(aged bool, n int) string {
 	if !aged {
 		return "fresh install, autovacuum on"
 	}
-	return fmt.Sprintf("%s finished tasks of history over 60 days, not vacuumed, half of it purged meanwhile (older than 30 days, paced 100 ms); autovacuum on", humanCount(n))
+	return fmt.Sprintf("%s finished tasks of history over 60 days, not vacuumed, the part older than 30 days purged meanwhile; autovacuum on", humanCount(n))
 }
 
 // purgeBesideAge is the retention period of the purge beside the aged measurements.
 const purgeBesideAge = 30 * 24 * time.Hour
 
-// purgeBeside is a purge running beside measurements: PurgeRuns of everything older
-// than purgeBesideAge, paced, until the history is gone or it is stopped.
+// purgeBesideRate caps the purge beside the aged measurements, in tasks per second
+// (PurgeParams.MaxRate): 86M tasks a day, far above the rate the scenario's history
+// ages (AgedTasks over 60 days: 0.19 tasks/s at 1M) and the "millions of tasks a
+// day" of a busy install (12–35 tasks/s), so a purge at this pace keeps up with
+// either however long it runs. docs/architecture.md, "Retention", has what it costs.
+const purgeBesideRate = 1000
+
+// purgeBeside is a purge running beside the aged install's measurements: PurgeRuns
+// of everything older than purgeBesideAge, capped at purgeBesideRate, started before
+// each aged repetition's clocked part and stopped after it.
 type purgeBeside struct {
-	tasks   atomic.Int64 // purged so far
-	running atomic.Bool
-	cancel  context.CancelFunc
-	done    chan error
-	// of the measurement in progress: tasks purged during it, and whether the purge
-	// was still running at its end (every repetition's)
+	s    *pgstore.Store
+	ages float64 // tasks per second the scenario's history ages at
+	// of the purge in progress
+	tasks  atomic.Int64
+	t0     time.Time
+	cancel context.CancelFunc
+	done   chan error
+	// over the measurement so far: tasks purged, seconds purging, repetitions, and
+	// whether history was left at the end of every one
 	purged     int64
-	throughout bool
+	secs       float64
 	reps       int
+	throughout bool
 }
 
-func startPurgeBeside(ctx context.Context, s *pgstore.Store) *purgeBeside {
-	ctx, cancel := context.WithCancel(ctx)
-	p := &purgeBeside{cancel: cancel, done: make(chan error, 1), throughout: true}
-	p.running.Store(true)
+// start starts a purge when on is true (an aged repetition).
+func (p *purgeBeside) start(ctx context.Context, on bool) {
+	if !on {
+		return
+	}
+	if p.reps == 0 {
+		p.throughout = true
+	}
+	ctx, p.cancel = context.WithCancel(ctx)
+	p.done = make(chan error, 1)
+	p.tasks.Store(0)
+	p.t0 = time.Now()
 	go func() {
-		defer p.running.Store(false)
-		_, err := s.PurgeRuns(ctx, pgstore.PurgeParams{OlderThan: purgeBesideAge, Pause: 100 * time.Millisecond,
+		_, err := p.s.PurgeRuns(ctx, pgstore.PurgeParams{OlderThan: purgeBesideAge, MaxRate: purgeBesideRate,
 			Progress: func(r pgstore.PurgeResult) { p.tasks.Store(r.Tasks) }})
+		p.done <- err
+	}()
+}
+
+// stop ends the purge in progress, if any, and returns its error.
+func (p *purgeBeside) stop() error {
+	if p.cancel == nil {
+		return nil
+	}
+	var err error
+	select {
+	case err = <-p.done:
+		// it had finished by itself: no history left, or an error
+		p.throughout = false
+	default:
+		p.cancel()
+		err = <-p.done
 		if errors.Is(err, context.Canceled) {
 			err = nil
 		}
-		p.done <- err
-	}()
-	return p
-}
-
-// mark and during bracket one repetition of a measurement (nil: no purge).
-func (p *purgeBeside) mark() int64 {
-	if p == nil {
-		return 0
-	}
-	return p.tasks.Load()
-}
-
-func (p *purgeBeside) during(mark int64) {
-	if p == nil {
-		return
-	}
-	p.purged += p.tasks.Load() - mark
-	p.throughout = p.throughout && p.running.Load()
-	p.reps++
-}
-
-// note appends what the purge did during the last measurement to its result.
-func (p *purgeBeside) note(r *runner) {
-	if p == nil || len(r.results) == 0 {
-		return
-	}
-	res := &r.results[len(r.results)-1]
-	res.Note += fmt.Sprintf("; the purge deleted %d tasks during the %d repetitions, running at the end of %s",
-		p.purged, p.reps, map[bool]string{true: "every one", false: "not every one"}[p.throughout])
-	p.purged, p.throughout, p.reps = 0, true, 0
-}
-
-// stop ends the purge and returns its error.
-func (p *purgeBeside) stop() error {
-	if p == nil {
-		return nil
 	}
 	p.cancel()
-	return <-p.done
+	p.cancel = nil
+	p.secs += time.Since(p.t0).Seconds()
+	p.purged += p.tasks.Load()
+	p.reps++
+	if err != nil {
+		return fmt.Errorf("purge beside the aged measurements: %w", err)
+	}
+	return nil
+}
+
+// note says what the purge did during the measurement recorded last, and resets.
+func (p *purgeBeside) note() string {
+	rate := 0.0
+	if p.secs > 0 {
+		rate = float64(p.purged) / p.secs
+	}
+	s := fmt.Sprintf("; beside it the purge (capped at %d tasks/s) deleted %d tasks in the %d repetitions' %.1f s: %.0f tasks/s, "+
+		"%.0f× the %.2f tasks/s this history ages at; history left at the end of %s",
+		purgeBesideRate, p.purged, p.reps, p.secs, rate, rate/max(p.ages, 1e-9), p.ages,
+		map[bool]string{true: "every one", false: "not every one"}[p.throughout])
+	p.purged, p.secs, p.reps, p.throughout = 0, 0, 0, false
+	return s
 }
 
 // agedHistory writes n tasks as finished runs' history: inserted pending, then finished

@@ -35,8 +35,9 @@ as $$
 #variable_conflict use_column
 declare
     v_cutoff timestamptz;
-    v_runs bigint[];
-    v_sizes integer[];
+    c_runs refcursor;
+    v_run bigint;
+    v_size integer;
     v_whole bigint[] := '{}';
     v_partial bigint;
     v_budget integer;
@@ -55,51 +56,64 @@ begin
     perform _check_limit(p_limit);
     v_cutoff := now() - p_older_than;
 
-    -- Candidates through runs_finished_idx (migration 004), locked. A run with an
-    -- unfinished task or a live deferred job is passed over before the limit counts,
+    -- Candidates through runs_finished_idx (migration 004), oldest first, locked one
+    -- at a time as the cursor reaches them (an explicit FETCH reads one row), and only
+    -- as many as the batch takes: the checks below read a run's tasks, so checking
+    -- runs the batch will not delete would cost more than the delete (before: up to
+    -- p_limit runs were locked and checked per batch, for a batch of one 1,000-task
+    -- run; docs/architecture.md, "Retention", has what it cost). A run with an
+    -- unfinished task or a live deferred job is passed over before the budget counts,
     -- so one held run at the head never stops the purge behind it
-    -- (TestPurgeRemovesOnlyOldFinishedHistory's batches of one).
-    select array_agg(c.id order by c.finished_at, c.id), array_agg(c.tasks_total order by c.finished_at, c.id)
-    into v_runs, v_sizes
-    from (
-        select r.id, r.finished_at, r.tasks_total
+    -- (TestPurgeRemovesOnlyOldFinishedHistory's batches of one). Whole runs while
+    -- their tasks fit the budget (a run counts at least 1, so an empty run uses budget
+    -- too); the first run that does not fit is taken in part when nothing else was.
+    v_budget := p_limit;
+    open c_runs for
+        select r.id, r.tasks_total
         from runs r
         where r.status in ('success', 'failed', 'cancelled') and r.finished_at < v_cutoff
-          and not exists (
-                  select 1 from tasks t
-                  where t.run_id = r.id and t.status not in ('success', 'failed', 'cancelled'))
-          and not exists (
-                  select 1 from tasks t join deferred_jobs j on j.task_id = t.id
-                  where t.run_id = r.id and j.status in ('pending', 'polling'))
         order by r.finished_at, r.id
-        limit p_limit
-        for update skip locked
-    ) c;
-
-    -- Whole runs while their tasks fit the budget (a run counts at least 1, so an
-    -- empty run uses budget too); the first run that does not fit is taken in part
-    -- when nothing else was.
-    v_budget := p_limit;
-    for i in 1 .. coalesce(cardinality(v_runs), 0) loop
-        if greatest(v_sizes[i], 1) <= v_budget then
-            v_whole := v_whole || v_runs[i];
-            v_budget := v_budget - greatest(v_sizes[i], 1);
+        for update skip locked;
+    loop
+        fetch c_runs into v_run, v_size;
+        exit when not found;
+        continue when exists (
+                select 1 from tasks t
+                where t.run_id = v_run and t.status not in ('success', 'failed', 'cancelled'))
+            or exists (
+                select 1 from tasks t join deferred_jobs j on j.task_id = t.id
+                where t.run_id = v_run and j.status in ('pending', 'polling'));
+        if greatest(v_size, 1) <= v_budget then
+            v_whole := v_whole || v_run;
+            v_budget := v_budget - greatest(v_size, 1);
+            exit when v_budget = 0;
         else
             if cardinality(v_whole) = 0 then
-                v_partial := v_runs[i];
+                v_partial := v_run;
             end if;
             exit;
         end if;
     end loop;
+    close c_runs;
 
     -- tasks_total is a counter, not a promise: the ids come from the tasks themselves,
-    -- and a run is deleted below only when none of its tasks is left.
+    -- and a run is deleted below only when none of its tasks is left. Not locked
+    -- here: the deletes below lock what they delete, nothing changes a finished run's
+    -- tasks meanwhile (its row is locked, and a finished run is never reopened), and
+    -- a lock taken first would write every task's row twice (a lock, then the delete).
+    -- Run by run through tasks' (run_id, task_index) key: ordered by id, the generic
+    -- plan walked tasks_pkey from the lowest id and filtered on run_id, which on an
+    -- aged table reads every task older than the batch's (365,000 rows for 1,000, 1.4 s).
     v_tasks := array(
-        select t.id from tasks t
-        where t.run_id = any(v_whole || v_partial)
-        order by t.id
-        limit p_limit
-        for update);
+        select t.id
+        from unnest(v_whole || v_partial) with ordinality as r(id, n)
+        cross join lateral (
+            select t.id from tasks t
+            where t.run_id = r.id
+            order by t.task_index
+            limit p_limit) t
+        order by r.n
+        limit p_limit);
 
     -- Children first, by key, so the foreign keys' cascades find nothing left to do.
     delete from task_logs l where l.task_id = any(v_tasks);
@@ -151,18 +165,30 @@ $$;
 -- purge_all_runs calls purge_runs until a batch deletes nothing, committing after each
 -- batch, so locks last one batch and a kill loses at most the batch in progress. For
 -- pg_cron or a cron job's psql: CALL <schema>_api.purge_all_runs('30 days'). It must be
--- called outside a transaction block (a procedure commits only there).
-create procedure {{.schema}}_api.purge_all_runs(p_older_than interval, p_limit integer default 1000)
+-- called outside a transaction block (a procedure commits only there). p_max_rate, when
+-- set, caps the pace in tasks per second as PurgeParams.MaxRate does: each batch starts
+-- no sooner than its tasks ÷ p_max_rate seconds after the one before.
+create procedure {{.schema}}_api.purge_all_runs(p_older_than interval, p_limit integer default 1000,
+    p_max_rate double precision default null)
 language plpgsql
 -- No SET clause (search_path included): a procedure with one cannot commit.
 as $$
 declare
     v record;
+    v_start timestamptz;
 begin
+    if p_max_rate is not null and (p_max_rate < 0 or p_max_rate = 'NaN' or p_max_rate = 'Infinity') then
+        raise exception using errcode = 'OK422', column = 'max_rate',
+            message = format('max_rate must be a finite number of tasks per second, not negative, got %s', p_max_rate);
+    end if;
     loop
+        v_start := clock_timestamp();
         select * into v from {{.schema}}_api.purge_runs(p_older_than, p_limit);
         commit;
         exit when v.runs = 0 and v.tasks = 0 and v.leases = 0;
+        if p_max_rate > 0 then
+            perform pg_sleep(v.tasks / p_max_rate - extract(epoch from clock_timestamp() - v_start));
+        end if;
     end loop;
 end
 $$;
