@@ -87,6 +87,7 @@ type Metrics struct {
 	took    *prometheus.Desc
 	claim   *prometheus.HistogramVec
 	report  *prometheus.HistogramVec
+	both    *prometheus.HistogramVec
 	claimed prometheus.Counter
 }
 
@@ -128,6 +129,9 @@ func New(src StatsSource, cfg *Config) (*Metrics, error) {
 	m.report = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: c.Namespace, Name: "report_duration_seconds",
 		Help: "SetTaskStates and UpdateTaskStatus latency seen by this process, by outcome (ok, error).", Buckets: c.LatencyBuckets,
 		ConstLabels: c.ConstLabels}, []string{"outcome"})
+	m.both = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: c.Namespace, Name: "report_and_claim_duration_seconds",
+		Help: "ReportAndClaim latency seen by this process (a scheduler loop's report and claim in one call), by outcome (ok, empty, error).",
+		Buckets: c.LatencyBuckets, ConstLabels: c.ConstLabels}, []string{"outcome"})
 	m.claimed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: c.Namespace, Name: "tasks_claimed_total",
 		Help: "Tasks claimed by this process.", ConstLabels: c.ConstLabels})
 	return m, nil
@@ -143,6 +147,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.took
 	m.claim.Describe(ch)
 	m.report.Describe(ch)
+	m.both.Describe(ch)
 	m.claimed.Describe(ch)
 }
 
@@ -151,6 +156,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.claim.Collect(ch)
 	m.report.Collect(ch)
+	m.both.Collect(ch)
 	m.claimed.Collect(ch)
 	if m.src == nil {
 		return
@@ -175,10 +181,29 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Instrument returns st with its ClaimTasks, SetTaskStates and UpdateTaskStatus
-// calls timed into the claim and report histograms; every other call goes to st
-// unchanged.
+// calls timed into the claim and report histograms, and ReportAndClaim into its own;
+// every other call goes to st unchanged. What st implements beyond Store
+// (orkstate.ReportClaimer, orkstate.Purger) the result implements too, so a
+// scheduler loop that checks for ReportClaimer keeps its one-call path.
 func (m *Metrics) Instrument(st orkstate.Store) orkstate.Store {
-	return &instrumented{Store: st, m: m}
+	i := &instrumented{Store: st, m: m}
+	rc, isRC := st.(orkstate.ReportClaimer)
+	p, isP := st.(orkstate.Purger)
+	switch {
+	case isRC && isP:
+		return struct {
+			reportClaimer
+			orkstate.Purger
+		}{reportClaimer{i, rc}, p}
+	case isRC:
+		return reportClaimer{i, rc}
+	case isP:
+		return struct {
+			*instrumented
+			orkstate.Purger
+		}{i, p}
+	}
+	return i
 }
 
 type instrumented struct {
@@ -186,17 +211,35 @@ type instrumented struct {
 	m *Metrics
 }
 
+// reportClaimer is an instrumented store whose store reports and claims in one call.
+type reportClaimer struct {
+	*instrumented
+	rc orkstate.ReportClaimer
+}
+
+func (r reportClaimer) ReportAndClaim(ctx context.Context, updates []orkstate.TaskUpdate, p orkstate.ClaimParams) ([]orkstate.TaskOutcome, []orkstate.ClaimedTask, error) {
+	start := time.Now()
+	out, got, err := r.rc.ReportAndClaim(ctx, updates, p)
+	r.m.both.WithLabelValues(claimOutcome(len(got), err)).Observe(time.Since(start).Seconds())
+	r.m.claimed.Add(float64(len(got)))
+	return out, got, err
+}
+
+// claimOutcome is a claim's histogram label: error, empty (nothing to claim) or ok.
+func claimOutcome(n int, err error) string {
+	switch {
+	case err != nil:
+		return "error"
+	case n == 0:
+		return "empty"
+	}
+	return "ok"
+}
+
 func (i *instrumented) ClaimTasks(ctx context.Context, p orkstate.ClaimParams) ([]orkstate.ClaimedTask, error) {
 	start := time.Now()
 	got, err := i.Store.ClaimTasks(ctx, p)
-	outcome := "ok"
-	switch {
-	case err != nil:
-		outcome = "error"
-	case len(got) == 0:
-		outcome = "empty"
-	}
-	i.m.claim.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	i.m.claim.WithLabelValues(claimOutcome(len(got), err)).Observe(time.Since(start).Seconds())
 	i.m.claimed.Add(float64(len(got)))
 	return got, err
 }

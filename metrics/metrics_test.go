@@ -83,17 +83,30 @@ func TestScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The instrumented store keeps the capabilities of the store it wraps.
+	if _, ok := st.(orkstate.Purger); !ok {
+		t.Fatal("the instrumented store is not an orkstate.Purger")
+	}
+	rc, ok := st.(orkstate.ReportClaimer)
+	if !ok {
+		t.Fatal("the instrumented store is not an orkstate.ReportClaimer: a scheduler loop would fall back to two calls")
+	}
+	if _, got, err := rc.ReportAndClaim(ctx, nil, orkstate.ClaimParams{Claimer: "w", Limit: 1}); err != nil || len(got) != 1 {
+		t.Fatalf("report and claim = %v, %v", got, err)
+	}
+
 	body := scrape(t, reg)
 	label := `{schema="` + s.Schema() + `"}`
 	for series, want := range map[string]string{
-		"orkstate_stats_up" + label:                                                        "1",
-		"orkstate_ready_tasks" + label:                                                     "2", // b, and c once a succeeded
-		"orkstate_tasks_in_flight" + label:                                                 "0",
-		"orkstate_tasks_unfinished" + label:                                                "2",
-		`orkstate_runs{schema="` + s.Schema() + `",status="running"}`:                      "1",
-		`orkstate_claim_duration_seconds_count{outcome="ok",schema="` + s.Schema() + `"}`:  "1",
-		`orkstate_report_duration_seconds_count{outcome="ok",schema="` + s.Schema() + `"}`: "1",
-		"orkstate_tasks_claimed_total" + label:                                             "1",
+		"orkstate_stats_up" + label:                                                                  "1",
+		"orkstate_ready_tasks" + label:                                                               "1", // b and c once a succeeded, less one claimed
+		"orkstate_tasks_in_flight" + label:                                                           "1",
+		"orkstate_tasks_unfinished" + label:                                                          "2",
+		`orkstate_runs{schema="` + s.Schema() + `",status="running"}`:                                "1",
+		`orkstate_claim_duration_seconds_count{outcome="ok",schema="` + s.Schema() + `"}`:            "1",
+		`orkstate_report_duration_seconds_count{outcome="ok",schema="` + s.Schema() + `"}`:           "1",
+		`orkstate_report_and_claim_duration_seconds_count{outcome="ok",schema="` + s.Schema() + `"}`: "1",
+		"orkstate_tasks_claimed_total" + label:                                                       "2",
 	} {
 		if got := value(t, body, series); got != want {
 			t.Errorf("%s = %s; want %s", series, got, want)
