@@ -130,7 +130,7 @@ func New(src StatsSource, cfg *Config) (*Metrics, error) {
 		Help: "SetTaskStates and UpdateTaskStatus latency seen by this process, by outcome (ok, error).", Buckets: c.LatencyBuckets,
 		ConstLabels: c.ConstLabels}, []string{"outcome"})
 	m.both = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: c.Namespace, Name: "report_and_claim_duration_seconds",
-		Help: "ReportAndClaim latency seen by this process (a scheduler loop's report and claim in one call), by outcome (ok, empty, error).",
+		Help:    "ReportAndClaim latency seen by this process (a scheduler loop's report and claim in one call), by outcome (ok, empty, error).",
 		Buckets: c.LatencyBuckets, ConstLabels: c.ConstLabels}, []string{"outcome"})
 	m.claimed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: c.Namespace, Name: "tasks_claimed_total",
 		Help: "Tasks claimed by this process.", ConstLabels: c.ConstLabels})
