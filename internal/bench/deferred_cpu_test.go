@@ -69,14 +69,7 @@ func TestReportDeferredPollsCPU(t *testing.T) {
 	if err := conn.QueryRow(ctx, `select pg_backend_pid()`).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
-	cpu := func() int64 {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
-		if err != nil {
-			t.Skipf("schedstat: %v", err)
-		}
-		v, _ := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
-		return v
-	}
+	cpu := schedCPU(t, pid)
 	batches := 0
 	for {
 		var ids []int64
@@ -126,5 +119,19 @@ func TestReportDeferredPollsCPU(t *testing.T) {
 		sort.Float64s(perJob)
 		t.Logf("%s per job, batches of %d: server CPU min %.1f µs, median %.1f µs, max %.1f µs (%d batches); %.1f buffers",
 			fn, batch, perJob[0], perJob[len(perJob)/2], perJob[len(perJob)-1], len(perJob), blocksFn[k]/float64(jobsFn[k]))
+	}
+}
+
+// schedCPU returns a reader of server process pid's CPU time in nanoseconds (the
+// first field of /proc/<pid>/schedstat: run as root on the database's machine); it
+// skips t when the file cannot be read. The by-hand measurements share it.
+func schedCPU(t *testing.T, pid int) func() int64 {
+	return func() int64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+		if err != nil {
+			t.Skipf("schedstat: %v", err)
+		}
+		v, _ := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
+		return v
 	}
 }

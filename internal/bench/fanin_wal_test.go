@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"sort"
 	"strconv"
@@ -125,14 +124,7 @@ func TestFanInReadinessWAL(t *testing.T) {
 	if err := conn.QueryRow(ctx, `select pg_backend_pid()`).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
-	cpu := func() int64 {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
-		if err != nil {
-			t.Skipf("schedstat: %v", err)
-		}
-		v, _ := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
-		return v
-	}
+	cpu := schedCPU(t, pid)
 	var walB, fpi [2]float64
 	var cpuPer [2][]float64
 	var done [2]int
