@@ -26,19 +26,28 @@ create table {{.schema}}.task_deps_unmet (
     unmet integer not null check (unmet >= 0)
 ) with (fillfactor = 10);
 
--- Deleting tasks (purge_runs, a workflow's cascade) removes their counts too.
+-- Deleting tasks (purge_runs, a workflow's cascade) removes their counts too. Each
+-- of the trigger's deletes is a key probe per deleted task: version 5's
+-- `task_id in (select id from deleted_tasks)` is a join the planner costs from the
+-- tables' statistics, and with purge_runs' settings (no hash or merge join, no
+-- sequential scan) and a queue whose statistics were taken nearly empty it walked all
+-- of task_queue_pkey and compared each queue row with every deleted task: each purge
+-- batch read the whole hot queue (auto_explain of a purge batch on an aged install;
+-- docs/architecture.md, "Retention"; TestPurgeBatchReadsByKey).
 create or replace function {{.schema}}.task_queue_forget_deleted_tasks()
 returns trigger
 language plpgsql
 set search_path = {{.schema}}, pg_temp
 as $$
+declare
+    v_ids bigint[] := array(select d.id from deleted_tasks d);
 begin
-    delete from task_queue q where q.task_id in (select d.id from deleted_tasks d);
-    delete from task_deadlines dl where dl.task_id in (select d.id from deleted_tasks d);
-    delete from task_deps_unmet u where u.task_id in (select d.id from deleted_tasks d);
+    delete from task_queue q where q.task_id = any(v_ids);
+    delete from task_deadlines dl where dl.task_id = any(v_ids);
+    delete from task_deps_unmet u where u.task_id = any(v_ids);
     -- a deleted in-flight task gives its slots back
     with gone as (
-        delete from task_slots s where s.task_id in (select d.id from deleted_tasks d) returning s.slot_group
+        delete from task_slots s where s.task_id = any(v_ids) returning s.slot_group
     ), per as (
         select p.pool, count(*)::integer as n
         from gone join slot_groups g on g.id = gone.slot_group
