@@ -233,6 +233,12 @@ type Result struct {
 	WALBytesPerItem  float64 `json:"wal_bytes_per_item,omitempty"`
 	AllocsPerItem    float64 `json:"allocs_per_item,omitempty"`
 	DiskBytesPerItem float64 `json:"disk_bytes_per_item,omitempty"`
+	// CPU time per item, medians over the repetitions: the whole machine's busy time
+	// (the server's backends, this process, and anything else running: measure on a
+	// quiet machine) and this process's part of it. On a machine whose cores are all
+	// busy, throughput is about the cores ÷ CPUMicrosPerItem.
+	CPUMicrosPerItem   float64 `json:"cpu_us_per_item,omitempty"`
+	GoCPUMicrosPerItem float64 `json:"go_cpu_us_per_item,omitempty"`
 	// Ratios of this result to baselines: "x ork-v1" is orkstate's throughput over
 	// ork-v1's; "of raw" is orkstate's throughput as a fraction of the raw ceiling.
 	Ratios map[string]float64 `json:"ratios,omitempty"`

@@ -21,19 +21,24 @@ type sample struct {
 	dups, lost int
 	walBytes   float64
 	allocs     float64
+	cpuMicros  float64 // the machine's busy CPU time (every process: server, bench, others), µs
+	goCPU      float64 // this process's CPU time, µs
 	diskBytes  float64 // on-disk size of the system's tables after the repetition; 0: not measured
 	diskItems  int     // finished tasks (or jobs) diskBytes holds
 	note       string
 }
 
 // meter is the clock of one repetition: wall time, WAL written (the server's, so
-// other sessions' writes count too: measure on a quiet server) and Go allocations
-// of this process.
+// other sessions' writes count too: measure on a quiet server), the CPU time the
+// machine was busy (the same caveat) and this process's share of it, and Go
+// allocations of this process.
 type meter struct {
 	r       *runner
 	ctx     context.Context
 	lsn     string
 	mallocs uint64
+	busy    time.Duration
+	self    time.Duration
 	start   time.Time
 }
 
@@ -44,6 +49,8 @@ func (r *runner) startMeter(ctx context.Context) *meter {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	m.mallocs = ms.Mallocs
+	m.busy, _ = machineBusy()
+	m.self = processCPU()
 	m.start = time.Now()
 	return m
 }
@@ -54,6 +61,10 @@ func (m *meter) stop(s *sample) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s.allocs = float64(ms.Mallocs - m.mallocs)
+	if busy, ok := machineBusy(); ok && m.busy > 0 {
+		s.cpuMicros = float64((busy - m.busy).Microseconds())
+		s.goCPU = float64((processCPU() - m.self).Microseconds())
+	}
 	if m.lsn != "" {
 		_ = m.r.pool.QueryRow(m.ctx, "select pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8", m.lsn).Scan(&s.walBytes)
 	}
@@ -98,7 +109,7 @@ func aggregate(base Result, ss []*sample) Result {
 	res.Reps = len(ss)
 	tps := make([]float64, len(ss))
 	var lat []time.Duration
-	var wal, allocs, disk []float64
+	var wal, allocs, disk, cpu, goCPU []float64
 	for i, s := range ss {
 		if s.secs > 0 {
 			tps[i] = float64(s.items) / s.secs
@@ -109,6 +120,10 @@ func aggregate(base Result, ss []*sample) Result {
 		if s.items > 0 {
 			wal = append(wal, s.walBytes/float64(s.items))
 			allocs = append(allocs, s.allocs/float64(s.items))
+			if s.cpuMicros > 0 {
+				cpu = append(cpu, s.cpuMicros/float64(s.items))
+				goCPU = append(goCPU, s.goCPU/float64(s.items))
+			}
 		}
 		if s.diskBytes > 0 && s.diskItems > 0 {
 			disk = append(disk, s.diskBytes/float64(s.diskItems))
@@ -127,6 +142,8 @@ func aggregate(base Result, ss []*sample) Result {
 	}
 	res.WALBytesPerItem = round2(median(wal))
 	res.AllocsPerItem = round2(median(allocs))
+	res.CPUMicrosPerItem = round2(median(cpu))
+	res.GoCPUMicrosPerItem = round2(median(goCPU))
 	res.DiskBytesPerItem = round2(median(disk))
 	return res
 }

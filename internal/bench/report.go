@@ -269,9 +269,9 @@ func fmtPer(v float64) string {
 // PrintTable writes the results, the targets and what is missing as text.
 func (rep *Report) PrintTable(w io.Writer) {
 	fmt.Fprintf(w, "orkstate bench, %s mode, %.0fs — %s\n", rep.Mode, rep.Seconds, rep.Machine.Line())
-	fmt.Fprintf(w, "Throughput: median of REPS repetitions (SPREAD: min–max); P50/P99 over every sample (p99 n/a under %d); per item: WAL bytes, Go allocations, on-disk bytes of the tables after the run.\n\n", minP99Samples)
+	fmt.Fprintf(w, "Throughput: median of REPS repetitions (SPREAD: min–max); P50/P99 over every sample (p99 n/a under %d); per item: WAL bytes, Go allocations, on-disk bytes of the tables after the run, CPU µs the machine was busy (this process's part in brackets).\n\n", minP99Samples)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tSYSTEM\tCONFIG\tITEMS\tTHROUGHPUT\tREPS\tSPREAD\tP50\tP99\tWAL B\tALLOCS\tDISK B\tDUP\tLOST\tRATIOS\tNOTE")
+	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tSYSTEM\tCONFIG\tITEMS\tTHROUGHPUT\tREPS\tSPREAD\tP50\tP99\tWAL B\tALLOCS\tDISK B\tCPU µS\tDUP\tLOST\tRATIOS\tNOTE")
 	for _, r := range rep.Results {
 		tp := "-"
 		if r.Throughput > 0 {
@@ -284,9 +284,9 @@ func (rep *Report) PrintTable(w io.Writer) {
 		if r.Error != "" {
 			note = "ERROR: " + r.Error
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Scenario, r.Variant, r.System, r.Config, r.Items, tp,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Scenario, r.Variant, r.System, r.Config, r.Items, tp,
 			r.Reps, spread(r), fmtMs(r.P50Ms), fmtP99(r), fmtPer(r.WALBytesPerItem), fmtPer(r.AllocsPerItem), fmtPer(r.DiskBytesPerItem),
-			r.Duplicates, r.Losses, fmtRatios(r.Ratios), note)
+			fmtCPU(r), r.Duplicates, r.Losses, fmtRatios(r.Ratios), note)
 	}
 	tw.Flush()
 	if len(rep.Targets) > 0 {
@@ -428,4 +428,12 @@ func (rep *Report) SVG() string {
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// fmtCPU is the machine's CPU µs per item with this process's part in brackets.
+func fmtCPU(r Result) string {
+	if r.CPUMicrosPerItem <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%s)", fmtPer(r.CPUMicrosPerItem), fmtPer(r.GoCPUMicrosPerItem))
 }
