@@ -321,7 +321,7 @@ func TestMeasureRounds(t *testing.T) {
 	reps, _ := strconv.Atoi(os.Getenv("ORKSTATE_TRIGGERER_MEASURE_REPS"))
 	variants := []string{"river", "triggerer"}
 	if os.Getenv("ORKSTATE_TRIGGERER_MEASURE_AUTO") != "" {
-		variants = append(variants, "triggerer, plan_cache_mode auto")
+		variants = []string{"river", "triggerer, plan_cache_mode auto", "triggerer"}
 	}
 	res := map[string][]string{}
 	for rep := range max(1, reps) {
