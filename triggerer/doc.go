@@ -72,7 +72,10 @@
 // the install schema and pg_temp (a startup parameter: a pooler that cannot
 // honour it refuses the connection). River work in a caller's transaction
 // (CreateDeferredJobsTx, EnqueueTx, CancelTaskJobsTx) pins it with a local
-// set_config and restores the caller's path afterwards. The Triggerer's pool
+// set_config and restores the caller's path afterwards. The Triggerer's own
+// connections also plan every statement generically (plan_cache_mode
+// force_generic_plan): River's statements would otherwise be planned afresh on
+// their first five executions on each connection. The Triggerer's pool
 // holds at most 12 + MaxWorkers/20 connections (22 at most): workers share
 // connections through the groups, so 1,000 workers need no more than 100 do.
 // Close releases it.

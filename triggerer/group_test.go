@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/rivertype"
 
@@ -280,5 +281,38 @@ func TestGroupFinishIsOneStatement(t *testing.T) {
 			t.Errorf("report statement %d: in a transaction %v, completes River jobs %v; want one statement doing both, outside a transaction",
 				i, r.inTx, r.completesRiver)
 		}
+	}
+}
+
+// TestFinishStatementRaisesForAStoppedRiverJob: the group statement fails with
+// _river_job_not_running's error (OK409, table river_job, the job named) when a
+// River job of the group is not running, and applies nothing of the group.
+func TestFinishStatementRaisesForAStoppedRiverJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	ids := b.deferredFixture(t, 2)
+	var riverIDs []int64
+	rows, err := b.pool.Query(ctx, fmt.Sprintf(`insert into %[1]s.river_job (args, kind, max_attempts, queue, state, attempt, attempted_at, scheduled_at)
+		select jsonb_build_object('deferred_job_id', id), $1, 3, $2,
+			case when id = $3 then 'retryable' else 'running' end::%[1]s.river_job_state, 1, now(), now()
+		from %[1]s.deferred_jobs order by id returning id`, b.schema), PollDeferredJobKind, DefaultQueue, ids[1])
+	must(t, err, "insert river jobs")
+	riverIDs, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+	must(t, err, "insert river jobs")
+	tr, err := New(b.config(completeAtOnce()))
+	must(t, err, "New")
+	defer tr.Close()
+
+	_, err = tr.pool.Exec(ctx, tr.finishStatement(), ids, []string{"completed", "completed"}, []string{"", ""}, riverIDs)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || !isRiverJobNotRunning(pgErr) {
+		t.Fatalf("finish statement: %v, want OK409 on table river_job", err)
+	}
+	if want := fmt.Sprintf("river job %d is not running", riverIDs[1]); !strings.Contains(pgErr.Message, want) {
+		t.Errorf("message %q does not say %q", pgErr.Message, want)
+	}
+	if open := b.openDeferred(t, ids); !slices.Equal(open, ids) {
+		t.Errorf("open deferred jobs %v, want both %v (nothing applied)", open, ids)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -301,4 +302,220 @@ func TestMeasureLatency(t *testing.T) {
 	}
 	t.Logf("MEASURE n=%d: max %.0f jobs/s; at %.0f jobs/s, tracker answer → durable: p50 %s, p99 %s, max %s",
 		n, maxRate, rate, lat[n/2], lat[n*99/100], lat[n-1])
+}
+
+// TestMeasureRounds: the triggerer and River's no-op jobs, alternating, each on
+// a new install and a new pool: n jobs (connections new), then n more on the same
+// client (connections warm); per round the rate, the server CPU per job (the
+// pool's backends) and the Go process's CPU per job (getrusage: the test's own
+// enqueueing and polling included). ORKSTATE_TRIGGERER_MEASURE_REPS repetitions
+// (default 1); ORKSTATE_TRIGGERER_MEASURE_AUTO=1 adds the triggerer with
+// plan_cache_mode auto on its pool (as before it pinned force_generic_plan), and
+// ORKSTATE_TRIGGERER_MEASURE_PLANS=1 logs, per statement, the generic and custom
+// plans of the triggerer's idle connections (pg_prepared_statements) after its
+// rounds.
+//
+//	ORKSTATE_TRIGGERER_MEASURE=5000 ORKSTATE_TRIGGERER_MEASURE_REPS=3 go test -run TestMeasureRounds -v ./triggerer/
+func TestMeasureRounds(t *testing.T) {
+	n := measureSize(t)
+	reps, _ := strconv.Atoi(os.Getenv("ORKSTATE_TRIGGERER_MEASURE_REPS"))
+	variants := []string{"river", "triggerer"}
+	if os.Getenv("ORKSTATE_TRIGGERER_MEASURE_AUTO") != "" {
+		variants = []string{"river", "triggerer, plan_cache_mode auto", "triggerer"}
+	}
+	res := map[string][]string{}
+	for rep := range max(1, reps) {
+		for _, v := range variants {
+			var rounds []string
+			switch v {
+			case "river":
+				rounds = riverRounds(t, n)
+			case "triggerer":
+				rounds = triggererRounds(t, n)
+			default:
+				pinnedPlanCacheMode = "auto"
+				rounds = triggererRounds(t, n)
+				pinnedPlanCacheMode = "force_generic_plan"
+			}
+			for i, r := range rounds {
+				res[v] = append(res[v], fmt.Sprintf("rep %d %s: %s", rep, []string{"new", "warm"}[i], r))
+			}
+		}
+	}
+	for _, v := range variants {
+		t.Logf("MEASURE n=%d %s:\n\t%s", n, v, strings.Join(res[v], "\n\t"))
+	}
+}
+
+// cpuMeter reads the server CPU of a pool's backends (application_name app) and
+// the Go process's CPU.
+type cpuMeter struct {
+	t          *testing.T
+	pool       *pgxpool.Pool
+	app        string
+	server, gp float64
+	start      time.Time
+}
+
+func goCPU() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e3
+}
+
+func (m *cpuMeter) begin() {
+	m.server, m.gp, m.start = serverCPU(m.t, m.pool, m.app), goCPU(), time.Now()
+}
+
+func (m *cpuMeter) end(n int) string {
+	secs := time.Since(m.start).Seconds()
+	server, gp := serverCPU(m.t, m.pool, m.app)-m.server, goCPU()-m.gp
+	return fmt.Sprintf("%.0f jobs/s, server %.0f µs/job, Go %.0f µs/job", float64(n)/secs, server/float64(n), gp/float64(n))
+}
+
+// triggererRounds runs the triggerer's two rounds of TestMeasureRounds.
+func triggererRounds(t *testing.T, n int) []string {
+	ctx := context.Background()
+	b := setup(t)
+	ids := b.deferredFixture(t, 2*n)
+	cfg := b.measureConfig(completeAtOnce())
+	app := "mr_" + b.schema
+	cfg.Pool = appPool(t, b.pool, app)
+	tr, err := New(cfg)
+	must(t, err, "New")
+	must(t, tr.Start(ctx), "Start")
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_ = tr.Stop(sctx)
+		tr.Close()
+	}()
+	m := &cpuMeter{t: t, pool: b.pool, app: app}
+	var out []string
+	for round, part := range [][]int64{ids[:n], ids[n:]} {
+		m.begin()
+		for off := 0; off < len(part); off += 1000 {
+			must(t, pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+				return tr.EnqueueTx(ctx, tx, part[off:min(len(part), off+1000)]...)
+			}), "EnqueueTx")
+		}
+		for open := -1; open != n*(1-round); time.Sleep(2 * time.Millisecond) {
+			must(t, b.pool.QueryRow(ctx, "select count(*) from "+b.schema+".deferred_jobs where status in ('pending', 'polling')").Scan(&open), "count open")
+			if time.Since(m.start) > time.Minute {
+				t.Fatalf("round %d: %d deferred jobs open after a minute", round, open)
+			}
+		}
+		out = append(out, m.end(n))
+	}
+	if os.Getenv("ORKSTATE_TRIGGERER_MEASURE_PLANS") != "" {
+		plans := map[string][2]int64{}
+		for _, c := range tr.pool.AcquireAllIdle(ctx) {
+			rows, err := c.Query(ctx, `select left(regexp_replace(statement, '\s+', ' ', 'g'), 60), generic_plans, custom_plans
+				from pg_prepared_statements`)
+			must(t, err, "pg_prepared_statements")
+			for rows.Next() {
+				var st string
+				var g, cu int64
+				must(t, rows.Scan(&st, &g, &cu), "scan")
+				p := plans[st]
+				plans[st] = [2]int64{p[0] + g, p[1] + cu}
+			}
+			c.Release()
+		}
+		for st, p := range plans {
+			t.Logf("PLANS (%s) generic %d, custom %d: %s", pinnedPlanCacheMode, p[0], p[1], st)
+		}
+	}
+	return out
+}
+
+// riverRounds runs River's two rounds of TestMeasureRounds: no-op jobs, as many
+// workers as the triggerer's.
+func riverRounds(t *testing.T, n int) []string {
+	ctx := context.Background()
+	b := setup(t)
+	app := "mr_" + b.schema
+	b.pool = appPool(t, b.pool, app)
+	workers := river.NewWorkers()
+	river.AddWorker(workers, measureNoopWorker{})
+	client, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{
+		Schema:        b.schema,
+		Queues:        map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: measureWorkers}},
+		Workers:       workers,
+		FetchCooldown: 5 * time.Millisecond,
+		Logger:        b.config().Logger,
+	})
+	must(t, err, "river client")
+	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: 2*n + 1000, Kinds: []river.EventKind{river.EventKindJobCompleted}})
+	defer cancel()
+	must(t, client.Start(ctx), "river start")
+	defer func() { _ = client.Stop(ctx) }()
+	m := &cpuMeter{t: t, pool: b.pool, app: app}
+	var out []string
+	for round := range 2 {
+		params := make([]river.InsertManyParams, n)
+		for i := range params {
+			params[i] = river.InsertManyParams{Args: measureNoopArgs{I: round*n + i}}
+		}
+		m.begin()
+		for off := 0; off < n; off += 1000 {
+			_, err := client.InsertMany(ctx, params[off:min(n, off+1000)])
+			must(t, err, "InsertMany")
+		}
+		timeout := time.After(time.Minute)
+		for done := 0; done < n; done++ {
+			select {
+			case <-events:
+			case <-timeout:
+				t.Fatalf("river: %d of %d no-op jobs completed after a minute", done, n)
+			}
+		}
+		out = append(out, m.end(n))
+	}
+	return out
+}
+
+// TestMeasureFirstFinish: the server CPU of the group statement finishing one
+// deferred job on a new backend, its first call against the next ones: a new
+// connection pays for the catalog caches, the functions' compilation and their
+// statements' plans once.
+func TestMeasureFirstFinish(t *testing.T) {
+	measureSize(t)
+	ctx := context.Background()
+	b := setup(t)
+	ids := b.deferredFixture(t, 24)
+	rows, err := b.pool.Query(ctx, fmt.Sprintf(`insert into %[1]s.river_job (args, kind, max_attempts, queue, state, attempt, attempted_at)
+		select jsonb_build_object('deferred_job_id', id), $1, 10, $2, 'running', 1, now()
+		from %[1]s.deferred_jobs order by id returning id`, b.schema), PollDeferredJobKind, DefaultQueue)
+	must(t, err, "river jobs")
+	riverIDs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	must(t, err, "river jobs")
+	tr, err := New(b.measureConfig(completeAtOnce()))
+	must(t, err, "New")
+	defer tr.Close()
+	k := 0
+	for c := range 3 {
+		conn, err := pgx.ConnectConfig(ctx, tr.pool.Config().ConnConfig)
+		must(t, err, "connect")
+		var pid int
+		must(t, conn.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid), "pid")
+		cpu := func() int64 {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+			if err != nil {
+				t.Skipf("schedstat: %v", err)
+			}
+			v, _ := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
+			return v
+		}
+		var out []string
+		for range 8 {
+			c0 := cpu()
+			_, err := conn.Exec(ctx, tr.finishStatement(), []int64{ids[k]}, []string{"completed"}, []string{""}, []int64{riverIDs[k]})
+			must(t, err, "finish")
+			out = append(out, fmt.Sprintf("%.0f", float64(cpu()-c0)/1e3))
+			k++
+		}
+		t.Logf("MEASURE new connection %d, server CPU of each finish (one job), µs: %s", c, strings.Join(out, " "))
+		must(t, conn.Close(ctx), "close")
+	}
 }

@@ -26,10 +26,10 @@ import (
 // here from the report's outcome) merged into the metadata under
 // rivertype.MetadataKeyOutput ("output"); attempt, errors and scheduled_at
 // untouched. A River job that is no longer running (rescued, cancelled and
-// finalised, or deleted) makes the last select fail the statement (the cast of a
-// text that is not a number), so nothing of the group is applied; the caller
-// then finds which job it was (riverJobsNotRunning) and commits the others
-// without it.
+// finalised, or deleted) makes the last select fail the statement
+// (_river_job_not_running raises OK409 naming the table river_job), so nothing
+// of the group is applied; the caller then finds which jobs they were
+// (riverJobsNotRunning) and commits the others without them.
 //
 // Why not JobCompleteTx once per job: one round trip per job while the group
 // holds the run's and tasks' locks. Why not River's JobSetStateIfRunningMany
@@ -67,7 +67,7 @@ func (t *Triggerer) finishStatement() string {
 	)
 	select m.outcome, m.status, m.task_status,
 		-- fails the statement, and so the group, when a River job was not running
-		case when done.id is null then ('river job ' || m.river_id || ' is not running')::bigint end
+		case when done.id is null then ` + pgx.Identifier{t.cfg.Schema + "_api", "_river_job_not_running"}.Sanitize() + `(m.river_id) end
 	from m left join done on done.id = m.river_id
 	order by m.ord`
 }
@@ -98,30 +98,19 @@ func (g *groups) finishGroup(ctx context.Context, part []*commitItem) (gone []*c
 	for i, it := range part {
 		ids[i], results[i], msgs[i], riverIDs[i] = it.job.Args.DeferredJobID, string(it.result), it.msg, it.job.ID
 	}
-	// One round trip: the batch's statements share an implicit transaction (one
-	// Sync), so the setting is local to it. A generic plan: planning the statement
-	// afresh for each group (PostgreSQL's custom plans for array arguments) cost
-	// about 1 ms of server CPU per group, 5 µs per job in groups of 190 (5% of the
-	// statement's 95 µs per job), more in the small groups of a light load.
-	b := &pgx.Batch{}
-	b.Queue(`select pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true)`)
-	b.Queue(g.t.finishStatement(), ids, results, msgs, riverIDs)
-	br := g.t.pool.SendBatch(ctx, b)
+	// One round trip. It runs with a generic plan, as everything on the pool
+	// does (pinnedPool): planning the statement afresh for each group (PostgreSQL's
+	// custom plans for array arguments) cost about 1 ms of server CPU per group,
+	// 5 µs per job in groups of 190, more in the small groups of a light load.
+	rows, err := g.t.pool.Query(ctx, g.t.finishStatement(), ids, results, msgs, riverIDs)
 	var got []finishRow
-	_, err = br.Exec()
 	if err == nil {
-		var rows pgx.Rows
-		if rows, err = br.Query(); err == nil {
-			got, err = pgx.CollectRows(rows, pgx.RowToStructByPos[finishRow])
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
+		got, err = pgx.CollectRows(rows, pgx.RowToStructByPos[finishRow])
 	}
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "22P02" {
-			// Maybe a River job that is no longer running; find which.
+		if errors.As(err, &pgErr) && isRiverJobNotRunning(pgErr) {
+			// A River job that is no longer running (maybe more); find which.
 			gone, gerr := g.riverJobsNotRunning(ctx, part)
 			if gerr != nil || len(gone) > 0 {
 				return gone, gerr
@@ -143,6 +132,11 @@ func (g *groups) finishGroup(ctx context.Context, part []*commitItem) (gone []*c
 		}
 	}
 	return nil, nil
+}
+
+// isRiverJobNotRunning tells the error of _river_job_not_running from others.
+func isRiverJobNotRunning(e *pgconn.PgError) bool {
+	return e.Code == "OK409" && e.TableName == "river_job"
 }
 
 // riverJobsNotRunning returns the items of part whose River job is not running.

@@ -97,3 +97,35 @@ func execSQL(ctx context.Context, pool *pgxpool.Pool, sql string) error {
 	_, err := pool.Exec(ctx, sql)
 	return err
 }
+
+// TestPoolPlansGenerically: the Triggerer's own connections run with
+// plan_cache_mode force_generic_plan, whatever the caller's pool sets (startup
+// parameter or AfterConnect), and the caller's pool keeps its own setting.
+func TestPoolPlansGenerically(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	cfg := b.pool.Config()
+	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "set plan_cache_mode = force_custom_plan")
+		return err
+	}
+	callers, err := pgxpool.NewWithConfig(ctx, cfg)
+	must(t, err, "caller's pool")
+	t.Cleanup(callers.Close)
+	tcfg := b.config()
+	tcfg.Pool = callers
+	tr, err := New(tcfg)
+	must(t, err, "New")
+	defer tr.Close()
+	var mode string
+	must(t, tr.pool.QueryRow(ctx, "show plan_cache_mode").Scan(&mode), "show plan_cache_mode")
+	if mode != "force_generic_plan" {
+		t.Errorf("plan_cache_mode on the triggerer's connections = %q, want force_generic_plan", mode)
+	}
+	must(t, callers.QueryRow(ctx, "show plan_cache_mode").Scan(&mode), "show plan_cache_mode")
+	if mode != "force_custom_plan" {
+		t.Errorf("plan_cache_mode on the caller's connections = %q, want force_custom_plan", mode)
+	}
+}

@@ -70,7 +70,8 @@ type Config struct {
 
 	// Pool is the database. Required. For River, its workers and the calls that
 	// open their own transaction, the Triggerer opens a pool of its own with
-	// Pool's settings but search_path pinned to pg_catalog and Schema, and at
+	// Pool's settings but search_path pinned to pg_catalog and Schema,
+	// plan_cache_mode force_generic_plan, and at
 	// most 12 + MaxWorkers/20 (at most 22) connections, opened as needed; Close
 	// releases it. Pool itself serves only Store. Size the database's
 	// max_connections for both.

@@ -273,3 +273,20 @@ begin
     return v_count;
 end
 $$;
+
+-- _river_job_not_running raises OK409 for a River job that the triggerer's group
+-- statement (triggerer/rivercomplete.go) found no longer running: the statement fails,
+-- so nothing of the group is applied, and the triggerer leaves that poll out of the
+-- group (it recognises the error by its code and its table, river_job). It returns
+-- bigint only so that a select list can call it; it never returns.
+create function {{.schema}}_api._river_job_not_running(p_river_job_id bigint)
+returns bigint
+language plpgsql
+set search_path = {{.schema}}, {{.schema}}_api, pg_temp
+as $$
+begin
+    raise exception using errcode = 'OK409', table = 'river_job',
+        message = format('river job %s is not running: its poll result is not applied', p_river_job_id),
+        hint = 'River rescued, cancelled or deleted the job while it polled; the group is committed without it.';
+end
+$$;
