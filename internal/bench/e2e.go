@@ -63,6 +63,16 @@ type e2eOutcome struct {
 	cancelled      int
 	failedOnce     int
 	createSecs     float64 // from the start until the last run was created
+	// The schedulers' time in their calls, summed over the schedulers: the
+	// StartPendingRuns calls (those that started runs apart) and the report-and-claim
+	// calls.
+	startCalls, startHits             int
+	startSecs, startHitSecs, loopSecs float64
+}
+
+// loopStats collects e2eOutcome's call times while the schedulers run.
+type loopStats struct {
+	startCalls, startHits, startNanos, startHitNanos, loopNanos atomic.Int64
 }
 
 // failurePlan makes the failure-path workload: a task fails its first attempt when
@@ -130,6 +140,7 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
 	var createNanos atomic.Int64
+	var calls loopStats
 	g.Go(func() error {
 		t0 := time.Now()
 		defer func() { createNanos.Store(int64(time.Since(t0))) }()
@@ -181,10 +192,18 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 			name := fmt.Sprintf("scheduler-%d", i)
 			var ups []orkstate.TaskUpdate // the last loop's reports, sent with this loop's claim
 			for gctx.Err() == nil {
+				tq := time.Now()
 				started, err := s.StartPendingRuns(gctx, 20)
 				if err != nil {
 					return err
 				}
+				calls.startCalls.Add(1)
+				calls.startNanos.Add(int64(time.Since(tq)))
+				if len(started) > 0 {
+					calls.startHits.Add(1)
+					calls.startHitNanos.Add(int64(time.Since(tq)))
+				}
+				tq = time.Now()
 				var out []orkstate.TaskOutcome
 				var got []orkstate.ClaimedTask
 				cp := orkstate.ClaimParams{Claimer: name, Limit: claimBatch}
@@ -201,6 +220,7 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 				if err != nil {
 					return err
 				}
+				calls.loopNanos.Add(int64(time.Since(tq)))
 				for _, o := range out {
 					if o.Outcome == orkstate.OutcomeApplied && o.Status == orkstate.TaskSuccess {
 						succeeded.Add(1)
@@ -266,7 +286,11 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 		return nil, fmt.Errorf("%d of %d runs finished: %w", finishedRuns.Load(), runs, err)
 	}
 	out := &e2eOutcome{tasks: total, secs: secs, cancelled: int(cancelled.Load()), failedOnce: int(failedOnce.Load()),
-		createSecs: time.Duration(createNanos.Load()).Seconds()}
+		createSecs: time.Duration(createNanos.Load()).Seconds(),
+		startCalls: int(calls.startCalls.Load()), startHits: int(calls.startHits.Load()),
+		startSecs:    time.Duration(calls.startNanos.Load()).Seconds(),
+		startHitSecs: time.Duration(calls.startHitNanos.Load()).Seconds(),
+		loopSecs:     time.Duration(calls.loopNanos.Load()).Seconds()}
 	for _, c := range claimed {
 		out.dups += c - 1
 	}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,7 +17,10 @@ import (
 // TestE2ERunBatches measures what creating the e2e scenario's runs with CreateRuns
 // (runs worth 1,000 tasks per call, as River's jobs go in 1,000 per InsertMany) is
 // worth against one CreateRun per run, beside River's no-op jobs, the drives
-// alternating in each round (a fresh install each, as the bench's). Run by hand:
+// alternating in each round (a fresh install each, as the bench's). Besides the
+// rate it reports the CPU per task of the drive's backends (/proc/<pid>/schedstat:
+// run it on the database's machine) and of this process, and where the schedulers'
+// time went. Run by hand:
 //
 //	ORK_E2E_RUNBATCH=100 go test ./internal/bench -run TestE2ERunBatches -v
 //
@@ -36,15 +41,14 @@ func TestE2ERunBatches(t *testing.T) {
 		sizes = append(sizes, n)
 	}
 	ctx := context.Background()
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		url = "postgres://postgres@localhost:5432/postgres?sslmode=disable"
-	}
+	url := cmp.Or(os.Getenv("DATABASE_URL"), "postgres://postgres@localhost:5432/postgres?sslmode=disable")
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
 	}
+	const app = "ork_e2e_runbatch"
 	cfg.MaxConns = 32 // as the bench command's pool
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -52,61 +56,140 @@ func TestE2ERunBatches(t *testing.T) {
 	defer pool.Close()
 	r := &runner{pool: pool, sizes: QuickSizes(), progress: os.Stderr, start: time.Now()}
 
+	// backendCPU reads the CPU time (ns) of each of this pool's backends.
+	backendCPU := func() map[int]int64 {
+		rows, err := pool.Query(ctx, `select pid from pg_stat_activity where application_name = $1`, app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[int]int64{}
+		for rows.Next() {
+			var pid int
+			if err := rows.Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid)); err == nil {
+				var ns int64
+				if _, err := fmt.Sscan(string(b), &ns); err == nil {
+					out[pid] = ns
+				}
+			}
+		}
+		return out
+	}
+	selfCPU := func() int64 {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return ru.Utime.Nano() + ru.Stime.Nano()
+	}
+
+	type result struct {
+		rate, create, serverUs, clientUs float64
+		o                                *e2eOutcome
+	}
 	type drive struct {
 		name string
-		run  func() (rate, create float64, err error)
+		run  func() (result, error)
 	}
 	var drives []drive
 	for _, shape := range []dagShape{chainsShape(), fanShape()} {
 		for _, b := range sizes {
-			drives = append(drives, drive{fmt.Sprintf("%s, %d per call", shape.name, b), func() (float64, float64, error) {
-				smp, o, err := r.runOrkstateE2E(ctx, shape, runs, failurePlan{runBatch: b})
+			drives = append(drives, drive{fmt.Sprintf("%s, %d per call", shape.name, b), func() (result, error) {
+				s, drop, err := r.install(ctx)
 				if err != nil {
-					return 0, 0, err
+					return result{}, err
 				}
+				defer drop()
+				b0, c0 := backendCPU(), selfCPU()
+				smp, o, err := r.orkstateE2EOn(ctx, s, shape, runs, failurePlan{runBatch: b}, false)
+				if err != nil {
+					return result{}, err
+				}
+				b1, c1 := backendCPU(), selfCPU()
 				if smp.dups > 0 || smp.lost > 0 || smp.note != "" {
-					return 0, 0, fmt.Errorf("dups %d lost %d %s", smp.dups, smp.lost, smp.note)
+					return result{}, fmt.Errorf("dups %d lost %d %s", smp.dups, smp.lost, smp.note)
 				}
-				return float64(o.tasks) / o.secs, o.createSecs, nil
+				var server int64
+				for pid, ns := range b1 {
+					server += ns - b0[pid]
+				}
+				return result{rate: float64(o.tasks) / o.secs, create: o.createSecs,
+					serverUs: float64(server) / 1e3 / float64(o.tasks), clientUs: float64(c1-c0) / 1e3 / float64(o.tasks), o: o}, nil
 			}})
 		}
 	}
-	drives = append(drives, drive{"River no-op jobs", func() (float64, float64, error) {
-		smp, err := runRiverNoop(ctx, r, runs*100)
-		if err != nil {
-			return 0, 0, err
+	// River's CPU is that of a drive less that of a drive of no job (its schema,
+	// migration, client start and stop), measured next to it.
+	drives = append(drives, drive{"River no-op jobs", func() (result, error) {
+		cpu := func(n int) (*sample, int64, int64, error) {
+			b0, c0 := backendCPU(), selfCPU()
+			smp, err := runRiverNoop(ctx, r, n)
+			b1, c1 := backendCPU(), selfCPU()
+			var server int64
+			for pid, ns := range b1 {
+				server += ns - b0[pid]
+			}
+			return smp, server, c1 - c0, err
 		}
-		return float64(smp.items) / smp.secs, 0, nil
+		_, s0, c0, err := cpu(0)
+		if err != nil {
+			return result{}, err
+		}
+		smp, s1, c1, err := cpu(runs * 100)
+		if err != nil {
+			return result{}, err
+		}
+		return result{rate: float64(smp.items) / smp.secs,
+			serverUs: float64(s1-s0) / 1e3 / float64(smp.items), clientUs: float64(c1-c0) / 1e3 / float64(smp.items)}, nil
 	}})
-	rates := make([][]float64, len(drives))
-	creates := make([][]float64, len(drives))
+	res := make([][]result, len(drives))
 	for round := 0; round < rounds; round++ {
 		for k := range drives {
 			i := (k + round) % len(drives)
-			rate, create, err := drives[i].run()
+			x, err := drives[i].run()
 			if err != nil {
 				t.Fatalf("%s: %v", drives[i].name, err)
 			}
-			rates[i] = append(rates[i], rate)
-			creates[i] = append(creates[i], create)
-			t.Logf("round %d  %-28s %8.0f tasks/s  runs created in %.2fs", round, drives[i].name, rate, create)
+			res[i] = append(res[i], x)
+			line := fmt.Sprintf("round %d  %-28s %6.0f tasks/s", round, drives[i].name, x.rate)
+			if o := x.o; o != nil {
+				line += fmt.Sprintf("  CPU/task server %5.1f µs client %5.1f µs  runs created in %.2fs;"+
+					" schedulers: start %.2fs in %d calls (%d started runs, %.2fs), report+claim %.2fs; drive %.2fs",
+					x.serverUs, x.clientUs, x.create, o.startSecs, o.startCalls, o.startHits, o.startHitSecs, o.loopSecs, o.secs)
+			}
+			if x.o == nil {
+				line += fmt.Sprintf("  CPU/job server %5.1f µs client %5.1f µs", x.serverUs, x.clientUs)
+			}
+			t.Log(line)
 		}
 	}
-	river := rates[len(drives)-1]
+	river := res[len(drives)-1]
+	med := func(i int, f func(result) float64) (float64, string) {
+		var v []float64
+		for _, x := range res[i] {
+			v = append(v, f(x))
+		}
+		s := append([]float64(nil), v...)
+		sort.Float64s(s)
+		var parts []string
+		for _, x := range v {
+			parts = append(parts, fmt.Sprintf("%.2f", x))
+		}
+		return s[(len(s)-1)/2], strings.Join(parts, " ")
+	}
 	for i, d := range drives {
-		var ratios []float64
-		for k := range rates[i] {
-			ratios = append(ratios, rates[i][k]/river[k])
+		rate, _ := med(i, func(x result) float64 { return x.rate })
+		k := 0
+		xr, ratios := med(i, func(x result) float64 { k++; return x.rate / river[k-1].rate })
+		line := fmt.Sprintf("%-28s median %6.0f tasks/s, × River per round %s (median %.2f)", d.name, rate, ratios, xr)
+		sv, _ := med(i, func(x result) float64 { return x.serverUs })
+		cl, _ := med(i, func(x result) float64 { return x.clientUs })
+		line += fmt.Sprintf("; CPU per item: server %.1f µs, client %.1f µs", sv, cl)
+		if i != len(drives)-1 {
+			cr, _ := med(i, func(x result) float64 { return x.create })
+			line += fmt.Sprintf("; runs created in %.2fs", cr)
 		}
-		t.Logf("%-28s median %8.0f tasks/s (%s)  × River per round %s  creation median %.2fs",
-			d.name, median(rates[i]), fmtList(rates[i], "%.0f"), fmtList(ratios, "%.2f"), median(creates[i]))
+		t.Log(line)
 	}
-}
-
-func fmtList(xs []float64, f string) string {
-	var p []string
-	for _, x := range xs {
-		p = append(p, fmt.Sprintf(f, x))
-	}
-	return strings.Join(p, " ")
 }
