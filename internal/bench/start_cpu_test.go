@@ -26,7 +26,9 @@ import (
 //
 //	ORK_START_CPU=10 go test ./internal/bench -run TestStartPendingRunsCPU -v
 //
-// (rounds of 100 runs per install).
+// (rounds of 100 runs per install; ORK_START_CPU_CHAINS chains of 10 tasks per
+// run, default 10 as the e2e chains shape: the cost per run apart from its tasks
+// is the difference between two sizes).
 func TestStartPendingRunsCPU(t *testing.T) {
 	rounds := envInt("ORK_START_CPU", 0)
 	if rounds <= 0 {
@@ -68,7 +70,7 @@ func TestStartPendingRunsCPU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		snap, err := s.CreateSnapshot(ctx, wf.ID, chainsShape().specs)
+		snap, err := s.CreateSnapshot(ctx, wf.ID, chainsOf(envInt("ORK_START_CPU_CHAINS", 10)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,4 +127,19 @@ func TestStartPendingRunsCPU(t *testing.T) {
 		t.Logf("%-20s start: server CPU %.1f µs per task (rounds %.1f); a call finding nothing pending: %.0f µs CPU, %.0f µs wall",
 			in.name, med(perTask[i]), perTask[i], med(perEmpty[i]), med(wallEmpty[i]))
 	}
+}
+
+// chainsOf is chainsShape's DAG with n chains of 10 tasks.
+func chainsOf(n int) []orkstate.TaskSpec {
+	var specs []orkstate.TaskSpec
+	for c := 0; c < n; c++ {
+		for l := 0; l < 10; l++ {
+			s := orkstate.TaskSpec{Name: fmt.Sprintf("c%d_%d", c, l), ExecutorType: "noop", DependsOn: []string{}}
+			if l > 0 {
+				s.DependsOn = []string{fmt.Sprintf("c%d_%d", c, l-1)}
+			}
+			specs = append(specs, s)
+		}
+	}
+	return specs
 }
