@@ -25,7 +25,8 @@ import (
 //	ORK_E2E_RUNBATCH=100 go test ./internal/bench -run TestE2ERunBatches -v
 //
 // (runs per drive; ORK_E2E_RUNBATCH_ROUNDS rounds, default 5; ORK_E2E_RUNBATCH_SIZES
-// the runs per call to compare, default "1,10": 1 is one CreateRun per run).
+// the runs per call to compare, default "1,10": 1 is one CreateRun per run;
+// ORK_E2E_RUNBATCH_FK=1 adds each on an install with the tasks.run_id foreign key).
 func TestE2ERunBatches(t *testing.T) {
 	runs := envInt("ORK_E2E_RUNBATCH", 0)
 	if runs <= 0 {
@@ -93,30 +94,50 @@ func TestE2ERunBatches(t *testing.T) {
 		run  func() (result, error)
 	}
 	var drives []drive
+	// With ORK_E2E_RUNBATCH_FK=1 every size is also driven on an install given back
+	// the tasks.run_id foreign key that migration 010 replaced (its schema before).
+	fks := []bool{false}
+	if os.Getenv("ORK_E2E_RUNBATCH_FK") == "1" {
+		fks = append(fks, true)
+	}
 	for _, shape := range []dagShape{chainsShape(), fanShape()} {
 		for _, b := range sizes {
-			drives = append(drives, drive{fmt.Sprintf("%s, %d per call", shape.name, b), func() (result, error) {
-				s, drop, err := r.install(ctx)
-				if err != nil {
-					return result{}, err
+			for _, fk := range fks {
+				name := fmt.Sprintf("%s, %d per call", shape.name, b)
+				if fk {
+					name += ", run FK"
 				}
-				defer drop()
-				b0, c0 := backendCPU(), selfCPU()
-				smp, o, err := r.orkstateE2EOn(ctx, s, shape, runs, failurePlan{runBatch: b}, false)
-				if err != nil {
-					return result{}, err
-				}
-				b1, c1 := backendCPU(), selfCPU()
-				if smp.dups > 0 || smp.lost > 0 || smp.note != "" {
-					return result{}, fmt.Errorf("dups %d lost %d %s", smp.dups, smp.lost, smp.note)
-				}
-				var server int64
-				for pid, ns := range b1 {
-					server += ns - b0[pid]
-				}
-				return result{rate: float64(o.tasks) / o.secs, create: o.createSecs,
-					serverUs: float64(server) / 1e3 / float64(o.tasks), clientUs: float64(c1-c0) / 1e3 / float64(o.tasks), o: o}, nil
-			}})
+				drives = append(drives, drive{name, func() (result, error) {
+					s, drop, err := r.install(ctx)
+					if err != nil {
+						return result{}, err
+					}
+					defer drop()
+					if fk {
+						q := strings.ReplaceAll(`drop trigger tasks_forget_deleted_runs on {ork}.runs;
+						alter table {ork}.tasks add constraint tasks_run_id_fkey foreign key (run_id)
+							references {ork}.runs(id) on delete cascade`, "{ork}", s.Schema())
+						if _, err := pool.Exec(ctx, q); err != nil {
+							return result{}, err
+						}
+					}
+					b0, c0 := backendCPU(), selfCPU()
+					smp, o, err := r.orkstateE2EOn(ctx, s, shape, runs, failurePlan{runBatch: b}, false)
+					if err != nil {
+						return result{}, err
+					}
+					b1, c1 := backendCPU(), selfCPU()
+					if smp.dups > 0 || smp.lost > 0 || smp.note != "" {
+						return result{}, fmt.Errorf("dups %d lost %d %s", smp.dups, smp.lost, smp.note)
+					}
+					var server int64
+					for pid, ns := range b1 {
+						server += ns - b0[pid]
+					}
+					return result{rate: float64(o.tasks) / o.secs, create: o.createSecs,
+						serverUs: float64(server) / 1e3 / float64(o.tasks), clientUs: float64(c1-c0) / 1e3 / float64(o.tasks), o: o}, nil
+				}})
+			}
 		}
 	}
 	// River's CPU is that of a drive less that of a drive of no job (its schema,
