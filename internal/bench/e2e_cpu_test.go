@@ -94,8 +94,8 @@ func TestE2ECPUBreakdown(t *testing.T) {
 
 	type split struct {
 		all, start, startHit, loop, rest, client float64 // µs per task
-		startCalls, startHits, loops, tasks        int
-		rate                                       float64
+		startCalls, startHits, loops, tasks      int
+		rate                                     float64
 	}
 	drive := func(shape dagShape) split {
 		s, drop, err := r.install(ctx)
