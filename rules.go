@@ -257,6 +257,17 @@ func ValidateTaskCount(count int) error {
 	return nil
 }
 
+// ValidateNewRuns checks CreateRuns' input: each triggered_by a name (it may be
+// empty), as CreateRun checks it. The error names the first bad item by its index.
+func ValidateNewRuns(runs []NewRun) error {
+	for i, r := range runs {
+		if err := ValidName("triggered_by", r.TriggeredBy, false); err != nil {
+			return fmt.Errorf("run %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
 // ValidateNewDeferredJobs checks CreateDeferredJobs' input: service_type and job_id
 // required names, job_data valid JSON.
 func ValidateNewDeferredJobs(jobs []NewDeferredJob) error {

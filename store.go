@@ -68,6 +68,13 @@ type WorkflowStore interface {
 type RunStore interface {
 	// CreateRun inserts a pending run capturing the workflow's current snapshot.
 	CreateRun(ctx context.Context, workflowID int64, triggeredBy string) (*Run, error)
+	// CreateRuns inserts len(runs) pending runs in one step (one statement on
+	// PostgreSQL, one transaction on SQLite) and returns them in input order, with
+	// ascending ids; each is what CreateRun of that item would make. It is all or
+	// nothing: an invalid triggered_by or an unknown workflow in any item is an error
+	// naming the item (by its index, "run 3: …") and creates no run. Empty input
+	// creates nothing and returns no error.
+	CreateRuns(ctx context.Context, runs []NewRun) ([]Run, error)
 	GetRun(ctx context.Context, id int64) (*Run, error)
 	// ListRuns returns runs newest first, of one workflow when workflowID is not 0.
 	ListRuns(ctx context.Context, workflowID int64) ([]Run, error)

@@ -76,6 +76,13 @@ type Snapshot struct {
 	CreatedAt   time.Time
 }
 
+// NewRun is one run for CreateRuns: a pending run of the workflow WorkflowID,
+// capturing its current snapshot, as CreateRun(ctx, WorkflowID, TriggeredBy) makes.
+type NewRun struct {
+	WorkflowID  int64
+	TriggeredBy string
+}
+
 // Run is one execution of a workflow.
 type Run struct {
 	ID          int64

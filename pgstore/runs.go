@@ -50,6 +50,59 @@ func (s *Store) CreateRun(ctx context.Context, workflowID int64, triggeredBy str
 	return run, wrap(err, "pgstore: create run of workflow %d", workflowID)
 }
 
+// CreateRuns inserts the runs in one statement, so in one round trip and one
+// commit (or none, inside a caller's transaction): a workflow that does not exist
+// makes the statement insert nothing, and a second query, on that error path only,
+// finds the first item naming it. The ids follow input order (the insert reads the
+// items in order). All the runs get the same created_at (the transaction's now()).
+func (s *Store) CreateRuns(ctx context.Context, runs []orkstate.NewRun) ([]orkstate.Run, error) {
+	if len(runs) == 0 {
+		return []orkstate.Run{}, nil
+	}
+	if err := orkstate.ValidateNewRuns(runs); err != nil {
+		return nil, err
+	}
+	wfs := make([]int64, len(runs))
+	by := make([]string, len(runs))
+	for i, r := range runs {
+		wfs[i], by[i] = r.WorkflowID, r.TriggeredBy
+	}
+	rows, err := s.db.Query(ctx, s.sql(`
+		with i as (
+			select i.ord, w.id as workflow_id, w.current_snapshot_id, i.triggered_by
+			from unnest($1::bigint[], $2::text[]) with ordinality as i(workflow_id, triggered_by, ord)
+			left join {ork}.workflows w on w.id = i.workflow_id),
+		ins as (
+			insert into {ork}.runs (workflow_id, snapshot_id, triggered_by)
+			select workflow_id, current_snapshot_id, triggered_by from i
+			where not exists (select from i where workflow_id is null)
+			order by ord
+			returning `+runColumns+`)
+		select `+runColumns+` from ins order by id`), wfs, by)
+	if err != nil {
+		return nil, wrap(err, "pgstore: create %d runs", len(runs))
+	}
+	out, err := scanRuns(rows)
+	if err != nil {
+		return nil, wrap(err, "pgstore: create %d runs", len(runs))
+	}
+	if len(out) == len(runs) {
+		return out, nil
+	}
+	var ord *int64
+	err = s.db.QueryRow(ctx, s.sql(`
+		select min(i.ord) from unnest($1::bigint[]) with ordinality as i(workflow_id, ord)
+		where not exists (select from {ork}.workflows w where w.id = i.workflow_id)`), wfs).Scan(&ord)
+	if err != nil {
+		return nil, wrap(err, "pgstore: create %d runs", len(runs))
+	}
+	if ord == nil { // cannot happen: the insert found a workflow missing, none is deleted and back
+		return nil, fmt.Errorf("pgstore: create %d runs: %w: a workflow", len(runs), orkstate.ErrNotFound)
+	}
+	i := *ord - 1
+	return nil, fmt.Errorf("pgstore: create %d runs: run %d: workflow %d: %w", len(runs), i, wfs[i], orkstate.ErrNotFound)
+}
+
 func (s *Store) GetRun(ctx context.Context, id int64) (*orkstate.Run, error) {
 	rows, err := s.db.Query(ctx, s.sql(`select `+runColumns+` from {ork}.runs where id = $1`), id)
 	if err != nil {

@@ -177,6 +177,10 @@ func (s *txStore) CreateRun(ctx context.Context, workflowID int64, triggeredBy s
 	return txCall(ctx, s, func(st *pgstore.Store) (*orkstate.Run, error) { return st.CreateRun(ctx, workflowID, triggeredBy) })
 }
 
+func (s *txStore) CreateRuns(ctx context.Context, runs []orkstate.NewRun) ([]orkstate.Run, error) {
+	return txCall(ctx, s, func(st *pgstore.Store) ([]orkstate.Run, error) { return st.CreateRuns(ctx, runs) })
+}
+
 func (s *txStore) GetRun(ctx context.Context, id int64) (*orkstate.Run, error) {
 	return txCall(ctx, s, func(st *pgstore.Store) (*orkstate.Run, error) { return st.GetRun(ctx, id) })
 }

@@ -30,6 +30,18 @@ begin
 end
 $$;
 
+CREATE FUNCTION ork.tasks_forget_deleted_runs() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'ork', 'pg_temp'
+    AS $$
+declare
+    v_ids bigint[] := array(select d.id from deleted_runs d);
+begin
+    delete from tasks t where t.run_id = any(v_ids);
+    return null;
+end
+$$;
+
 CREATE TABLE ork.deferred_jobs (
     id bigint NOT NULL,
     task_id bigint NOT NULL,
@@ -451,6 +463,8 @@ CREATE INDEX workflows_lower_name_idx ON ork.workflows USING btree (lower(name) 
 
 CREATE TRIGGER task_queue_forget_deleted_tasks AFTER DELETE ON ork.tasks REFERENCING OLD TABLE AS deleted_tasks FOR EACH STATEMENT EXECUTE FUNCTION ork.task_queue_forget_deleted_tasks();
 
+CREATE TRIGGER tasks_forget_deleted_runs AFTER DELETE ON ork.runs REFERENCING OLD TABLE AS deleted_runs FOR EACH STATEMENT EXECUTE FUNCTION ork.tasks_forget_deleted_runs();
+
 ALTER TABLE ONLY ork.deferred_jobs
     ADD CONSTRAINT deferred_jobs_task_id_fkey FOREIGN KEY (task_id) REFERENCES ork.tasks(id) ON DELETE CASCADE;
 
@@ -471,9 +485,6 @@ ALTER TABLE ONLY ork.task_log_sizes
 
 ALTER TABLE ONLY ork.task_logs
     ADD CONSTRAINT task_logs_task_id_fkey FOREIGN KEY (task_id) REFERENCES ork.tasks(id) ON DELETE CASCADE;
-
-ALTER TABLE ONLY ork.tasks
-    ADD CONSTRAINT tasks_run_id_fkey FOREIGN KEY (run_id) REFERENCES ork.runs(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY ork.workflow_snapshots
     ADD CONSTRAINT workflow_snapshots_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES ork.workflows(id) ON DELETE CASCADE;

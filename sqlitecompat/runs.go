@@ -61,6 +61,32 @@ func (s *Store) CreateRun(ctx context.Context, workflowID int64, triggeredBy str
 	return run, err
 }
 
+// CreateRuns inserts the runs in one write transaction, in input order; an item
+// whose workflow does not exist rolls all of them back.
+func (s *Store) CreateRuns(ctx context.Context, runs []orkstate.NewRun) ([]orkstate.Run, error) {
+	if len(runs) == 0 {
+		return []orkstate.Run{}, nil
+	}
+	if err := orkstate.ValidateNewRuns(runs); err != nil {
+		return nil, err
+	}
+	out := make([]orkstate.Run, 0, len(runs))
+	err := s.write(ctx, func(t *txState) error {
+		for i, r := range runs {
+			run, err := insertRun(t, r.WorkflowID, r.TriggeredBy)
+			if err != nil {
+				return fmt.Errorf("run %d: %w", i, err)
+			}
+			out = append(out, *run)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (s *Store) GetRun(ctx context.Context, id int64) (*orkstate.Run, error) {
 	return getRun(ctx, s.rdb, id)
 }

@@ -29,6 +29,96 @@ func (s *suite) testRuns(t *testing.T) {
 		errIs(t, "GetRun unknown", err, orkstate.ErrNotFound)
 	})
 
+	s.test(t, "CreateRunsIsNCreateRuns", func(t *testing.T, b *bundle) {
+		// A workflow with a snapshot of two tasks, one with none (legacy tasks).
+		dag := b.workflow()
+		snap, err := b.store.CreateSnapshot(b.ctx, dag.ID, []orkstate.TaskSpec{
+			{Name: "a", ExecutorType: "e", DependsOn: []string{}}, {Name: "b", ExecutorType: "e", DependsOn: []string{"a"}}})
+		noErr(t, "CreateSnapshot", err)
+		noErr(t, "SetCurrentSnapshot", b.store.SetCurrentSnapshot(b.ctx, dag.ID, snap.ID))
+		legacy := b.workflow()
+		in := []orkstate.NewRun{nr(dag.ID, "api"), nr(legacy.ID, ""), nr(dag.ID, "batch")}
+
+		var one []orkstate.Run
+		for _, n := range in {
+			r, err := b.store.CreateRun(b.ctx, n.WorkflowID, n.TriggeredBy)
+			noErr(t, "CreateRun", err)
+			one = append(one, *r)
+		}
+		before := time.Now()
+		many, err := b.store.CreateRuns(b.ctx, in)
+		noErr(t, "CreateRuns", err)
+		equal(t, "runs returned", len(many), len(in))
+		for i, r := range many {
+			if i > 0 {
+				isTrue(t, "ids ascending in input order", r.ID > many[i-1].ID)
+			}
+			isTrue(t, "ids after the single calls'", r.ID > one[len(one)-1].ID)
+			between(t, "created at", &r.CreatedAt, before, time.Now(), time.Second)
+			deepEqual(t, "as GetRun returns it", *b.getRun(r.ID), r)
+			// Everything but the id and the creation time is what CreateRun made.
+			want := one[i]
+			want.ID, want.CreatedAt = r.ID, r.CreatedAt
+			deepEqual(t, fmt.Sprintf("run %d as CreateRun made it", i), r, want)
+		}
+		isNil(t, "legacy run has no snapshot", many[1].SnapshotID)
+		notNil(t, "dag run captured the snapshot", many[0].SnapshotID)
+
+		// They start as the single calls' runs do.
+		started, err := b.store.StartPendingRuns(b.ctx, 10)
+		noErr(t, "StartPendingRuns", err)
+		equal(t, "started", len(started), 2*len(in))
+		for i := range in {
+			equal(t, fmt.Sprintf("run %d: status", i), started[len(in)+i].Status, started[i].Status)
+			equal(t, fmt.Sprintf("run %d: tasks created", i), started[len(in)+i].TasksCreated, started[i].TasksCreated)
+			equal(t, fmt.Sprintf("run %d: tasks listed", i), len(b.listTasks(many[i].ID)), len(b.listTasks(one[i].ID)))
+		}
+		equal(t, "dag run's tasks", started[3].TasksCreated, 2)
+
+		got, err := b.store.CreateRuns(b.ctx, nil)
+		noErr(t, "CreateRuns(nil)", err)
+		equal(t, "CreateRuns(nil) runs", len(got), 0)
+		all, err := b.store.ListRuns(b.ctx, 0)
+		noErr(t, "ListRuns", err)
+		equal(t, "runs in all", len(all), 2*len(in))
+	})
+
+	s.test(t, "CreateRunsAllOrNothing", func(t *testing.T, b *bundle) {
+		w1, w2, gone := b.workflow(), b.workflow(), b.workflow()
+		noErr(t, "DeleteWorkflow", b.store.DeleteWorkflow(b.ctx, gone.ID))
+		nul := "a\x00b"
+		for _, c := range []struct {
+			name string
+			in   []orkstate.NewRun
+			item string
+			want error // nil: a validation error
+		}{
+			{"unknown workflow", []orkstate.NewRun{nr(w1.ID, "x"), nr(unknownID, "x"), nr(w2.ID, "x")}, "run 1", orkstate.ErrNotFound},
+			{"deleted workflow", []orkstate.NewRun{nr(w1.ID, "x"), nr(w2.ID, "x"), nr(w1.ID, "x"), nr(gone.ID, "x")}, "run 3", orkstate.ErrNotFound},
+			{"first of two unknown", []orkstate.NewRun{nr(gone.ID, "x"), nr(unknownID, "x")}, "run 0", orkstate.ErrNotFound},
+			{"NUL in triggered_by", []orkstate.NewRun{nr(w1.ID, "x"), nr(w2.ID, "x"), nr(w1.ID, nul)}, "run 2", nil},
+			{"triggered_by too long", []orkstate.NewRun{nr(w1.ID, strings.Repeat("x", orkstate.MaxNameLength+1))}, "run 0", nil},
+		} {
+			out, err := b.store.CreateRuns(b.ctx, c.in)
+			if c.want == nil {
+				isValidation(t, c.name, err)
+			} else {
+				errIs(t, c.name, err, c.want)
+			}
+			if err != nil {
+				contains(t, c.name+": the error names the item", err.Error(), c.item)
+			}
+			equal(t, c.name+": runs returned", len(out), 0)
+			all, err := b.store.ListRuns(b.ctx, 0)
+			noErr(t, "ListRuns", err)
+			equal(t, c.name+": runs created", len(all), 0)
+		}
+		// The same items without the bad one go in.
+		out, err := b.store.CreateRuns(b.ctx, []orkstate.NewRun{nr(w1.ID, "x"), nr(w2.ID, "x")})
+		noErr(t, "CreateRuns", err)
+		deepEqual(t, "workflows", []int64{out[0].WorkflowID, out[1].WorkflowID}, []int64{w1.ID, w2.ID})
+	})
+
 	s.test(t, "ListNewestFirst", func(t *testing.T, b *bundle) {
 		w1, w2 := b.workflow(), b.workflow()
 		a := b.run(w1)
@@ -488,4 +578,9 @@ func (s *suite) testStartPendingRuns(t *testing.T) {
 		}
 		equal(t, "third still pending after bad input", b.runStatus(r3.ID), orkstate.RunPending)
 	})
+}
+
+// nr is one item of CreateRuns.
+func nr(workflowID int64, triggeredBy string) orkstate.NewRun {
+	return orkstate.NewRun{WorkflowID: workflowID, TriggeredBy: triggeredBy}
 }

@@ -62,6 +62,17 @@ type e2eOutcome struct {
 	unfinishedRuns int
 	cancelled      int
 	failedOnce     int
+	createSecs     float64 // from the start until the last run was created
+	// The schedulers' time in their calls, summed over the schedulers: the
+	// StartPendingRuns calls (those that started runs apart) and the report-and-claim
+	// calls.
+	startCalls, startHits             int
+	startSecs, startHitSecs, loopSecs float64
+}
+
+// loopStats collects e2eOutcome's call times while the schedulers run.
+type loopStats struct {
+	startCalls, startHits, startNanos, startHitNanos, loopNanos atomic.Int64
 }
 
 // failurePlan makes the failure-path workload: a task fails its first attempt when
@@ -77,6 +88,10 @@ type failurePlan struct {
 	// twoCalls makes the schedulers report and claim in two calls (SetTaskStates,
 	// then ClaimTasks) instead of one ReportAndClaim: the loop as it was before it.
 	twoCalls bool
+	// runBatch, above 1, creates the runs that many at a time with CreateRuns (the
+	// analogue of River's InsertMany); 0 or 1 creates them one CreateRun at a time.
+	// It applies only when interval is zero.
+	runBatch int
 }
 
 func (p failurePlan) active() bool { return p.failEvery > 0 || p.cancelEvery > 0 }
@@ -124,8 +139,35 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 	runCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
+	var createNanos atomic.Int64
+	var calls loopStats
 	g.Go(func() error {
 		t0 := time.Now()
+		defer func() { createNanos.Store(int64(time.Since(t0))) }()
+		created := func(i int, run *orkstate.Run) {
+			if plan.cancelEvery > 0 && i%plan.cancelEvery == plan.cancelEvery-1 {
+				mu.Lock()
+				toCancel[run.ID] = true
+				mu.Unlock()
+			}
+		}
+		if plan.runBatch > 1 && plan.interval == 0 {
+			batch := make([]orkstate.NewRun, 0, plan.runBatch)
+			for i := 0; i < runs; i += plan.runBatch {
+				batch = batch[:0]
+				for range min(plan.runBatch, runs-i) {
+					batch = append(batch, orkstate.NewRun{WorkflowID: wf.ID, TriggeredBy: "bench"})
+				}
+				out, err := s.CreateRuns(gctx, batch)
+				if err != nil {
+					return err
+				}
+				for k := range out {
+					created(i+k, &out[k])
+				}
+			}
+			return nil
+		}
 		for i := 0; i < runs; i++ {
 			if plan.interval > 0 {
 				select {
@@ -138,11 +180,7 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 			if err != nil {
 				return err
 			}
-			if plan.cancelEvery > 0 && i%plan.cancelEvery == plan.cancelEvery-1 {
-				mu.Lock()
-				toCancel[run.ID] = true
-				mu.Unlock()
-			}
+			created(i, run)
 		}
 		return nil
 	})
@@ -154,10 +192,18 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 			name := fmt.Sprintf("scheduler-%d", i)
 			var ups []orkstate.TaskUpdate // the last loop's reports, sent with this loop's claim
 			for gctx.Err() == nil {
+				tq := time.Now()
 				started, err := s.StartPendingRuns(gctx, 20)
 				if err != nil {
 					return err
 				}
+				calls.startCalls.Add(1)
+				calls.startNanos.Add(int64(time.Since(tq)))
+				if len(started) > 0 {
+					calls.startHits.Add(1)
+					calls.startHitNanos.Add(int64(time.Since(tq)))
+				}
+				tq = time.Now()
 				var out []orkstate.TaskOutcome
 				var got []orkstate.ClaimedTask
 				cp := orkstate.ClaimParams{Claimer: name, Limit: claimBatch}
@@ -174,6 +220,7 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 				if err != nil {
 					return err
 				}
+				calls.loopNanos.Add(int64(time.Since(tq)))
 				for _, o := range out {
 					if o.Outcome == orkstate.OutcomeApplied && o.Status == orkstate.TaskSuccess {
 						succeeded.Add(1)
@@ -238,7 +285,12 @@ func driveE2E(ctx context.Context, s orkstate.Store, newWaiter waiterFactory, sh
 	if err != nil && !(errors.Is(err, context.Canceled) && finishedRuns.Load() >= int64(runs)) {
 		return nil, fmt.Errorf("%d of %d runs finished: %w", finishedRuns.Load(), runs, err)
 	}
-	out := &e2eOutcome{tasks: total, secs: secs, cancelled: int(cancelled.Load()), failedOnce: int(failedOnce.Load())}
+	out := &e2eOutcome{tasks: total, secs: secs, cancelled: int(cancelled.Load()), failedOnce: int(failedOnce.Load()),
+		createSecs: time.Duration(createNanos.Load()).Seconds(),
+		startCalls: int(calls.startCalls.Load()), startHits: int(calls.startHits.Load()),
+		startSecs:    time.Duration(calls.startNanos.Load()).Seconds(),
+		startHitSecs: time.Duration(calls.startHitNanos.Load()).Seconds(),
+		loopSecs:     time.Duration(calls.loopNanos.Load()).Seconds()}
 	for _, c := range claimed {
 		out.dups += c - 1
 	}
@@ -356,26 +408,46 @@ func (r *runner) orkstateE2EOn(ctx context.Context, s *pgstore.Store, shape dagS
 	return smp, o, err
 }
 
-// runE2E: the DAG shapes on orkstate (schedulers woken by NOTIFY), on ork-v1 (its
-// scheduler loop: one as deployed at batch 100 and 1,000, four as an extra), and
-// River's no-op jobs of the same count.
+// e2eRunBatch is how many runs of shape one CreateRuns call of the e2e scenario
+// creates: runs worth 1,000 tasks (10 runs of 100), as River's baseline inserts its
+// jobs 1,000 per InsertMany — the same number of insert calls for the same tasks.
+func e2eRunBatch(shape dagShape) int { return max(1, 1000/len(shape.specs)) }
+
+// oneRunSuffix marks the e2e variants that create their runs one CreateRun at a time.
+const oneRunSuffix = ", one CreateRun per run"
+
+// runE2E: the DAG shapes on orkstate (schedulers woken by NOTIFY; runs created
+// with CreateRuns in batches worth 1,000 tasks, as River's jobs go in 1,000 per
+// InsertMany), on ork-v1 (its scheduler loop: one as deployed at batch 100 and
+// 1,000, four as an extra), and River's no-op jobs of the same count.
 func runE2E(ctx context.Context, r *runner) error {
 	sz := r.sizes
 	for _, shape := range []dagShape{chainsShape(), fanShape()} {
-		r.measure(Result{Scenario: "e2e", Variant: shape.name, System: SystemOrkstate, Unit: "tasks",
-			LatencyOf: "run created → finished", Note: fmt.Sprintf("%d schedulers, batch 1000, report and claim in one call", sz.Schedulers)},
-			func(int) (*sample, error) {
-				smp, _, err := r.runOrkstateE2E(ctx, shape, sz.E2ERuns, failurePlan{})
-				return smp, err
-			})
-		// The same loop in two calls (SetTaskStates, then ClaimTasks), as before
-		// ReportAndClaim: what the one round trip is worth, in the same run.
-		r.measure(Result{Scenario: "e2e", Variant: shape.name + twoCallsSuffix, System: SystemOrkstate, Unit: "tasks",
-			LatencyOf: "run created → finished", Note: fmt.Sprintf("%d schedulers, batch 1000, report and claim in two calls", sz.Schedulers)},
-			func(int) (*sample, error) {
-				smp, _, err := r.runOrkstateE2E(ctx, shape, sz.E2ERuns, failurePlan{twoCalls: true})
-				return smp, err
-			})
+		rb := e2eRunBatch(shape)
+		create := fmt.Sprintf("runs created %d per CreateRuns (%d tasks, as River's 1,000 jobs per InsertMany)", rb, rb*len(shape.specs))
+		base := Result{Scenario: "e2e", System: SystemOrkstate, Unit: "tasks", LatencyOf: "run created → finished"}
+		variants := []struct {
+			suffix, note string
+			plan         failurePlan
+		}{
+			{"", "report and claim in one call, " + create, failurePlan{runBatch: rb}},
+			// The runs created one CreateRun at a time, as before CreateRuns: what
+			// the batched creation is worth.
+			{oneRunSuffix, "report and claim in one call, runs created one CreateRun at a time", failurePlan{}},
+			// The loop in two calls (SetTaskStates, then ClaimTasks), as before
+			// ReportAndClaim: what the one round trip is worth.
+			{twoCallsSuffix, "report and claim in two calls, " + create, failurePlan{twoCalls: true, runBatch: rb}},
+		}
+		bases := make([]Result, len(variants))
+		for v, vr := range variants {
+			bases[v] = base
+			bases[v].Variant = shape.name + vr.suffix
+			bases[v].Note = fmt.Sprintf("%d schedulers, batch 1000, %s; variants alternate", sz.Schedulers, vr.note)
+		}
+		r.measureAlternating(bases, func(v, _ int) (*sample, error) {
+			smp, _, err := r.runOrkstateE2E(ctx, shape, sz.E2ERuns, variants[v].plan)
+			return smp, err
+		})
 		for _, cfg := range v1Configs(sz) {
 			r.measure(Result{Scenario: "e2e", Variant: shape.name, System: SystemOrkV1, Unit: "tasks",
 				Config: cfg.String(), LatencyOf: "run created → finished",

@@ -549,6 +549,23 @@ func (h *harness) randomStep() {
 		if len(h.ids[0].runs) >= 10 {
 			return
 		}
+		if h.chance(0.3) {
+			// A batch, all or nothing: one deleted or never-created workflow among
+			// its items fails the call in both stores and creates no run.
+			names := make([]string, 1+h.rng.IntN(3))
+			for k := range names {
+				names[k] = wfNames[h.rng.IntN(len(wfNames))]
+			}
+			h.both(fmt.Sprintf("CreateRuns(%q)", names), func(i int, ids idMap) any {
+				in := make([]orkstate.NewRun, len(names))
+				for k, n := range names {
+					in[k] = orkstate.NewRun{WorkflowID: ids.workflows[n], TriggeredBy: "batch"}
+				}
+				out, err := h.stores[i].CreateRuns(ctx, in)
+				return []any{errClass(err), len(out)}
+			})
+			return
+		}
 		name := wfNames[h.rng.IntN(len(wfNames))]
 		h.both(fmt.Sprintf("CreateRun(%q)", name), func(i int, ids idMap) any {
 			_, err := h.stores[i].CreateRun(ctx, ids.workflows[name], "manual")
