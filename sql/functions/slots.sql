@@ -26,10 +26,11 @@ end
 $$;
 
 -- _slot_hold is a task's slot_hold after a change to p_status (docs above): bit 1 while
--- it is in flight in a slot group, bit 2 for bit 1 of p_old. Every update that sets a
--- task's status in flight or out of it under the state machine writes it (a group
--- without a pool, a fair run's alone, counts nothing: _adjust_pools skips it). Plain
--- SQL, so the planner inlines it.
+-- it is in flight in a slot group, bit 2 for bit 1 of p_old. The claim's update and the
+-- state machine's write it beside the status; the other paths that move a task leave
+-- it to _queue_sync (_release_slots). A group without a pool (a fair run's alone) sets
+-- the bit too and counts nothing (_adjust_pools skips it). Plain SQL, so the planner
+-- inlines it.
 create function {{.schema}}_api._slot_hold(p_old smallint, p_status text, p_slot_group bigint)
 returns smallint
 language sql
