@@ -158,3 +158,88 @@ func TestKeyedClaimCost(t *testing.T) {
 	t.Logf("keyed ÷ plain backend CPU, median of the repetitions' ratios: claim %.2f×, report %.2f×",
 		claimCPU[len(claimCPU)/2], reportCPU[len(reportCPU)/2])
 }
+
+// TestKeyedClaimDrain claims ORK_KEYED_DRAIN ready tasks to the end in committed
+// claims of 1,000, as the priorities scenario does, from two installs (plain; three
+// priorities and four keys whose slots never bind) in turn, batch by batch, so each
+// pair of claims meets the shared machine's load at the same moment, and reports the
+// backend CPU (/proc/<pid>/schedstat; run as root on the database's machine) of the
+// keyed claims ÷ the plain ones: in all, and the median of the pairs. Run by hand:
+//
+//	ORK_KEYED_DRAIN=30000 go test ./internal/bench -run TestKeyedClaimDrain -v
+func TestKeyedClaimDrain(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("ORK_KEYED_DRAIN"))
+	if n <= 0 {
+		t.Skip("ORK_KEYED_DRAIN=<ready tasks> runs it")
+	}
+	const batch = 1000
+	ctx := context.Background()
+	type install struct {
+		name  string
+		f     fixture
+		claim func() (int, error)
+		cpu   func() int64
+		cpus  []float64
+	}
+	var ins []*install
+	for _, keyed := range []bool{false, true} {
+		pool, schema := testdb.Schema(t)
+		s, err := pgstore.New(pool, &pgstore.Config{Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := fixture{pool: pool, schema: schema}
+		perRun := min(1000, n)
+		first, err := f.chains(ctx, max(1, n/perRun), perRun, 1, "pending", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "plain"
+		if keyed {
+			name = "priorities+4 keys"
+			for k := range 4 {
+				if err := s.SetConcurrencyKey(ctx, fmt.Sprintf("k%d", k), 1_000_000); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := placeInKeys(ctx, f, first, n, `'k' || (t.id % 4)`, `(t.id % 3)::smallint`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		conn, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(conn.Release)
+		var pid int
+		if err := conn.QueryRow(ctx, `select pg_backend_pid()`).Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, &install{name: name, f: f, cpu: schedCPU(t, pid), claim: func() (int, error) {
+			var got int
+			err := conn.QueryRow(ctx, f.sql(`select count(*) from {ork}_api.claim_tasks('drain', $1)`), batch).Scan(&got)
+			return got, err
+		}})
+	}
+	for b := 0; b < n/batch; b++ {
+		for k := range ins {
+			in := ins[(b+k)%len(ins)]
+			before := in.cpu()
+			got, err := in.claim()
+			if err != nil || got != batch {
+				t.Fatalf("%s: claim %d took %d tasks (%v)", in.name, b, got, err)
+			}
+			in.cpus = append(in.cpus, float64(in.cpu()-before)/1e6)
+		}
+	}
+	var total [2]float64
+	var ratios []float64
+	for b := range ins[0].cpus {
+		total[0] += ins[0].cpus[b]
+		total[1] += ins[1].cpus[b]
+		ratios = append(ratios, ins[1].cpus[b]/ins[0].cpus[b])
+	}
+	sort.Float64s(ratios)
+	t.Logf("backend CPU per claim of %d, %d claims each: plain %.1f ms, keyed %.1f ms; keyed ÷ plain %.2f× in all, median of the pairs %.2f×",
+		batch, len(ratios), total[0]/float64(len(ratios)), total[1]/float64(len(ratios)), total[1]/total[0], ratios[len(ratios)/2])
+}
