@@ -17,7 +17,7 @@ begin
     delete from task_deps_unmet u where u.task_id = any(v_ids);
     -- a deleted in-flight task gives its slots back
     with gone as (
-        delete from task_slots s where s.task_id = any(v_ids) returning s.slot_group
+        select d.slot_group from deleted_tasks d where d.slot_hold & 1 = 1 and d.slot_group <> 0
     ), per as (
         select p.pool, count(*)::integer as n
         from gone join slot_groups g on g.id = gone.slot_group
@@ -92,6 +92,7 @@ CREATE TABLE ork.tasks (
     priority_override smallint,
     concurrency_key text DEFAULT ''::text NOT NULL,
     slot_group bigint DEFAULT 0 NOT NULL,
+    slot_hold smallint DEFAULT 0 NOT NULL,
     CONSTRAINT tasks_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT tasks_max_retries_check CHECK ((max_retries >= 0)),
     CONSTRAINT tasks_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'paused'::text, 'dispatched'::text, 'running'::text, 'success'::text, 'failed'::text, 'cancelled'::text]))),
@@ -258,11 +259,6 @@ CREATE TABLE ork.task_queue (
     slot_group bigint DEFAULT 0 NOT NULL
 );
 
-CREATE TABLE ork.task_slots (
-    task_id bigint NOT NULL,
-    slot_group bigint NOT NULL
-);
-
 ALTER TABLE ork.tasks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME ork.tasks_id_seq
     START WITH 1
@@ -397,9 +393,6 @@ ALTER TABLE ONLY ork.task_logs
 
 ALTER TABLE ONLY ork.task_queue
     ADD CONSTRAINT task_queue_pkey PRIMARY KEY (task_id);
-
-ALTER TABLE ONLY ork.task_slots
-    ADD CONSTRAINT task_slots_pkey PRIMARY KEY (task_id);
 
 ALTER TABLE ONLY ork.tasks
     ADD CONSTRAINT tasks_pkey PRIMARY KEY (id);

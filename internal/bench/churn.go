@@ -15,7 +15,7 @@ import (
 // churnTables are the tables that hold runs and what hangs off them: the size the
 // churn scenario compares (workflows and snapshots, one per wave, aside).
 var churnTables = []string{"runs", "tasks", "task_queue", "task_leases", "task_deadlines", "task_logs",
-	"task_log_sizes", "deferred_jobs", "task_slots", "slot_groups"}
+	"task_log_sizes", "deferred_jobs", "slot_groups"}
 
 // churnVariant is one way of running the churn.
 type churnVariant struct {

@@ -174,7 +174,8 @@ declare
     v_timed bigint[];
     v_timed_at timestamptz[];
     v_untimed bigint[];
-    v_entered bigint[];
+    v_taken bigint[];
+    v_given bigint[];
 begin
     -- One statement decides and applies: the guard in the WHERE clause is the §3
     -- transition table plus attempt fencing, evaluated on the current row once the
@@ -224,14 +225,21 @@ begin
             lease_expires_at = null,
             timeout_at = case
                 when i.status = 'running' and t.timeout_seconds > 0
-                then coalesce(t.started_at, p_now) + make_interval(secs => t.timeout_seconds) end
+                then coalesce(t.started_at, p_now) + make_interval(secs => t.timeout_seconds) end,
+            -- The slots: a task in a slot group holds them while in flight. The row is
+            -- held by this update, so the old bit read here is the truth, and what the
+            -- update changed comes back in RETURNING (1: took them, 2: gave them back).
+            slot_hold = _slot_hold(t.slot_hold,
+                                   case when _retried(i.status, t.attempts, t.max_retries) then 'pending'
+                                        else i.status end,
+                                   t.slot_group)
         from input i
         where t.id = i.task_id
           and (coalesce(i.attempt, 0) = 0 or i.attempt = t.attempts)
           and i.status <> t.status
           and _task_transition_allowed(t.status, i.status)
         returning i.k, i.ord, t.id, t.run_id, t.status, t.unmet_deps, t.executor_type, t.retry_at,
-                  t.timeout_seconds, t.timeout_at, t.downstream, t.priority, t.slot_group,
+                  t.timeout_seconds, t.timeout_at, t.downstream, t.priority, t.slot_group, t.slot_hold,
                   -- readiness not counted on the row (one dependency, or counted apart)
                   _deps_derived(t.depends_on, t.unmet_deps) or _deps_apart(t.depends_on, t.unmet_deps) as derived,
                   case when i.status = 'failed' and t.status = 'pending' then 'retrying' else 'applied' end as outcome
@@ -260,11 +268,12 @@ begin
            array_agg(u.id) filter (where u.timeout_seconds > 0 and u.timeout_at is not null),
            array_agg(u.timeout_at) filter (where u.timeout_seconds > 0 and u.timeout_at is not null),
            array_agg(u.id) filter (where u.timeout_seconds > 0 and u.timeout_at is null),
-           array_agg(u.id) filter (where u.status = 'running' and u.slot_group <> 0)
+           array_agg(u.slot_group) filter (where u.slot_hold = 1),
+           array_agg(u.slot_group) filter (where u.slot_hold = 2)
     into v_ords, v_pos, v_ids, v_outcomes, v_statuses, v_failed, v_cancelled, v_ended,
          v_fin_runs, v_fin_statuses, v_requeued, v_down,
          v_ready, v_ready_types, v_ready_at, v_ready_prio, v_ready_group, v_unready, v_pending_derived,
-         v_timed, v_timed_at, v_untimed, v_entered
+         v_timed, v_timed_at, v_untimed, v_taken, v_given
     from updated u;
 
     -- The queue and the deadlines follow in statements of their own. Each takes its
@@ -291,20 +300,13 @@ begin
     if v_pending_derived is not null then
         perform _queue_sync(v_pending_derived);
     end if;
-    -- Every task that left flight here gives its slots back, in the statement after the
-    -- update for the same reason (v_ended also holds tasks that were never in flight:
-    -- they hold no slot). The guards spare a report the calls when there is nothing to
-    -- do (the priorities merge put both calls on every report): no slot is held at all
-    -- on an install without limits (one probe of an empty index).
-    if v_ended is not null and exists (select 1 from task_slots s where s.task_id > 0) then
-        perform _release_slots(v_ended);
-    end if;
-    -- A task can enter flight without a claim: pending → running (a report after its
-    -- lease ran out and before another claim). It counts against its pools too, even
-    -- past their slots (it runs whatever the database says); claims then wait.
-    if v_entered is not null then
-        perform _take_slots(v_entered);
-    end if;
+    -- The pools follow what the update did to the tasks' slots: every task that left
+    -- flight gave its slots back, and a task can enter flight without a claim: pending →
+    -- running (a report after its lease ran out and before another claim). That one
+    -- counts against its pools too, even past their slots (it runs whatever the
+    -- database says); claims then wait. Without a slot group in the batch, nothing to
+    -- do (the call returns at once).
+    perform _adjust_pools(v_taken, v_given);
     if v_timed is not null then
         insert into task_deadlines as d (task_id, timeout_at)
         select * from unnest(v_timed, v_timed_at)

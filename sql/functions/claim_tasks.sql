@@ -18,8 +18,9 @@
 -- LIMIT: no join to runs and no sort, so its cost does not grow with the number of
 -- blocked tasks (a join to runs was planned as a loop over every run: 420 ms per 1,000
 -- at 1M tasks against < 40 ms for an index scan). The claimed tasks' queue rows are
--- deleted, one lease row names them all (as id ranges), and tasks with a timeout get a
--- deadline row.
+-- deleted, one lease row names them all (as id ranges), tasks with a timeout get a
+-- deadline row, and tasks in a slot group hold its slots (slot_hold, set by the same
+-- update).
 create function {{.schema}}_api.claim_tasks(
     p_claimer text,
     p_limit integer,
@@ -47,7 +48,6 @@ as $$
 declare
     v_ids bigint[];
     v_groups bigint[];
-    v_pooled bigint[];
     v_grouped boolean;
     v_n integer;
     v_now constant timestamptz := coalesce(p_now, now());
@@ -61,10 +61,6 @@ begin
         -- the rows to take, locked, with their groups (see slots.sql)
         select array_agg(p.task_id), array_agg(p.slot_group) into v_ids, v_groups
         from _pick_grouped(p_limit, p_executor_types, v_now) p;
-        -- the picked groups that have a pool (a fair run's alone has none)
-        v_pooled := array(select g.id from slot_groups g
-                          where g.id = any(array(select distinct u.g from unnest(v_groups) as u(g)))
-                            and (g.workflow_pool <> 0 or g.key_pool <> 0));
     else
         -- priority first, then dispatch order: an ordered scan of task_queue_order_idx
         v_ids := array(
@@ -100,7 +96,9 @@ begin
             dispatched_at = v_now,
             started_at = null,
             retry_at = null,
-            timeout_at = case when t.timeout_seconds > 0 then v_now + make_interval(secs => t.timeout_seconds) end
+            timeout_at = case when t.timeout_seconds > 0 then v_now + make_interval(secs => t.timeout_seconds) end,
+            -- a task in a slot group holds its slots until it leaves flight (slots.sql)
+            slot_hold = _slot_hold(t.slot_hold, 'dispatched', t.slot_group)
         where t.id = any(array(select o.id from owned o))
         returning t.id, t.run_id, t.task_index, t.task_name, t.executor_type, t.depends_on,
                   t.execution_name, t.params, t.output, t.error, t.attempts, t.max_retries,
@@ -124,10 +122,6 @@ begin
         insert into task_deadlines as d (task_id, timeout_at)
         select c.id, c.timeout_at from claimed c where c.timeout_at is not null
         on conflict (task_id) do update set timeout_at = excluded.timeout_at
-    ), slotted as (
-        -- the tasks whose group has a pool hold slots until they leave flight
-        insert into task_slots (task_id, slot_group)
-        select c.id, c.slot_group from claimed c where c.slot_group = any(v_pooled)
     )
     select c.id, c.run_id, c.task_index, c.task_name, c.executor_type, c.depends_on,
            c.execution_name, c.params, c.output, c.error, c.attempts,
@@ -155,7 +149,7 @@ begin
                               where t.id = any(v_ids) and t.status = 'dispatched'
                                 and t.claimed_by = p_claimer and t.dispatched_at = v_now);
         end if;
-        perform _adjust_pools(v_groups, 1);
+        perform _adjust_pools(v_groups, null);
     end if;
 end
 $$;

@@ -85,7 +85,8 @@ $$;
 --   task_deadlines  a row exactly while the task is dispatched or running with a
 --                   timeout_at;
 --   task_leases     a dispatched task is named by a row due no later than its lease;
---   task_slots      a task that is not dispatched or running holds no slot.
+--   slots           a task that is not dispatched or running holds no slot (its
+--                   slot_hold's bit 1 is clear, its pools count it no more).
 -- Every function that changes a task's status or unmet_deps outside the hot paths
 -- calls it for the tasks it changed; claim_tasks and _apply_task_changes keep the
 -- tables themselves, by the same rule. A lease row is written for each dispatched task
@@ -114,7 +115,7 @@ begin
            array_agg(t.id) filter (where not (t.status = 'pending' and _deps_met(t.id, t.run_id, t.depends_on, t.unmet_deps))),
            array_agg(t.id) filter (where t.timeout_seconds > 0 or t.timeout_at is not null),
            coalesce(bool_or(t.status = 'dispatched'), false),
-           array_agg(t.id) filter (where t.status not in ('dispatched', 'running'))
+           array_agg(t.id) filter (where t.status not in ('dispatched', 'running') and t.slot_hold & 1 = 1)
     into v_ready, v_not_ready, v_timed, v_dispatched, v_left
     from tasks t
     where t.id = any(p_task_ids);
@@ -122,8 +123,11 @@ begin
     if v_not_ready is not null then
         delete from task_queue q where q.task_id = any(v_not_ready);
     end if;
-    -- a task that left flight gives its slots back (one that never held any has no row)
-    perform _release_slots(v_left);
+    -- a task that left flight gives its slots back (_release_slots decides under the
+    -- row's lock; the filter above only spares the call)
+    if v_left is not null then
+        perform _release_slots(v_left);
+    end if;
     if v_ready is not null then
         insert into task_queue as q (task_id, executor_type, ready_at, priority, slot_group)
         select t.id, t.executor_type, t.retry_at, t.priority, t.slot_group

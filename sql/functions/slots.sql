@@ -3,10 +3,13 @@
 -- concurrency key, one per workflow with a max tasks in flight. A slot group is the
 -- pools a task counts against plus, for a fair workflow, its run; the ready tasks of a
 -- group are one ordered list in task_queue_group_idx. The claim takes the slots
--- (claim_tasks, _pick_grouped) and _release_slots gives them back, from the state
--- machine (_apply_task_changes) and from _queue_sync, which every other path that moves
--- a task calls: so every way a task leaves flight gives its slots back exactly once (the
--- task_slots row is deleted by whoever moves it; only that statement sees the row).
+-- (claim_tasks, _pick_grouped) and every way a task leaves flight gives them back: the
+-- state machine (_apply_task_changes) in its own update, _queue_sync (which every other
+-- path that moves a task calls) through _release_slots. A task holds its group's slots
+-- while bit 1 of its slot_hold is set (schema version 11): the locked update that
+-- clears it gives them back, so every way a task leaves flight gives its slots back
+-- exactly once (bit 2 says the row held them before that update, so its RETURNING
+-- tells what it changed: 1 took them, 2 gave them back, 3 kept them).
 
 -- _check_priority refuses a priority outside -1000 … 1000 (OK422 naming "priority").
 create function {{.schema}}_api._check_priority(p_priority integer)
@@ -22,14 +25,31 @@ begin
 end
 $$;
 
--- _adjust_pools adds p_sign (1: taken, -1: given back) to the in-flight count of every
--- pool of the slot groups in p_groups, once per element (a task's group, repeated per
--- task; groups without a pool count nothing). The one place that writes slot_pools'
--- counters: the claim (claim_tasks), _take_slots and _release_slots. Pools are updated
--- in id order (the sorted per-pool counts drive a nested loop over the primary key),
--- so callers that hold no pool yet (reporters giving slots back) cannot deadlock with
--- each other; a claimer holds its pools already (_pick_grouped), SKIP LOCKED.
-create function {{.schema}}_api._adjust_pools(p_groups bigint[], p_sign integer)
+-- _slot_hold is a task's slot_hold after a change to p_status (docs above): bit 1 while
+-- it is in flight in a slot group, bit 2 for bit 1 of p_old. The claim's update and the
+-- state machine's write it beside the status; the other paths that move a task leave
+-- it to _queue_sync (_release_slots). A group without a pool (a fair run's alone) sets
+-- the bit too and counts nothing (_adjust_pools skips it). Plain SQL, so the planner
+-- inlines it.
+create function {{.schema}}_api._slot_hold(p_old smallint, p_status text, p_slot_group bigint)
+returns smallint
+language sql
+immutable
+as $$
+    select ((case when p_slot_group <> 0 and p_status in ('dispatched', 'running') then 1 else 0 end)
+            | ((p_old & 1) << 1))::smallint
+$$;
+
+-- _adjust_pools adds to the in-flight count of every pool of the slot groups in
+-- p_taken one per element and takes one per element of p_given (a task's group,
+-- repeated per task; groups without a pool count nothing). The one place that writes
+-- slot_pools' counters: the claim (claim_tasks), the state machine, _take_slots and
+-- _release_slots. Pools are updated in id order (the sorted per-pool counts drive a
+-- nested loop over the primary key) and once per call, so callers that hold no pool
+-- yet (reporters giving slots back and taking them) cannot deadlock with each other
+-- within a call; a claimer holds its pools already (_pick_grouped), SKIP LOCKED. A
+-- pool whose count does not change is not written.
+create function {{.schema}}_api._adjust_pools(p_taken bigint[], p_given bigint[])
 returns void
 language plpgsql
 set search_path = {{.schema}}, {{.schema}}_api, pg_temp
@@ -40,27 +60,34 @@ set enable_hashjoin = off
 set enable_mergejoin = off
 as $$
 begin
-    if coalesce(cardinality(p_groups), 0) = 0 then
+    if coalesce(cardinality(p_taken), 0) = 0 and coalesce(cardinality(p_given), 0) = 0 then
         return;
     end if;
     -- Counted per group first (a few groups for 1,000 tasks), so slot_groups is probed
     -- once per group, not once per task.
     with per_group as (
-        select u.g, count(*)::integer as n from unnest(p_groups) as u(g) where u.g <> 0 group by u.g
+        select u.g, sum(u.sign)::integer as n
+        from (select t.g, 1 as sign from unnest(p_taken) as t(g)
+              union all
+              select v.g, -1 from unnest(p_given) as v(g)) u
+        where u.g <> 0
+        group by u.g
     ), per as (
         select p.pool, sum(pg.n)::integer as n
         from per_group pg join slot_groups g on g.id = pg.g
         cross join lateral (values (g.workflow_pool), (g.key_pool)) as p(pool)
         where p.pool <> 0
         group by p.pool
+        having sum(pg.n) <> 0
         order by p.pool
     )
-    update slot_pools sp set in_flight = sp.in_flight + p_sign * per.n from per where sp.id = per.pool;
+    update slot_pools sp set in_flight = sp.in_flight + per.n from per where sp.id = per.pool;
 end
 $$;
 
--- _release_slots gives back the slots held by those of p_task_ids that hold any (call
--- it with tasks that just left flight; others hold none).
+-- _release_slots gives back the slots held by those of p_task_ids that hold any and are
+-- no longer in flight (call it, holding their row locks, with tasks that just left
+-- flight by an update that left slot_hold alone: _queue_sync).
 create function {{.schema}}_api._release_slots(p_task_ids bigint[])
 returns void
 language plpgsql
@@ -72,24 +99,24 @@ as $$
 declare
     v_groups bigint[];
 begin
-    -- An install without limits pays one probe of an empty index here.
-    if coalesce(cardinality(p_task_ids), 0) = 0
-       or not exists (select 1 from task_slots s where s.task_id > 0) then
+    if coalesce(cardinality(p_task_ids), 0) = 0 then
         return;
     end if;
-    -- Deleting the row is what decides: only this statement sees it, so no two paths
-    -- give one slot back twice.
+    -- Clearing the bit is what decides: the update holds the row, and a second one
+    -- finds it clear, so no two paths give one slot back twice.
     with gone as (
-        delete from task_slots s where s.task_id = any(p_task_ids) returning s.slot_group
+        update tasks t set slot_hold = 2
+        where t.id = any(p_task_ids) and t.slot_hold & 1 = 1 and t.status not in ('dispatched', 'running')
+        returning t.slot_group
     )
     select array_agg(gone.slot_group) into v_groups from gone;
-    perform _adjust_pools(v_groups, -1);
+    perform _adjust_pools(null, v_groups);
 end
 $$;
 
--- _take_slots makes those of p_task_ids that are in a pooled group and hold no slot
--- hold one (a task reported running straight from pending). Called with the running
--- reports of grouped tasks only, so a claimed task (which holds its slot) costs a probe.
+-- _take_slots makes those of p_task_ids that are in flight in a slot group and hold no
+-- slot hold theirs (an import's tasks in flight; the state machine takes them in its
+-- update).
 create function {{.schema}}_api._take_slots(p_task_ids bigint[])
 returns void
 language plpgsql
@@ -107,15 +134,13 @@ begin
         return;
     end if;
     with added as (
-        insert into task_slots (task_id, slot_group)
-        select t.id, t.slot_group
-        from tasks t join slot_groups g on g.id = t.slot_group
-        where t.id = any(p_task_ids) and (g.workflow_pool <> 0 or g.key_pool <> 0)
-        on conflict (task_id) do nothing
-        returning task_slots.slot_group
+        update tasks t set slot_hold = 1
+        where t.id = any(p_task_ids) and t.slot_hold & 1 = 0 and t.slot_group <> 0
+          and t.status in ('dispatched', 'running')
+        returning t.slot_group
     )
     select array_agg(added.slot_group) into v_groups from added;
-    perform _adjust_pools(v_groups, 1);
+    perform _adjust_pools(v_groups, null);
 end
 $$;
 
