@@ -19,8 +19,11 @@ import (
 //
 // A connection stays in the cache for at most connCacheHold after it was taken
 // from the pool, then goes back to it, so the pool's health checks and connection
-// lifetimes still apply. close releases the cached connections; put after close
-// releases the connection to the pool.
+// lifetimes still apply. The pool's acquire and release hooks (Config.Pool's,
+// copied) run only when a connection leaves or re-enters the pool, not between
+// two groups on a cached one; only the group statement runs on it. close
+// releases the cached connections; put after close releases the connection to
+// the pool.
 type connCache struct {
 	pool *pgxpool.Pool
 	max  int
