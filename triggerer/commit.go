@@ -123,7 +123,10 @@ var useNarrowRead = true
 // ids in one query: id, task id, service type, job id, job data and status; the
 // other fields of the returned DeferredJobs are zero. Ids that do not exist are
 // left out. Against Store.GetDeferredJobs (all fifteen columns, scanned by name)
-// it saves server and Go CPU on every poll.
+// it saves server and Go CPU on every poll (about 0.2 and 2.5 µs per job,
+// TestMeasurePollRead). It reads the install's deferred_jobs table directly, as
+// finishStatement writes river_job; TestReadPollTargets compares it with
+// Store.GetDeferredJobs, so a schema change that breaks it fails that test.
 func (g *groups) readPollTargets(ctx context.Context, ids []int64) ([]orkstate.DeferredJob, error) {
 	rows, err := g.t.pool.Query(ctx, `select id, task_id, service_type, job_id, job_data, status from `+
 		pgx.Identifier{g.t.cfg.Schema, "deferred_jobs"}.Sanitize()+` where id = any($1)`, ids)
