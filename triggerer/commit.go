@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
 	"github.com/orkstate/orkstate"
@@ -40,10 +41,15 @@ type groups struct {
 	loads   *batcher[*loadItem]
 	running *batcher[*runningItem]
 	commits *batcher[*commitItem]
+	// commitConns keeps the commit groups on maxCommitsInFlight backends.
+	commitConns *connCache
 
 	// onDurable, when set (by tests, before Start), is called with each deferred
 	// job id whose finish committed, before its worker is released.
 	onDurable func(deferredJobID int64)
+	// onFinishBackend, when set (by tests, before Start), is called with the
+	// backend pid of each group statement.
+	onFinishBackend func(pid uint32)
 }
 
 func newGroups(t *Triggerer) *groups {
@@ -51,6 +57,7 @@ func newGroups(t *Triggerer) *groups {
 	g.loads = newBatcher(maxGroup, maxReadsInFlight, groupLinger, g.load)
 	g.running = newBatcher(maxGroup, maxReadsInFlight, groupLinger, g.reportRunning)
 	g.commits = newBatcher(maxGroup, maxCommitsInFlight, groupLinger, g.commit)
+	g.commitConns = newConnCache(t.pool, maxCommitsInFlight)
 	return g
 }
 
@@ -84,7 +91,13 @@ func (g *groups) load(items []*loadItem) {
 	for i, it := range items {
 		ids[i] = it.id
 	}
-	jobs, err := g.t.work.GetDeferredJobs(ctx, ids)
+	var jobs []orkstate.DeferredJob
+	var err error
+	if useNarrowRead {
+		jobs, err = g.readPollTargets(ctx, ids)
+	} else {
+		jobs, err = g.t.work.GetDeferredJobs(ctx, ids)
+	}
 	byID := make(map[int64]*orkstate.DeferredJob, len(jobs))
 	for i := range jobs {
 		byID[jobs[i].ID] = &jobs[i]
@@ -100,6 +113,38 @@ func (g *groups) load(items []*loadItem) {
 		}
 		close(it.done)
 	}
+}
+
+// useNarrowRead is false only in the by-hand measurements of the variant that
+// reads whole deferred jobs (Store.GetDeferredJobs).
+var useNarrowRead = true
+
+// readPollTargets reads what a poll needs of the deferred jobs with the given
+// ids in one query: id, task id, service type, job id, job data and status; the
+// other fields of the returned DeferredJobs are zero. Ids that do not exist are
+// left out. Against Store.GetDeferredJobs (all fifteen columns, scanned by name)
+// it saves server and Go CPU on every poll (about 0.2 and 2.5 µs per job,
+// TestMeasurePollRead). It reads the install's deferred_jobs table directly, as
+// finishStatement writes river_job; TestReadPollTargets compares it with
+// Store.GetDeferredJobs, so a schema change that breaks it fails that test.
+func (g *groups) readPollTargets(ctx context.Context, ids []int64) ([]orkstate.DeferredJob, error) {
+	rows, err := g.t.pool.Query(ctx, `select id, task_id, service_type, job_id, job_data, status from `+
+		pgx.Identifier{g.t.cfg.Schema, "deferred_jobs"}.Sanitize()+` where id = any($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]orkstate.DeferredJob, 0, len(ids))
+	var status string
+	for rows.Next() {
+		jobs = append(jobs, orkstate.DeferredJob{})
+		j := &jobs[len(jobs)-1]
+		if err := rows.Scan(&j.ID, &j.TaskID, &j.ServiceType, &j.JobID, (*[]byte)(&j.JobData), &status); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		j.Status = orkstate.DeferredJobStatus(status)
+	}
+	return jobs, rows.Err()
 }
 
 type runningItem struct {
@@ -181,10 +226,15 @@ func (g *groups) commit(items []*commitItem) {
 	// River job ids in order: concurrent groups lock river_job rows in one order.
 	slices.SortFunc(items, func(a, b *commitItem) int { return cmp.Compare(a.job.ID, b.job.ID) })
 	splitOnError(items, func(part []*commitItem) error {
+		cc, err := g.commitConns.get(ctx)
+		if err != nil {
+			return err
+		}
+		defer g.commitConns.put(cc)
 		// Items resolved in an earlier try of a larger part are done.
 		part = slices.DeleteFunc(slices.Clone(part), func(it *commitItem) bool { return it.resolved })
 		for len(part) > 0 {
-			gone, err := g.finishGroup(ctx, part)
+			gone, err := g.finishGroup(ctx, cc.conn, part)
 			if err != nil {
 				return err
 			}

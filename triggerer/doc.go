@@ -78,7 +78,10 @@
 // their first five executions on each connection. The Triggerer's pool
 // holds at most 12 + MaxWorkers/20 connections (22 at most): workers share
 // connections through the groups, so 1,000 workers need no more than 100 do.
-// Close releases it.
+// The commit groups keep two of them while the Triggerer runs (each for at most
+// a minute before it goes back to the pool), so their statement is compiled and
+// planned on two backends rather than on whichever the pool hands out. Stop and
+// Close give them back; Close releases the pool.
 //
 // Reports carry no fencing token (DeferredPollReport.Attempt 0): River's
 // job lock, not deferred_jobs.attempts, keeps pollers apart. A database should be

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -323,6 +324,15 @@ func TestMeasureRounds(t *testing.T) {
 	if os.Getenv("ORKSTATE_TRIGGERER_MEASURE_AUTO") != "" {
 		variants = []string{"river", "triggerer, plan_cache_mode auto", "triggerer"}
 	}
+	if os.Getenv("ORKSTATE_TRIGGERER_MEASURE_NOCACHE") != "" {
+		variants = []string{"river", "triggerer, no connection cache", "triggerer"}
+	}
+	if os.Getenv("ORKSTATE_TRIGGERER_MEASURE_WIDEREAD") != "" {
+		variants = []string{"river", "triggerer, whole deferred jobs read", "triggerer"}
+	}
+	if os.Getenv("ORKSTATE_TRIGGERER_MEASURE_BEFORE") != "" {
+		variants = []string{"river", "triggerer, before (whole read, no connection cache)", "triggerer"}
+	}
 	res := map[string][]string{}
 	for rep := range max(1, reps) {
 		for _, v := range variants {
@@ -332,6 +342,18 @@ func TestMeasureRounds(t *testing.T) {
 				rounds = riverRounds(t, n)
 			case "triggerer":
 				rounds = triggererRounds(t, n)
+			case "triggerer, whole deferred jobs read":
+				useNarrowRead = false
+				rounds = triggererRounds(t, n)
+				useNarrowRead = true
+			case "triggerer, before (whole read, no connection cache)":
+				useNarrowRead, useConnCache = false, false
+				rounds = triggererRounds(t, n)
+				useNarrowRead, useConnCache = true, true
+			case "triggerer, no connection cache":
+				useConnCache = false
+				rounds = triggererRounds(t, n)
+				useConnCache = true
 			default:
 				pinnedPlanCacheMode = "auto"
 				rounds = triggererRounds(t, n)
@@ -383,6 +405,13 @@ func triggererRounds(t *testing.T, n int) []string {
 	cfg.Pool = appPool(t, b.pool, app)
 	tr, err := New(cfg)
 	must(t, err, "New")
+	var pidMu sync.Mutex
+	pids := map[uint32]bool{}
+	tr.groups.onFinishBackend = func(pid uint32) {
+		pidMu.Lock()
+		pids[pid] = true
+		pidMu.Unlock()
+	}
 	must(t, tr.Start(ctx), "Start")
 	defer func() {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -405,7 +434,9 @@ func triggererRounds(t *testing.T, n int) []string {
 				t.Fatalf("round %d: %d deferred jobs open after a minute", round, open)
 			}
 		}
-		out = append(out, m.end(n))
+		pidMu.Lock()
+		out = append(out, m.end(n)+fmt.Sprintf(", group statements on %d backends so far", len(pids)))
+		pidMu.Unlock()
 	}
 	if os.Getenv("ORKSTATE_TRIGGERER_MEASURE_PLANS") != "" {
 		plans := map[string][2]int64{}
@@ -517,5 +548,56 @@ func TestMeasureFirstFinish(t *testing.T) {
 		}
 		t.Logf("MEASURE new connection %d, server CPU of each finish (one job), µs: %s", c, strings.Join(out, " "))
 		must(t, conn.Close(ctx), "close")
+	}
+}
+
+// TestMeasurePollRead compares the poll's read (readPollTargets: the six columns
+// a poll needs) with Store.GetDeferredJobs (all fifteen, scanned by name): groups
+// of 500 of n deferred jobs, the two alternating, server CPU of the backend and
+// Go CPU per job.
+func TestMeasurePollRead(t *testing.T) {
+	n := measureSize(t)
+	ctx := context.Background()
+	b := setup(t)
+	ids := b.deferredFixture(t, n)
+	app := "mr_" + b.schema
+	cfg := b.config()
+	cfg.Pool = appPool(t, b.pool, app)
+	tr, err := New(cfg)
+	must(t, err, "New")
+	defer tr.Close()
+	conn, err := tr.pool.Acquire(ctx) // one backend: the measured one
+	must(t, err, "acquire")
+	defer conn.Release()
+	var server, gp [2][]float64
+	for rep := range 20 {
+		for v := range 2 {
+			s0, g0 := serverCPU(t, b.pool, app), goCPU()
+			for off := 0; off < n; off += 500 {
+				part := ids[off:min(n, off+500)]
+				var jobs []orkstate.DeferredJob
+				if v == 0 {
+					jobs, err = tr.groups.readPollTargets(ctx, part)
+				} else {
+					jobs, err = tr.work.GetDeferredJobs(ctx, part)
+				}
+				must(t, err, "read")
+				if len(jobs) != len(part) {
+					t.Fatalf("%d jobs for %d ids", len(jobs), len(part))
+				}
+			}
+			if rep > 0 { // the first is warm-up
+				server[v] = append(server[v], (serverCPU(t, b.pool, app)-s0)/float64(n))
+				gp[v] = append(gp[v], (goCPU()-g0)/float64(n))
+			}
+		}
+	}
+	for v, name := range []string{"readPollTargets", "GetDeferredJobs"} {
+		slices.Sort(server[v])
+		slices.Sort(gp[v])
+		q := func(xs []float64) string {
+			return fmt.Sprintf("%.1f–%.1f (median %.1f)", xs[len(xs)/4], xs[3*len(xs)/4], xs[len(xs)/2])
+		}
+		t.Logf("MEASURE %s, n=%d: server µs/job %s, Go µs/job %s", name, n, q(server[v]), q(gp[v]))
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orkstate/orkstate"
 )
@@ -83,7 +84,7 @@ type finishRow struct {
 // finishGroup applies finishStatement to part. It returns the items whose River
 // job is no longer running when that failed the statement (nothing was applied),
 // or an error when the statement failed otherwise.
-func (g *groups) finishGroup(ctx context.Context, part []*commitItem) (gone []*commitItem, err error) {
+func (g *groups) finishGroup(ctx context.Context, conn *pgxpool.Conn, part []*commitItem) (gone []*commitItem, err error) {
 	reports := make([]orkstate.DeferredPollReport, len(part))
 	for i, it := range part {
 		reports[i] = g.t.pollReport(it.job.Args.DeferredJobID, it.result, it.msg)
@@ -102,7 +103,10 @@ func (g *groups) finishGroup(ctx context.Context, part []*commitItem) (gone []*c
 	// does (pinnedPool): planning the statement afresh for each group (PostgreSQL's
 	// custom plans for array arguments) cost about 1 ms of server CPU per group,
 	// 5 µs per job in groups of 190, more in the small groups of a light load.
-	rows, err := g.t.pool.Query(ctx, g.t.finishStatement(), ids, results, msgs, riverIDs)
+	if g.onFinishBackend != nil {
+		g.onFinishBackend(conn.Conn().PgConn().PID())
+	}
+	rows, err := conn.Query(ctx, g.t.finishStatement(), ids, results, msgs, riverIDs)
 	var got []finishRow
 	if err == nil {
 		got, err = pgx.CollectRows(rows, pgx.RowToStructByPos[finishRow])
@@ -111,7 +115,7 @@ func (g *groups) finishGroup(ctx context.Context, part []*commitItem) (gone []*c
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && isRiverJobNotRunning(pgErr) {
 			// A River job that is no longer running (maybe more); find which.
-			gone, gerr := g.riverJobsNotRunning(ctx, part)
+			gone, gerr := g.riverJobsNotRunning(ctx, conn, part)
 			if gerr != nil || len(gone) > 0 {
 				return gone, gerr
 			}
@@ -140,12 +144,12 @@ func isRiverJobNotRunning(e *pgconn.PgError) bool {
 }
 
 // riverJobsNotRunning returns the items of part whose River job is not running.
-func (g *groups) riverJobsNotRunning(ctx context.Context, part []*commitItem) ([]*commitItem, error) {
+func (g *groups) riverJobsNotRunning(ctx context.Context, conn *pgxpool.Conn, part []*commitItem) ([]*commitItem, error) {
 	ids := make([]int64, len(part))
 	for i, it := range part {
 		ids[i] = it.job.ID
 	}
-	rows, err := g.t.pool.Query(ctx, `select i.id from unnest($1::bigint[]) as i(id)
+	rows, err := conn.Query(ctx, `select i.id from unnest($1::bigint[]) as i(id)
 		where not exists (select from `+pgx.Identifier{g.t.cfg.Schema, "river_job"}.Sanitize()+` j
 			where j.id = i.id and j.state = 'running')`, ids)
 	if err != nil {

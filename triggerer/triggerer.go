@@ -270,13 +270,17 @@ func (t *Triggerer) Stop(ctx context.Context) error {
 	if err := t.client.Stop(ctx); err != nil {
 		return fmt.Errorf("triggerer: stop: %w", err)
 	}
+	t.groups.commitConns.drain()
 	return nil
 }
 
 // Close releases the Triggerer's own connections. Call it after Stop (or after
 // the Run method returned); the Triggerer cannot be used afterwards. It is safe to
 // call more than once.
-func (t *Triggerer) Close() { t.pool.Close() }
+func (t *Triggerer) Close() {
+	t.groups.commitConns.close()
+	t.pool.Close()
+}
 
 // Run starts a Triggerer and runs it until ctx is cancelled, then stops and
 // closes it: polls in flight get cfg.StopTimeout to finish before they are
@@ -300,6 +304,7 @@ func (t *Triggerer) Run(ctx context.Context) error {
 	<-ctx.Done()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.StopTimeout)
 	defer cancel()
+	defer t.groups.commitConns.drain()
 	if err := t.client.Stop(stopCtx); err == nil {
 		return nil
 	}
