@@ -44,30 +44,12 @@ func TestKeyedClaimCost(t *testing.T) {
 	}
 	var ins []install
 	for _, keyed := range []bool{false, true} {
-		pool, schema := testdb.Schema(t)
-		s, err := pgstore.New(pool, &pgstore.Config{Schema: schema})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := fixture{pool: pool, schema: schema}
-		perRun := min(1000, n)
-		first, err := f.chains(ctx, max(1, n/perRun), perRun, 1, "pending", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := "plain"
-		if keyed {
-			name = "priorities+4 keys"
-			for k := range 4 {
-				if err := s.SetConcurrencyKey(ctx, fmt.Sprintf("k%d", k), 1_000_000); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := placeInKeys(ctx, f, first, n, `'k' || (t.id % 4)`, `(t.id % 3)::smallint`); err != nil {
+		name, f := keyedClaimInstall(t, n, keyed)
+		pool := f.pool
+		if !keyed {
+			if _, err := pool.Exec(ctx, f.sql(`vacuum analyze {ork}.tasks, {ork}.task_queue`)); err != nil {
 				t.Fatal(err)
 			}
-		} else if _, err := pool.Exec(ctx, f.sql(`vacuum analyze {ork}.tasks, {ork}.task_queue`)); err != nil {
-			t.Fatal(err)
 		}
 		ins = append(ins, install{name, f})
 	}
@@ -183,29 +165,8 @@ func TestKeyedClaimDrain(t *testing.T) {
 	}
 	var ins []*install
 	for _, keyed := range []bool{false, true} {
-		pool, schema := testdb.Schema(t)
-		s, err := pgstore.New(pool, &pgstore.Config{Schema: schema})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := fixture{pool: pool, schema: schema}
-		perRun := min(1000, n)
-		first, err := f.chains(ctx, max(1, n/perRun), perRun, 1, "pending", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := "plain"
-		if keyed {
-			name = "priorities+4 keys"
-			for k := range 4 {
-				if err := s.SetConcurrencyKey(ctx, fmt.Sprintf("k%d", k), 1_000_000); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := placeInKeys(ctx, f, first, n, `'k' || (t.id % 4)`, `(t.id % 3)::smallint`); err != nil {
-				t.Fatal(err)
-			}
-		}
+		name, f := keyedClaimInstall(t, n, keyed)
+		pool := f.pool
 		conn, err := pool.Acquire(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -242,4 +203,34 @@ func TestKeyedClaimDrain(t *testing.T) {
 	sort.Float64s(ratios)
 	t.Logf("backend CPU per claim of %d, %d claims each: plain %.1f ms, keyed %.1f ms; keyed ÷ plain %.2f× in all, median of the pairs %.2f×",
 		batch, len(ratios), total[0]/float64(len(ratios)), total[1]/float64(len(ratios)), total[1]/total[0], ratios[len(ratios)/2])
+}
+
+// keyedClaimInstall makes an install of n ready chain roots: plain, or keyed as the
+// priorities scenario places them (three priorities, four keys whose slots never bind).
+func keyedClaimInstall(t *testing.T, n int, keyed bool) (string, fixture) {
+	t.Helper()
+	ctx := context.Background()
+	pool, schema := testdb.Schema(t)
+	s, err := pgstore.New(pool, &pgstore.Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fixture{pool: pool, schema: schema}
+	perRun := min(1000, n)
+	first, err := f.chains(ctx, max(1, n/perRun), perRun, 1, "pending", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !keyed {
+		return "plain", f
+	}
+	for k := range 4 {
+		if err := s.SetConcurrencyKey(ctx, fmt.Sprintf("k%d", k), 1_000_000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := placeInKeys(ctx, f, first, n, `'k' || (t.id % 4)`, `(t.id % 3)::smallint`); err != nil {
+		t.Fatal(err)
+	}
+	return "priorities+4 keys", f
 }
