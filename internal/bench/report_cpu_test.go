@@ -27,7 +27,12 @@ import (
 // is read from /proc/<pid>/schedstat around each call (run as root on the database's
 // machine). Run by hand: ORK_REPORT_CPU=20000 go test ./internal/bench -run
 // TestSetTaskStatesCPU -v. ORK_REPORT_CPU_OLD=<another version's sql/functions
-// directory> installs that package in a third install, measured in the same rotation.
+// directory> installs that package in a third install, measured in the same rotation,
+// called as the client before issue 14's second round called it (arrays of nulls);
+// ORK_REPORT_CPU_OLD_STORE=1 calls it through this client instead (the package's change
+// alone). ORK_REPORT_CPU_DIRECT=1 adds _apply_task_changes called directly (what
+// set_task_states adds around it); ORK_REPORT_EXPLAIN=1 (or analyze) logs every nested
+// statement's plan and duration from the second level on (auto_explain).
 func TestSetTaskStatesCPU(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("ORK_REPORT_CPU"))
 	if n <= 0 {
@@ -137,6 +142,28 @@ func TestSetTaskStatesCPU(t *testing.T) {
 					t.Fatalf("%s: task %d %s", v.name, id, outcome)
 				}
 			}
+			return rows.Err()
+		}
+		if os.Getenv("ORK_REPORT_CPU_OLD_STORE") != "" {
+			storeCall(v)
+		}
+		vs = append(vs, v)
+	}
+	if os.Getenv("ORK_REPORT_CPU_DIRECT") != "" {
+		// _apply_task_changes called directly: what set_task_states adds around it
+		v := newVariant("_apply_task_changes")
+		q := v.f.sql(`select * from {ork}_api._apply_task_changes($1, $2, $3, null, null, null, null, now())`)
+		v.call = func(ids []int64) error {
+			st := make([]string, len(ids))
+			ords := make([]int32, len(ids))
+			for i := range st {
+				st[i], ords[i] = "success", int32(i+1)
+			}
+			rows, err := v.f.pool.Query(ctx, q, ords, ids, st)
+			if err != nil {
+				return err
+			}
+			rows.Close()
 			return rows.Err()
 		}
 		vs = append(vs, v)
