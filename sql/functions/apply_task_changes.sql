@@ -196,8 +196,9 @@ begin
     -- joins the queue or takes a slot or a deadline, and the outcome of every applied
     -- row is 'applied'. It writes the same columns with the same values, locks in the
     -- same order (the same input, join and settings), and hands back only the arrays a
-    -- success fills; the general statement's two dozen filtered aggregates and its
-    -- per-row decisions cost about a tenth of the call.
+    -- success fills: the general statement's two dozen filtered aggregates and its
+    -- per-row decisions took 8.3 ms per 1,000 successes, this one 5.9 (issue 14;
+    -- docs/architecture.md, "Where to look next").
     if p_statuses <@ array['success'] then
         with success_input as (
             select i.k, i.ord, i.task_id, i.execution_name, i.error, i.output, i.attempt
