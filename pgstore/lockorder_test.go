@@ -70,7 +70,8 @@ func (n planNode) find(ok func(planNode) bool) (planNode, bool) {
 
 // lockOrderShapes are the plans under which the statements that lock tasks inside
 // _apply_task_changes visit, and so lock, the tasks in id order, keyed by the
-// statement's first line. The UPDATE of the reported tasks and the FOR NO KEY UPDATE
+// statement's first line. The UPDATE of the reported tasks (the general one, and the
+// one for a batch of successes only: "a" below) and the FOR NO KEY UPDATE
 // of the successes' dependents (issue 14: it replaced their decrement, so a dependent
 // is locked, not rewritten; the decrement of a join's count in task_deps_unmet, and
 // of an older package's count on the task row, follows on tasks it already holds, and
@@ -88,6 +89,8 @@ func (n planNode) find(ok func(planNode) bool) (planNode, bool) {
 // TestConcurrentOverlappingReports with -count=50 before accepting it.
 var lockOrderShapes = map[string]struct{ node, shape string }{
 	"with input as (": {"ModifyTable", "ModifyTable Update[tasks](" +
+		"Nested Loop(Subquery Scan(Sort(Function Scan)), Index Scan[tasks.tasks_pkey]))"},
+	"with success_input as (": {"ModifyTable", "ModifyTable Update[tasks](" +
 		"Nested Loop(Subquery Scan(Sort(Function Scan)), Index Scan[tasks.tasks_pkey]))"},
 	"with dec as (": {"LockRows", "LockRows(" +
 		"Nested Loop(Subquery Scan(Group(Sort(Function Scan))), Index Scan[tasks.tasks_pkey]))"},

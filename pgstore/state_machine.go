@@ -73,24 +73,40 @@ func (s *Store) SetTaskStates(ctx context.Context, updates []orkstate.TaskUpdate
 	return out, nil
 }
 
-// newReportArgs are set_task_states' six arguments for normalized updates.
+// newReportArgs are set_task_states' six arguments for normalized updates. An
+// optional field no update sets goes as NULL, not as an array of NULLs or zeros:
+// the function treats both alike, and a batch of bare successes (a scheduler's
+// usual report) then sends, decodes and unnests two arrays instead of six.
 func newReportArgs(updates []orkstate.TaskUpdate) []any {
 	n := len(updates)
 	ids := make([]int64, n)
 	statuses := make([]string, n)
-	names := make([]*string, n)
-	errs := make([]*string, n)
-	outputs := make([]*string, n) // JSON as text: the simple protocol sends []byte as bytea
-	attempts := make([]int32, n)
+	var names, errs, outputs []*string // JSON as text: the simple protocol sends []byte as bytea
+	var attempts []int32
 	for i, u := range updates {
-		ids[i], statuses[i], attempts[i] = u.TaskID, string(u.Status), int32(u.Attempt)
+		ids[i], statuses[i] = u.TaskID, string(u.Status)
+		if u.Attempt != 0 {
+			if attempts == nil {
+				attempts = make([]int32, n)
+			}
+			attempts[i] = int32(u.Attempt)
+		}
 		if u.ExecutionName != "" {
+			if names == nil {
+				names = make([]*string, n)
+			}
 			names[i] = &updates[i].ExecutionName
 		}
 		if u.Error != "" {
+			if errs == nil {
+				errs = make([]*string, n)
+			}
 			errs[i] = &updates[i].Error
 		}
 		if len(u.Output) > 0 {
+			if outputs == nil {
+				outputs = make([]*string, n)
+			}
 			o := string(u.Output)
 			outputs[i] = &o
 		}

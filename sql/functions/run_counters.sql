@@ -13,11 +13,18 @@ as $$
 declare
     v_finished jsonb;
     v_count integer;
+    v_terminal bigint[];
 begin
     if coalesce(cardinality(p_run_ids), 0) = 0 then
         return;
     end if;
-    perform 1 from runs r where r.id = any(p_run_ids) order by r.id for no key update;
+    -- The lock returns each run as it is now (READ COMMITTED follows a concurrent
+    -- update to the newest version), so the runs that were terminal already are known
+    -- here, not read again by the update (issue 14: that second probe per run, and the
+    -- join it needed, cost the update as much as its writes).
+    select array_agg(l.id) filter (where l.status in ('success', 'failed', 'cancelled'))
+    into v_terminal
+    from (select r.id, r.status from runs r where r.id = any(p_run_ids) order by r.id for no key update) l;
 
     with delta as (
         select d.run_id,
@@ -26,26 +33,26 @@ begin
                count(*) filter (where d.status = 'cancelled') as cancelled
         from unnest(p_run_ids, p_statuses) as d(run_id, status)
         group by d.run_id
-    ), before as (
-        -- the rows are locked above, so this statement's snapshot holds their current state
-        select r.id, r.status in ('success', 'failed', 'cancelled') as was_terminal
-        from runs r where r.id = any(p_run_ids)
     ), counted as (
+        -- r is the row locked above (SET reads the version it replaces), so its status
+        -- is the one the lock saw
         update runs r
         set tasks_finished = r.tasks_finished + delta.finished,
             tasks_failed = r.tasks_failed + delta.failed,
             tasks_cancelled = r.tasks_cancelled + delta.cancelled,
             status = case
-                when b.was_terminal or r.tasks_finished + delta.finished < r.tasks_total then r.status
+                when r.status in ('success', 'failed', 'cancelled')
+                     or r.tasks_finished + delta.finished < r.tasks_total then r.status
                 when r.tasks_failed + delta.failed > 0 then 'failed'
                 when r.tasks_cancelled + delta.cancelled > 0 then 'cancelled'
                 else 'success' end,
             finished_at = case
-                when b.was_terminal or r.tasks_finished + delta.finished < r.tasks_total then r.finished_at
+                when r.status in ('success', 'failed', 'cancelled')
+                     or r.tasks_finished + delta.finished < r.tasks_total then r.finished_at
                 else now() end
-        from delta, before b
-        where r.id = delta.run_id and b.id = delta.run_id
-        returning r.id, r.status, b.was_terminal
+        from delta
+        where r.id = delta.run_id
+        returning r.id, r.status
     )
     select jsonb_agg(jsonb_build_object('id', d.id, 'status', d.status) order by d.id) filter (where d.rn <= 100),
            count(*)
@@ -53,7 +60,7 @@ begin
     from (
         select c.id, c.status, row_number() over (order by c.id) as rn
         from counted c
-        where not c.was_terminal and c.status in ('success', 'failed', 'cancelled')
+        where c.status in ('success', 'failed', 'cancelled') and c.id <> all(coalesce(v_terminal, '{}'))
     ) d;
 
     if v_count > 0 then

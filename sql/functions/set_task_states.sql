@@ -90,9 +90,12 @@ begin
     if v_bad is not null then
         raise exception using errcode = 'OK422', column = 'task_ids', message = format('task_ids[%s] is null', v_bad);
     end if;
-    p_statuses := _lower_statuses(p_statuses);
     -- Array operators first (no statement to run when the input is good); the queries
-    -- only find the element to name.
+    -- only find the element to name. Statuses are lower-cased only when they are not
+    -- all known as they are (the usual input is).
+    if not (p_statuses <@ array['pending', 'paused', 'dispatched', 'running', 'success', 'failed', 'cancelled']) then
+        p_statuses := _lower_statuses(p_statuses);
+    end if;
     if not (p_statuses <@ array['pending', 'paused', 'dispatched', 'running', 'success', 'failed', 'cancelled']) then
         select s.i into v_bad
         from unnest(p_statuses) with ordinality as s(st, i)
@@ -105,10 +108,8 @@ begin
         raise exception using errcode = 'OK422', column = 'attempts', message = 'attempts must not be negative';
     end if;
 
-    p_execution_names := coalesce(p_execution_names, array_fill(null::text, array[n]));
-    p_errors := coalesce(p_errors, array_fill(null::text, array[n]));
-    p_outputs := coalesce(p_outputs, array_fill(null::jsonb, array[n]));
-    p_attempts := coalesce(p_attempts, array_fill(null::integer, array[n]));
+    -- A null array stays null: _apply_task_changes unnests it beside the ids, which
+    -- gives a null per row (as an array of nulls would, without building one).
 
     -- Distinct ids (the usual case) are one round.
     if n = 1 or n = (select count(distinct u.id) from unnest(p_task_ids) as u(id)) then
