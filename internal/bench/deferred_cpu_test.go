@@ -122,16 +122,25 @@ func TestReportDeferredPollsCPU(t *testing.T) {
 	}
 }
 
-// schedCPU returns a reader of server process pid's CPU time in nanoseconds (the
-// first field of /proc/<pid>/schedstat: run as root on the database's machine); it
-// skips t when the file cannot be read. The by-hand measurements share it.
+// schedCPU returns a reader of server process pid's CPU time in nanoseconds (run as
+// root on the database's machine); it skips t when the file cannot be read. The
+// by-hand measurements share it.
 func schedCPU(t *testing.T, pid int) func() int64 {
 	return func() int64 {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+		ns, err := procCPU(pid)
 		if err != nil {
 			t.Skipf("schedstat: %v", err)
 		}
-		v, _ := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
-		return v
+		return ns
 	}
+}
+
+// procCPU is process pid's CPU time in nanoseconds so far: the first field of
+// /proc/<pid>/schedstat.
+func procCPU(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
 }

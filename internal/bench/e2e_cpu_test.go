@@ -1,14 +1,12 @@
 package bench
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orkstate/orkstate"
+	"github.com/orkstate/orkstate/internal/testdb"
 	"github.com/orkstate/orkstate/notify"
 	"github.com/orkstate/orkstate/pgstore"
 )
@@ -37,7 +36,7 @@ func TestE2ECPUBreakdown(t *testing.T) {
 	}
 	rounds := envInt("ORK_E2E_CPU_ROUNDS", 3)
 	ctx := context.Background()
-	url := cmp.Or(os.Getenv("DATABASE_URL"), "postgres://postgres@localhost:5432/postgres?sslmode=disable")
+	url := testdb.URL()
 	const app = "ork_e2e_cpu"
 	newPool := func(conns int32, app string) *pgxpool.Pool {
 		cfg, err := pgxpool.ParseConfig(url)
@@ -55,15 +54,6 @@ func TestE2ECPUBreakdown(t *testing.T) {
 	pool := newPool(32, app)
 	defer pool.Close()
 	r := &runner{pool: pool, sizes: QuickSizes(), progress: os.Stderr, start: time.Now()}
-	readCPU := func(pid int) int64 {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
-		if err != nil {
-			t.Skipf("schedstat: %v", err)
-		}
-		var ns int64
-		_, _ = fmt.Sscan(string(b), &ns)
-		return ns
-	}
 	poolCPU := func(p *pgxpool.Pool) int64 {
 		var pids []int
 		rows, err := p.Query(ctx, `select pid from pg_stat_activity where application_name = $1`, app)
@@ -78,19 +68,13 @@ func TestE2ECPUBreakdown(t *testing.T) {
 		rows.Close()
 		var ns int64
 		for _, pid := range pids {
-			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid)); err == nil {
-				var v int64
-				_, _ = fmt.Sscan(string(b), &v)
+			if v, err := procCPU(pid); err == nil {
 				ns += v
 			}
 		}
 		return ns
 	}
-	selfCPU := func() int64 {
-		var ru syscall.Rusage
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return ru.Utime.Nano() + ru.Stime.Nano()
-	}
+	selfCPU := func() int64 { return int64(processCPU()) }
 
 	type split struct {
 		all, start, startHit, loop, rest, client float64 // µs per task
@@ -149,7 +133,7 @@ func TestE2ECPUBreakdown(t *testing.T) {
 		shared0, self0 := poolCPU(pool), selfCPU()
 		var sched0 []int64
 		for _, sc := range scheds {
-			sched0 = append(sched0, readCPU(sc.pid))
+			sched0 = append(sched0, schedCPU(t, sc.pid)())
 		}
 		t0 := time.Now()
 		runCtx, cancel := context.WithCancel(ctx)
@@ -175,12 +159,12 @@ func TestE2ECPUBreakdown(t *testing.T) {
 				defer stop()
 				var ups []orkstate.TaskUpdate
 				for gctx.Err() == nil {
-					c0 := readCPU(sc.pid)
+					c0 := schedCPU(t, sc.pid)()
 					started, err := sc.st.StartPendingRuns(gctx, 20)
 					if err != nil {
 						return err
 					}
-					c1 := readCPU(sc.pid)
+					c1 := schedCPU(t, sc.pid)()
 					startNs.Add(c1 - c0)
 					startCalls.Add(1)
 					if len(started) > 0 {
@@ -191,7 +175,7 @@ func TestE2ECPUBreakdown(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					loopNs.Add(readCPU(sc.pid) - c1)
+					loopNs.Add(schedCPU(t, sc.pid)() - c1)
 					loops.Add(1)
 					for _, o := range out {
 						if o.Outcome == orkstate.OutcomeApplied && o.Status == orkstate.TaskSuccess {
@@ -221,7 +205,7 @@ func TestE2ECPUBreakdown(t *testing.T) {
 		secs := time.Since(t0).Seconds()
 		var schedNs int64
 		for i, sc := range scheds {
-			schedNs += readCPU(sc.pid) - sched0[i]
+			schedNs += schedCPU(t, sc.pid)() - sched0[i]
 		}
 		shared, self := poolCPU(pool)-shared0, selfCPU()-self0
 		per := func(ns int64) float64 { return float64(ns) / 1e3 / float64(total) }

@@ -7,11 +7,11 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/orkstate/orkstate/internal/testdb"
 )
 
 // TestE2ERunBatches measures what creating the e2e scenario's runs with CreateRuns
@@ -42,7 +42,7 @@ func TestE2ERunBatches(t *testing.T) {
 		sizes = append(sizes, n)
 	}
 	ctx := context.Background()
-	url := cmp.Or(os.Getenv("DATABASE_URL"), "postgres://postgres@localhost:5432/postgres?sslmode=disable")
+	url := testdb.URL()
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
@@ -70,20 +70,13 @@ func TestE2ERunBatches(t *testing.T) {
 			if err := rows.Scan(&pid); err != nil {
 				t.Fatal(err)
 			}
-			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid)); err == nil {
-				var ns int64
-				if _, err := fmt.Sscan(string(b), &ns); err == nil {
-					out[pid] = ns
-				}
+			if ns, err := procCPU(pid); err == nil {
+				out[pid] = ns
 			}
 		}
 		return out
 	}
-	selfCPU := func() int64 {
-		var ru syscall.Rusage
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return ru.Utime.Nano() + ru.Stime.Nano()
-	}
+	selfCPU := func() int64 { return int64(processCPU()) }
 
 	type result struct {
 		rate, create, serverUs, clientUs float64

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orkstate/orkstate"
+	"github.com/orkstate/orkstate/internal/testdb"
 	"github.com/orkstate/orkstate/pgstore"
 )
 
@@ -34,7 +34,7 @@ func TestStartPendingRunsCPU(t *testing.T) {
 		t.Skip("ORK_START_CPU=<rounds> runs it")
 	}
 	ctx := context.Background()
-	url := cmp.Or(os.Getenv("DATABASE_URL"), "postgres://postgres@localhost:5432/postgres?sslmode=disable")
+	url := testdb.URL()
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		t.Fatal(err)
