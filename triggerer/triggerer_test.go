@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -796,6 +798,56 @@ func TestMigrateRiverConcurrent(t *testing.T) {
 	must(t, pool.QueryRow(ctx, "select count(*) from "+schema+".river_job").Scan(&n), "river_job in the install schema")
 	if err := MigrateRiver(ctx, pool, "Bad-Name"); !orkstate.IsValidation(err) {
 		t.Errorf("bad schema: err = %v, want a validation error", err)
+	}
+}
+
+// TestMigrateRiverBoundsGINPendingLists: MigrateRiver sets gin_pending_list_limit on
+// River's two GIN indexes, does not alter them again once set, and leaves an index
+// alone whose pending list a DBA has configured.
+func TestMigrateRiverBoundsGINPendingLists(t *testing.T) {
+	t.Parallel()
+	pool, schema := testdb.Schema(t)
+	ctx := context.Background()
+	must(t, MigrateRiver(ctx, pool, schema), "MigrateRiver")
+	type index struct {
+		Options []string
+		Xmin    string
+	}
+	read := func() map[string]index {
+		rows, err := pool.Query(ctx, `select c.relname, coalesce(c.reloptions, '{}'), c.xmin::text
+			from pg_class c where c.relnamespace = $1::regnamespace and c.relname = any($2)`, schema, riverGINIndexes)
+		must(t, err, "read reloptions")
+		out := map[string]index{}
+		var name string
+		var ix index
+		_, err = pgx.ForEachRow(rows, []any{&name, &ix.Options, &ix.Xmin}, func() error {
+			out[name] = ix
+			return nil
+		})
+		must(t, err, "read reloptions")
+		return out
+	}
+	first := read()
+	want := fmt.Sprintf("gin_pending_list_limit=%d", riverGINPendingListLimit)
+	for _, name := range riverGINIndexes {
+		if !slices.Contains(first[name].Options, want) {
+			t.Errorf("%s: reloptions %v, want %s", name, first[name].Options, want)
+		}
+	}
+
+	// Set already: a second migration does not rewrite the index's catalog row.
+	must(t, MigrateRiver(ctx, pool, schema), "MigrateRiver again")
+	if again := read(); !reflect.DeepEqual(again, first) {
+		t.Errorf("second MigrateRiver altered the indexes: %v, before %v", again, first)
+	}
+
+	// A DBA's own choice stays.
+	args := pgx.Identifier{schema, "river_job_args_index"}.Sanitize()
+	_, err := pool.Exec(ctx, "alter index "+args+" reset (gin_pending_list_limit); alter index "+args+" set (fastupdate = off)")
+	must(t, err, "DBA's setting")
+	must(t, MigrateRiver(ctx, pool, schema), "MigrateRiver after the DBA's setting")
+	if got := read()["river_job_args_index"].Options; !reflect.DeepEqual(got, []string{"fastupdate=off"}) {
+		t.Errorf("river_job_args_index after the DBA set fastupdate: reloptions %v, want [fastupdate=off]", got)
 	}
 }
 
