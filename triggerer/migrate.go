@@ -95,10 +95,14 @@ var riverGINIndexes = []string{"river_job_args_index", "river_job_metadata_index
 // ALTER INDEX … SET takes an ACCESS EXCLUSIVE lock on the index, so it is done
 // only when the setting is missing, and waits at most 10 s for River's
 // transactions; a timeout fails MigrateRiver with nothing changed, and calling it
-// again retries.
+// again retries. An index the current role does not own is left alone: an
+// application role that calls MigrateRiver on every start, on an install its
+// owner migrated with an earlier version, must not fail for a setting it cannot
+// make (River's own migrations have nothing to do there).
 func boundGINPendingLists(ctx context.Context, conn *pgxpool.Conn, schema string) error {
 	rows, err := conn.Query(ctx, `select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
 		where n.nspname = $1 and c.relname = any($2) and c.relkind = 'i'
+		  and pg_has_role(c.relowner, 'USAGE')
 		  and not exists (select from unnest(c.reloptions) o
 		                  where o like 'gin_pending_list_limit=%' or o like 'fastupdate=%')
 		order by c.relname`, schema, riverGINIndexes)

@@ -849,6 +849,30 @@ func TestMigrateRiverBoundsGINPendingLists(t *testing.T) {
 	if got := read()["river_job_args_index"].Options; !reflect.DeepEqual(got, []string{"fastupdate=off"}) {
 		t.Errorf("river_job_args_index after the DBA set fastupdate: reloptions %v, want [fastupdate=off]", got)
 	}
+
+	// An application role that does not own the indexes (an install its owner
+	// migrated with an earlier version) migrates with nothing to do and no error.
+	meta := pgx.Identifier{schema, "river_job_metadata_index"}.Sanitize()
+	_, err = pool.Exec(ctx, "alter index "+meta+" reset (gin_pending_list_limit)")
+	must(t, err, "reset the metadata index")
+	role := schema + "_app"
+	_, err = pool.Exec(ctx, fmt.Sprintf("create role %[1]s; grant usage on schema %[2]s to %[1]s; grant select on %[2]s.river_migration to %[1]s",
+		pgx.Identifier{role}.Sanitize(), pgx.Identifier{schema}.Sanitize()))
+	must(t, err, "application role")
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), fmt.Sprintf("drop owned by %[1]s; drop role %[1]s", pgx.Identifier{role}.Sanitize()))
+	})
+	cfg := pool.Config()
+	cfg.ConnConfig.RuntimeParams["role"] = role
+	app, err := pgxpool.NewWithConfig(ctx, cfg)
+	must(t, err, "application pool")
+	defer app.Close()
+	if err := MigrateRiver(ctx, app, schema); err != nil {
+		t.Errorf("MigrateRiver as a role that does not own River's indexes: %v", err)
+	}
+	if got := read()["river_job_metadata_index"].Options; len(got) != 0 {
+		t.Errorf("river_job_metadata_index after the application role's MigrateRiver: reloptions %v, want none", got)
+	}
 }
 
 func TestConfigValidation(t *testing.T) {
