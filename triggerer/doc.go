@@ -110,8 +110,8 @@
 // they bound the pending lists of River's GIN indexes at 1 MB (PostgreSQL's default
 // is 4 MB), because the statement that overflows a list merges all of it into the
 // index, and at 4 MB that stalled a commit group for 35–55 ms every 12,000 or so
-// triggered jobs. MigrateRiver sets the limit only on an index where neither it nor
-// fastupdate is set, so a DBA's own setting stays.
+// triggered jobs. MigrateRiver sets the limit only on an index its role owns and
+// where neither it nor fastupdate is set, so a DBA's own setting stays.
 //
 // Version 1 only creates river_migration, River's record of its own migrations,
 // which tern replaces (River's later migrations tolerate its absence). Pick one

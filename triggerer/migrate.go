@@ -27,7 +27,7 @@ import (
 // It then bounds the pending lists of River's two GIN indexes, river_job_args_index
 // and river_job_metadata_index, at riverGINPendingListLimit kB (gin_pending_list_limit;
 // see boundGINPendingLists), unless a DBA has set that or fastupdate on an index
-// already.
+// already or the index belongs to another role.
 //
 // Removing the install (pgstore.MigrateTo version 0) drops the schema and River's
 // tables with it. A DBA who applies River's SQL through tern instead must not also
