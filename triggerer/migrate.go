@@ -79,8 +79,8 @@ const riverGINPendingListLimit = 1024
 // riverGINIndexes are River's GIN indexes on river_job (args and metadata).
 var riverGINIndexes = []string{"river_job_args_index", "river_job_metadata_index"}
 
-// boundGINPendingLists sets gin_pending_list_limit on River's GIN indexes that have
-// neither it nor fastupdate set. Every version of a River job (insert, fetch,
+// boundGINPendingLists sets gin_pending_list_limit on River's GIN indexes that the
+// current role owns and that have neither it nor fastupdate set. Every version of a River job (insert, fetch,
 // completion: none is a HOT update) adds its args' and metadata's keys and values
 // to those indexes' pending lists, a finished poll's PollOutput about ten, and the
 // backend whose insert finds a list over its limit merges the whole list into the
@@ -88,8 +88,8 @@ var riverGINIndexes = []string{"river_job_args_index", "river_job_metadata_index
 // jobs one of the triggerer's group statements (or a River fetch) took 35–55 ms
 // more, and the groups queued behind it waited as long — the half-rate p99 of
 // issue 18. At 1 MB (a quarter of the entries per merge) TestMeasureLatency's p99
-// at half the maximum rate fell from 35–39 to 19–22 ms and its longest wait from
-// 63–66 to 30–35 ms, for no more CPU per job over long runs (docs/architecture.md).
+// at half the maximum rate fell from 35–61 to 19–22 ms and its longest wait from
+// 63–77 to 30–35 ms, for no more CPU per job over long runs (docs/architecture.md).
 // fastupdate off removes the merges but cost about 20 µs of server CPU per job.
 //
 // ALTER INDEX … SET takes an ACCESS EXCLUSIVE lock on the index, so it is done
