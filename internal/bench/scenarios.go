@@ -54,16 +54,8 @@ func runBatchStatus(ctx context.Context, r *runner) error {
 				var notApplied atomic.Int64
 				m := r.startMeter(ctx)
 				lat, err := reportLevels(ctx, k, links, w, first, func(ctx context.Context, ids []int64) error {
-					ups := make([]orkstate.TaskUpdate, len(ids))
-					for i, id := range ids {
-						ups[i] = orkstate.TaskUpdate{TaskID: id, Status: orkstate.TaskSuccess}
-					}
-					out, err := s.SetTaskStates(ctx, ups)
-					for _, o := range out {
-						if o.Outcome != orkstate.OutcomeApplied {
-							notApplied.Add(1)
-						}
-					}
+					missed, err := reportSuccesses(ctx, s, ids)
+					notApplied.Add(int64(missed))
 					return err
 				})
 				smp := &sample{items: n, lat: lat, dups: int(notApplied.Load())}
@@ -261,6 +253,22 @@ func (r *runner) installChains(ctx context.Context, runs, perRun, links int) (*p
 		return nil, 0, nil, err
 	}
 	return s, first, drop, nil
+}
+
+// reportSuccesses reports the tasks succeeded in one SetTaskStates call and returns
+// how many of the reports were not applied.
+func reportSuccesses(ctx context.Context, s *pgstore.Store, ids []int64) (notApplied int, err error) {
+	ups := make([]orkstate.TaskUpdate, len(ids))
+	for i, id := range ids {
+		ups[i] = orkstate.TaskUpdate{TaskID: id, Status: orkstate.TaskSuccess}
+	}
+	out, err := s.SetTaskStates(ctx, ups)
+	for _, o := range out {
+		if o.Outcome != orkstate.OutcomeApplied {
+			notApplied++
+		}
+	}
+	return notApplied, err
 }
 
 // reportLevels runs k reporters over the levels of a chains fixture (level l is the w

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/orkstate/orkstate"
 )
 
 // The server_settings scenario: what the settings a DBA would set change for the e2e
@@ -199,16 +197,8 @@ func (r *runner) batchSuccessOnce(ctx context.Context) (*sample, error) {
 	notApplied := 0
 	m := r.startMeter(ctx)
 	lat, err := reportLevels(ctx, 1, links, w, first, func(ctx context.Context, ids []int64) error {
-		ups := make([]orkstate.TaskUpdate, len(ids))
-		for i, id := range ids {
-			ups[i] = orkstate.TaskUpdate{TaskID: id, Status: orkstate.TaskSuccess}
-		}
-		out, err := s.SetTaskStates(ctx, ups)
-		for _, o := range out {
-			if o.Outcome != orkstate.OutcomeApplied {
-				notApplied++
-			}
-		}
+		missed, err := reportSuccesses(ctx, s, ids)
+		notApplied += missed
 		return err
 	})
 	smp := &sample{items: n, lat: lat, dups: notApplied}
