@@ -190,9 +190,10 @@ type measureNoopWorker struct {
 
 func (measureNoopWorker) Work(context.Context, *river.Job[measureNoopArgs]) error { return nil }
 
-// riverNoopRate is River's rate on n no-op jobs in b's schema: from the first
-// insert until the last completion event.
-func riverNoopRate(t *testing.T, b *testBundle, n int) float64 {
+// startNoopRiver starts a River client on b's pool that works no-op jobs with
+// measureWorkers workers, fetching like the bench's River baseline, subscribed to
+// completions (room for events of them). stop stops it.
+func startNoopRiver(t *testing.T, b *testBundle, events int) (client *river.Client[pgx.Tx], completed <-chan *river.Event, stop func()) {
 	t.Helper()
 	ctx := context.Background()
 	workers := river.NewWorkers()
@@ -205,29 +206,49 @@ func riverNoopRate(t *testing.T, b *testBundle, n int) float64 {
 		Logger:        b.config().Logger,
 	})
 	must(t, err, "river client")
-	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: n + 1000, Kinds: []river.EventKind{river.EventKindJobCompleted}})
-	defer cancel()
+	completed, cancel := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: events, Kinds: []river.EventKind{river.EventKindJobCompleted}})
 	must(t, client.Start(ctx), "river start")
-	defer func() { _ = client.Stop(ctx) }()
+	return client, completed, func() { _ = client.Stop(ctx); cancel() }
+}
+
+// noopParams are n no-op jobs, args first … first+n-1.
+func noopParams(first, n int) []river.InsertManyParams {
 	params := make([]river.InsertManyParams, n)
 	for i := range params {
-		params[i] = river.InsertManyParams{Args: measureNoopArgs{I: i}}
+		params[i] = river.InsertManyParams{Args: measureNoopArgs{I: first + i}}
 	}
-	var done atomic.Int64
-	start := time.Now()
+	return params
+}
+
+// runNoopJobs inserts the jobs, 1,000 per InsertMany, and waits for as many
+// completion events.
+func runNoopJobs(t *testing.T, client *river.Client[pgx.Tx], completed <-chan *river.Event, params []river.InsertManyParams) {
+	t.Helper()
+	ctx := context.Background()
+	n := len(params)
 	for off := 0; off < n; off += 1000 {
 		_, err := client.InsertMany(ctx, params[off:min(n, off+1000)])
 		must(t, err, "InsertMany")
 	}
 	timeout := time.After(time.Minute)
-	for done.Load() < int64(n) {
+	for done := 0; done < n; done++ {
 		select {
-		case <-events:
-			done.Add(1)
+		case <-completed:
 		case <-timeout:
-			t.Fatalf("river: %d of %d no-op jobs completed", done.Load(), n)
+			t.Fatalf("river: %d of %d no-op jobs completed after a minute", done, n)
 		}
 	}
+}
+
+// riverNoopRate is River's rate on n no-op jobs in b's schema: from the first
+// insert until the last completion event.
+func riverNoopRate(t *testing.T, b *testBundle, n int) float64 {
+	t.Helper()
+	client, completed, stop := startNoopRiver(t, b, n+1000)
+	defer stop()
+	params := noopParams(0, n)
+	start := time.Now()
+	runNoopJobs(t, client, completed, params)
 	return float64(n) / time.Since(start).Seconds()
 }
 
@@ -463,44 +484,17 @@ func triggererRounds(t *testing.T, n int) []string {
 // riverRounds runs River's two rounds of TestMeasureRounds: no-op jobs, as many
 // workers as the triggerer's.
 func riverRounds(t *testing.T, n int) []string {
-	ctx := context.Background()
 	b := setup(t)
 	app := "mr_" + b.schema
 	b.pool = appPool(t, b.pool, app)
-	workers := river.NewWorkers()
-	river.AddWorker(workers, measureNoopWorker{})
-	client, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{
-		Schema:        b.schema,
-		Queues:        map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: measureWorkers}},
-		Workers:       workers,
-		FetchCooldown: 5 * time.Millisecond,
-		Logger:        b.config().Logger,
-	})
-	must(t, err, "river client")
-	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: 2*n + 1000, Kinds: []river.EventKind{river.EventKindJobCompleted}})
-	defer cancel()
-	must(t, client.Start(ctx), "river start")
-	defer func() { _ = client.Stop(ctx) }()
+	client, completed, stop := startNoopRiver(t, b, 2*n+1000)
+	defer stop()
 	m := &cpuMeter{t: t, pool: b.pool, app: app}
 	var out []string
 	for round := range 2 {
-		params := make([]river.InsertManyParams, n)
-		for i := range params {
-			params[i] = river.InsertManyParams{Args: measureNoopArgs{I: round*n + i}}
-		}
+		params := noopParams(round*n, n)
 		m.begin()
-		for off := 0; off < n; off += 1000 {
-			_, err := client.InsertMany(ctx, params[off:min(n, off+1000)])
-			must(t, err, "InsertMany")
-		}
-		timeout := time.After(time.Minute)
-		for done := 0; done < n; done++ {
-			select {
-			case <-events:
-			case <-timeout:
-				t.Fatalf("river: %d of %d no-op jobs completed after a minute", done, n)
-			}
-		}
+		runNoopJobs(t, client, completed, params)
 		out = append(out, m.end(n))
 	}
 	return out
