@@ -91,13 +91,7 @@ func (g *groups) load(items []*loadItem) {
 	for i, it := range items {
 		ids[i] = it.id
 	}
-	var jobs []orkstate.DeferredJob
-	var err error
-	if useNarrowRead {
-		jobs, err = g.readPollTargets(ctx, ids)
-	} else {
-		jobs, err = g.t.work.GetDeferredJobs(ctx, ids)
-	}
+	jobs, err := g.readPollTargets(ctx, ids)
 	byID := make(map[int64]*orkstate.DeferredJob, len(jobs))
 	for i := range jobs {
 		byID[jobs[i].ID] = &jobs[i]
@@ -114,10 +108,6 @@ func (g *groups) load(items []*loadItem) {
 		close(it.done)
 	}
 }
-
-// useNarrowRead is false only in the by-hand measurements of the variant that
-// reads whole deferred jobs (Store.GetDeferredJobs).
-var useNarrowRead = true
 
 // readPollTargets reads what a poll needs of the deferred jobs with the given
 // ids in one query: id, task id, service type, job id, job data and status; the

@@ -41,10 +41,6 @@ type cachedConn struct {
 // connCacheHold is how long a connection stays out of the pool.
 const connCacheHold = time.Minute
 
-// useConnCache is false only in the by-hand measurements of the variant without
-// the cache.
-var useConnCache = true
-
 func newConnCache(pool *pgxpool.Pool, max int) *connCache {
 	return &connCache{pool: pool, max: max}
 }
@@ -68,7 +64,7 @@ func (c *connCache) get(ctx context.Context) (cachedConn, error) {
 // been out of the pool for connCacheHold.
 func (c *connCache) put(cc cachedConn) {
 	pc := cc.conn.Conn().PgConn()
-	if useConnCache && !pc.IsClosed() && !pc.IsBusy() && pc.TxStatus() == 'I' && time.Since(cc.since) < connCacheHold {
+	if !pc.IsClosed() && !pc.IsBusy() && pc.TxStatus() == 'I' && time.Since(cc.since) < connCacheHold {
 		c.mu.Lock()
 		if !c.closed && len(c.idle) < c.max {
 			c.idle = append(c.idle, cc)

@@ -331,29 +331,17 @@ func TestMeasureLatency(t *testing.T) {
 // client (connections warm); per round the rate, the server CPU per job (the
 // pool's backends) and the Go process's CPU per job (getrusage: the test's own
 // enqueueing and polling included). ORKSTATE_TRIGGERER_MEASURE_REPS repetitions
-// (default 1); ORKSTATE_TRIGGERER_MEASURE_AUTO=1 adds the triggerer with
-// plan_cache_mode auto on its pool (as before it pinned force_generic_plan), and
-// ORKSTATE_TRIGGERER_MEASURE_PLANS=1 logs, per statement, the generic and custom
-// plans of the triggerer's idle connections (pg_prepared_statements) after its
-// rounds.
+// (default 1); ORKSTATE_TRIGGERER_MEASURE_PLANS=1 logs, per statement, the generic
+// and custom plans of the triggerer's idle connections (pg_prepared_statements)
+// after its rounds. (The variants docs/architecture.md compares with — plan_cache_mode
+// auto, no connection cache, the whole deferred job read — were switches in the
+// package while they were measured, and were removed with them.)
 //
 //	ORKSTATE_TRIGGERER_MEASURE=5000 ORKSTATE_TRIGGERER_MEASURE_REPS=3 go test -run TestMeasureRounds -v ./triggerer/
 func TestMeasureRounds(t *testing.T) {
 	n := measureSize(t)
 	reps, _ := strconv.Atoi(os.Getenv("ORKSTATE_TRIGGERER_MEASURE_REPS"))
 	variants := []string{"river", "triggerer"}
-	if os.Getenv("ORKSTATE_TRIGGERER_MEASURE_AUTO") != "" {
-		variants = []string{"river", "triggerer, plan_cache_mode auto", "triggerer"}
-	}
-	if os.Getenv("ORKSTATE_TRIGGERER_MEASURE_NOCACHE") != "" {
-		variants = []string{"river", "triggerer, no connection cache", "triggerer"}
-	}
-	if os.Getenv("ORKSTATE_TRIGGERER_MEASURE_WIDEREAD") != "" {
-		variants = []string{"river", "triggerer, whole deferred jobs read", "triggerer"}
-	}
-	if os.Getenv("ORKSTATE_TRIGGERER_MEASURE_BEFORE") != "" {
-		variants = []string{"river", "triggerer, before (whole read, no connection cache)", "triggerer"}
-	}
 	res := map[string][]string{}
 	for rep := range max(1, reps) {
 		for _, v := range variants {
@@ -363,22 +351,6 @@ func TestMeasureRounds(t *testing.T) {
 				rounds = riverRounds(t, n)
 			case "triggerer":
 				rounds = triggererRounds(t, n)
-			case "triggerer, whole deferred jobs read":
-				useNarrowRead = false
-				rounds = triggererRounds(t, n)
-				useNarrowRead = true
-			case "triggerer, before (whole read, no connection cache)":
-				useNarrowRead, useConnCache = false, false
-				rounds = triggererRounds(t, n)
-				useNarrowRead, useConnCache = true, true
-			case "triggerer, no connection cache":
-				useConnCache = false
-				rounds = triggererRounds(t, n)
-				useConnCache = true
-			default:
-				pinnedPlanCacheMode = "auto"
-				rounds = triggererRounds(t, n)
-				pinnedPlanCacheMode = "force_generic_plan"
 			}
 			for i, r := range rounds {
 				res[v] = append(res[v], fmt.Sprintf("rep %d %s: %s", rep, []string{"new", "warm"}[i], r))

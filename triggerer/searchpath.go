@@ -22,9 +22,8 @@ func pinnedSearchPath(schema string) string {
 	return "pg_catalog, " + pgx.Identifier{schema}.Sanitize() + ", pg_temp"
 }
 
-// pinnedPlanCacheMode is plan_cache_mode on the Triggerer's own connections (a
-// variable only so that TestMeasureRounds can compare it with "auto").
-var pinnedPlanCacheMode = "force_generic_plan"
+// pinnedPlanCacheMode is plan_cache_mode on the Triggerer's own connections.
+const pinnedPlanCacheMode = "force_generic_plan"
 
 // pinnedPool returns a new pool to base's database, with base's settings and
 // hooks, whose connections start with pinnedSearchPath and with plan_cache_mode
